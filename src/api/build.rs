@@ -1,0 +1,72 @@
+//! `build_index`: hands a contiguous float32 matrix to the core builder
+//! with the GIL released; progress is reported to an optional Python
+//! callable, which can cancel the build by raising.
+use std::path::PathBuf;
+
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use crate::error::Error;
+use crate::index::{build_index as core_build, BuildConfig, Metric, Progress};
+
+/// Calls back into Python between chunks; remembers the first exception.
+struct PyProgress {
+    callback: Option<Py<PyAny>>,
+    error: Option<PyErr>,
+}
+
+impl Progress for PyProgress {
+    fn report(&mut self, done: usize, total: usize) -> bool {
+        Python::attach(|py| {
+            let outcome = py.check_signals().and_then(|()| match &self.callback {
+                Some(cb) => cb.call1(py, (done, total)).map(drop),
+                None => Ok(()),
+            });
+            match outcome {
+                Ok(()) => true,
+                Err(e) => {
+                    self.error = Some(e);
+                    false
+                }
+            }
+        })
+    }
+}
+
+/// Builds an index file at `path`; returns the manifest JSON.
+///
+/// The arrays are read in place while the GIL is released: callers must
+/// not mutate them from another thread during the call.
+#[pyfunction]
+#[pyo3(signature = (path, vectors, ids, metric, center, progress=None))]
+pub fn build_index(
+    py: Python<'_>,
+    path: PathBuf,
+    vectors: PyReadonlyArray2<'_, f32>,
+    ids: Option<PyReadonlyArray1<'_, i64>>,
+    metric: &str,
+    center: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let metric = Metric::parse(metric)
+        .ok_or_else(|| Error::param("metric", format!("{metric:?} is not cosine, ip or l2")))?;
+    let dim = vectors.shape()[1];
+    let data = vectors.as_slice()?;
+    let ids = match &ids {
+        Some(a) => Some(a.as_slice()?),
+        None => None,
+    };
+    let config = BuildConfig { center };
+    let mut sink = PyProgress {
+        callback: progress,
+        error: None,
+    };
+    let result = py.detach(|| core_build(&path, data, dim, ids, metric, &config, &mut sink));
+    match (result, sink.error) {
+        (Ok(m), _) => {
+            Ok(serde_json::to_string(&m).map_err(|e| Error::param("manifest", e.to_string()))?)
+        }
+        (Err(Error::Cancelled), Some(py_err)) => Err(py_err),
+        (Err(e), _) => Err(e.into()),
+    }
+}

@@ -1,0 +1,39 @@
+//! PyO3 bindings: convert, release the GIL, delegate. No algorithm here.
+mod build;
+mod engine;
+mod errors;
+mod params;
+
+use pyo3::prelude::*;
+
+/// The native module `svve_core._svve_core`.
+#[pymodule]
+fn _svve_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", crate::VERSION)?;
+    m.add("FORMAT_VERSION", crate::index::format::FORMAT_VERSION)?;
+    m.add_class::<engine::PyEngine>()?;
+    m.add_class::<params::PyParams>()?;
+    m.add_function(wrap_pyfunction!(build::build_index, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(isa, m)?)?;
+    Ok(())
+}
+
+/// Sets the size of the library's thread pool (0 = one per CPU).
+#[pyfunction]
+fn set_num_threads(n: usize) {
+    crate::core::pool::set_threads(n);
+}
+
+/// Threads in the library's thread pool of this process.
+#[pyfunction]
+fn num_threads(py: Python<'_>) -> usize {
+    py.detach(crate::core::pool::current_threads)
+}
+
+/// The instruction set the kernels were dispatched to on this CPU.
+#[pyfunction]
+fn isa() -> &'static str {
+    crate::math::Kernels::detect().isa
+}

@@ -1,0 +1,326 @@
+//! The search engine: an immutable, `Arc`-shared view of one index file,
+//! and the pipeline that runs a query through it. No locks anywhere: every
+//! query reads the shared map and writes only its thread's scratch.
+use std::path::Path;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::expand::{exact_scan, rescore};
+use super::params::SearchParams;
+use super::pool;
+use super::scratch::{with_scratch, Scratch};
+use super::tier1::{scan, segment_layout, ScanOut};
+use super::topk::{Scored, TopK};
+use super::vote::rescue;
+use crate::error::{Error, Result};
+use crate::index::format::SectionKind;
+use crate::index::{IndexFile, LoadOptions, Metric};
+use crate::math::Kernels;
+
+/// Below this many rows a single query scans inline; above, its Tier1 and
+/// exact scans are split over the pool (a pool hop costs ~10 us).
+const PARALLEL_MIN_ROWS: usize = 1 << 18;
+
+/// Typed slices into the mapped file, for one search.
+pub struct View<'a> {
+    pub(crate) codes: &'a [u64],
+    pub(crate) scale: &'a [f32],
+    pub(crate) bias: &'a [f32],
+    pub(crate) error: &'a [f32],
+    pub(crate) vectors: &'a [f32],
+    pub(crate) ids: &'a [i64],
+    pub(crate) mu: &'a [f32],
+    pub(crate) dim: usize,
+    pub(crate) words: usize,
+    pub(crate) metric: Metric,
+    pub(crate) kernels: &'a Kernels,
+}
+
+/// What one search did, for ablations and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Rows whose codes Tier1 scanned.
+    pub scanned: usize,
+    /// Survivors of Tier1 (before voting).
+    pub survivors: usize,
+    /// Rows added by voting.
+    pub rescued: usize,
+    /// Rows scored exactly in float32.
+    pub rescored: usize,
+}
+
+/// A loaded index, ready to answer queries. Cloning is cheap (`Arc`).
+#[derive(Clone)]
+pub struct Engine {
+    file: Arc<IndexFile>,
+    kernels: Kernels,
+}
+
+/// Results of a batch: `rows x k` ids and scores, row-major.
+pub struct BatchResult {
+    /// Results per query (`min(k, n)`).
+    pub k: usize,
+    /// Document ids.
+    pub ids: Vec<i64>,
+    /// Scores (similarity for cosine/ip, squared distance for l2).
+    pub scores: Vec<f32>,
+}
+
+impl Engine {
+    /// Opens and validates the index at `path`.
+    pub fn open(path: &Path, opts: LoadOptions) -> Result<Self> {
+        Ok(Self::from_file(IndexFile::open(path, opts)?))
+    }
+
+    /// Wraps an already opened file.
+    pub fn from_file(file: Arc<IndexFile>) -> Self {
+        Engine {
+            file,
+            kernels: Kernels::detect(),
+        }
+    }
+
+    /// Uses the given kernels instead of the detected ones (tests, benches).
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    /// The underlying file.
+    pub fn file(&self) -> &Arc<IndexFile> {
+        &self.file
+    }
+
+    /// Kernels in use.
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.file.len()
+    }
+
+    /// True if the index holds no vectors.
+    pub fn is_empty(&self) -> bool {
+        self.file.is_empty()
+    }
+
+    /// Dimensions per vector.
+    pub fn dim(&self) -> usize {
+        self.file.dim()
+    }
+
+    fn view(&self) -> View<'_> {
+        let f = &*self.file;
+        let n = f.len();
+        let factors: &[f32] = f.section(SectionKind::Factors);
+        View {
+            codes: f.section(SectionKind::Codes),
+            scale: &factors[..n],
+            bias: &factors[n..2 * n],
+            error: &factors[2 * n..],
+            vectors: f.section(SectionKind::Vectors),
+            ids: f.section(SectionKind::Ids),
+            mu: f.section(SectionKind::Centroid),
+            dim: f.dim(),
+            words: f.words(),
+            metric: f.metric(),
+            kernels: &self.kernels,
+        }
+    }
+
+    /// Top-k of one query: `(ids, scores)`, best first, `min(k, n)` long.
+    pub fn search(&self, query: &[f32], params: &SearchParams) -> Result<(Vec<i64>, Vec<f32>)> {
+        let (ids, scores, _) = self.search_with_stats(query, params)?;
+        Ok((ids, scores))
+    }
+
+    /// [`Engine::search`] plus what each stage did.
+    pub fn search_with_stats(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+    ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
+        params.validate()?;
+        let view = self.view();
+        let parallel = self.len() >= PARALLEL_MIN_ROWS;
+        with_scratch(|s| {
+            let stats = run_query(&view, query, params, s, parallel)?;
+            let (ids, scores) = finish(&view, &s.out);
+            Ok((ids, scores, stats))
+        })
+    }
+
+    /// Top-k of each row of `queries` (`b x dim`, row-major). Queries run in
+    /// parallel on the library's pool; a single query runs inline.
+    pub fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<BatchResult> {
+        params.validate()?;
+        let dim = self.dim();
+        if queries.len() % dim != 0 {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                got: queries.len() % dim,
+            });
+        }
+        let b = queries.len() / dim;
+        let k = params.k.min(self.len());
+        let mut ids = vec![0i64; b * k];
+        let mut scores = vec![0f32; b * k];
+        let view = self.view();
+        let one = |(i, ((q, id), sc)): BatchItem<'_>| {
+            with_scratch(|s| {
+                run_query(&view, q, params, s, false).map_err(|e| row_error(e, i))?;
+                let (qi, qs) = finish(&view, &s.out);
+                id.copy_from_slice(&qi);
+                sc.copy_from_slice(&qs);
+                Ok::<(), Error>(())
+            })
+        };
+        if b <= 1 {
+            queries
+                .chunks_exact(dim)
+                .zip(ids.chunks_exact_mut(k))
+                .zip(scores.chunks_exact_mut(k))
+                .enumerate()
+                .try_for_each(one)?;
+        } else {
+            pool::install(|| {
+                queries
+                    .par_chunks_exact(dim)
+                    .zip(ids.par_chunks_exact_mut(k))
+                    .zip(scores.par_chunks_exact_mut(k))
+                    .enumerate()
+                    .try_for_each(one)
+            })?;
+        }
+        Ok(BatchResult { k, ids, scores })
+    }
+}
+
+/// One query of a batch with its output slots.
+type BatchItem<'a> = (usize, ((&'a [f32], &'a mut [i64]), &'a mut [f32]));
+
+/// Puts the query's row number into errors that describe its values.
+fn row_error(e: Error, row: usize) -> Error {
+    match e {
+        Error::NonFinite { what, col, .. } => Error::NonFinite { what, row, col },
+        other => other,
+    }
+}
+
+/// Runs the whole pipeline for one query; the exact top-k ends in `s.out`.
+fn run_query(
+    view: &View<'_>,
+    query: &[f32],
+    params: &SearchParams,
+    s: &mut Scratch,
+    parallel: bool,
+) -> Result<SearchStats> {
+    let n = view.scale.len();
+    let (nseg, seg_words) = segment_layout(view.words, params.segments);
+    s.query
+        .prepare(query, view.mu, view.metric, params.query_bits, seg_words)?;
+    let k = params.k.min(n);
+    s.best.reset(k);
+    let mut stats = SearchStats::default();
+    if params.exact {
+        scan_rows(n, parallel, &mut s.best, |start, end, top| {
+            exact_scan(view, &s.query.q, start, end, top);
+        });
+        s.best.drain_sorted(&mut s.out);
+        return Ok(stats);
+    }
+    let voting = nseg > 1;
+    s.survivors.reset(params.effective_candidates(n));
+    s.segment_top
+        .resize_with(if voting { nseg } else { 0 }, TopK::default);
+    for seg in &mut s.segment_top {
+        seg.reset(params.vote_top.min(n));
+    }
+    if parallel && !voting {
+        let q = &s.query;
+        scan_rows(n, true, &mut s.survivors, |start, end, top| {
+            let mut block = Vec::new();
+            scan(
+                view,
+                q,
+                params,
+                start,
+                end,
+                ScanOut {
+                    block: &mut block,
+                    survivors: top,
+                    segment_top: &mut [],
+                },
+            );
+        });
+    } else {
+        let out = ScanOut {
+            block: &mut s.block,
+            survivors: &mut s.survivors,
+            segment_top: &mut s.segment_top,
+        };
+        scan(view, &s.query, params, 0, n, out);
+    }
+    stats.scanned = n;
+    stats.survivors = s.survivors.len();
+    s.survivors.drain_sorted(&mut s.ranked);
+    if voting {
+        stats.rescued = rescue(
+            view,
+            &s.query,
+            params,
+            &mut s.segment_top,
+            &mut s.votes,
+            &mut s.ranked,
+            &mut s.out,
+        );
+    }
+    stats.rescored = rescore(view, &s.query, params, &s.ranked, &mut s.best);
+    s.best.drain_sorted(&mut s.out);
+    Ok(stats)
+}
+
+/// Scans `0..n` into `top`, split over the pool when `parallel`.
+fn scan_rows(
+    n: usize,
+    parallel: bool,
+    top: &mut TopK,
+    work: impl Fn(usize, usize, &mut TopK) + Sync,
+) {
+    if !parallel {
+        work(0, n, top);
+        return;
+    }
+    let chunks = 4 * pool::current_threads();
+    let step = n.div_ceil(chunks).max(1);
+    let cap = top.threshold_cap();
+    let parts: Vec<TopK> = pool::install(|| {
+        (0..n)
+            .into_par_iter()
+            .step_by(step)
+            .map(|start| {
+                let mut t = TopK::default();
+                t.reset(cap);
+                work(start, (start + step).min(n), &mut t);
+                t
+            })
+            .collect()
+    });
+    for p in &parts {
+        top.merge(p);
+    }
+}
+
+/// Internal scores to user-facing `(ids, scores)`.
+fn finish(view: &View<'_>, best: &[Scored]) -> (Vec<i64>, Vec<f32>) {
+    let flip = view.metric == Metric::L2;
+    best.iter()
+        .map(|s| {
+            let score = if flip { -s.score } else { s.score };
+            (view.ids[s.row as usize], score)
+        })
+        .unzip()
+}

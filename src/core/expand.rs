@@ -1,0 +1,56 @@
+//! Stage 4: centroid expansion and exact rescoring.
+//!
+//! Survivors are taken in Tier1 order and scored exactly against their
+//! float32 (Tier2) vectors. Each row's Tier1 estimate has an error bound
+//! proportional to its distance from the centroid `mu` (stored per row at
+//! build) times `||q - mu||`; once `k` rows are scored, a survivor whose
+//! estimate plus bound cannot reach the current k-th exact score is skipped.
+//! Without expansion, every survivor is rescored.
+use super::engine::View;
+use super::params::SearchParams;
+use super::query::PreparedQuery;
+use super::tier1::estimate_weight;
+use super::topk::{Scored, TopK};
+use crate::index::Metric;
+
+/// Exact score of one row (higher is better; `-distance` for l2).
+#[inline]
+pub fn exact_score(view: &View<'_>, q: &[f32], row: usize) -> f32 {
+    let v = &view.vectors[row * view.dim..(row + 1) * view.dim];
+    match view.metric {
+        Metric::Cosine | Metric::Ip => (view.kernels.dot)(q, v),
+        Metric::L2 => -(view.kernels.l2sq)(q, v),
+    }
+}
+
+/// Rescores `ranked` into `best` and returns how many rows were scored.
+pub fn rescore(
+    view: &View<'_>,
+    q: &PreparedQuery,
+    params: &SearchParams,
+    ranked: &[Scored],
+    best: &mut TopK,
+) -> usize {
+    let bounded = params.expansion && params.tier1 == super::Tier1Mode::Asymmetric;
+    let margin = estimate_weight(view.metric) * q.centered_norm * params.epsilon;
+    let mut scored = 0;
+    for s in ranked {
+        let row = s.row as usize;
+        if bounded && best.is_full() {
+            let reach = q.offset + s.score + margin * view.error[row];
+            if reach < best.threshold() {
+                continue;
+            }
+        }
+        best.push(exact_score(view, &q.q, row), s.row);
+        scored += 1;
+    }
+    scored
+}
+
+/// Brute force: scores rows `start..end` exactly into `best`.
+pub fn exact_scan(view: &View<'_>, q: &[f32], start: usize, end: usize, best: &mut TopK) {
+    for row in start..end {
+        best.push(exact_score(view, q, row), row as u32);
+    }
+}

@@ -1,0 +1,123 @@
+//! Stage 2: the Tier1 scan. Streams the 1-bit codes block by block through a
+//! popcount kernel and keeps the best `candidates` rows by their estimated
+//! score; with voting on, also the best rows of each dimension segment.
+use super::engine::View;
+use super::params::{SearchParams, Tier1Mode};
+use super::query::PreparedQuery;
+use super::topk::TopK;
+use crate::index::Metric;
+
+/// Rows per kernel call: the block's output stays in L1.
+const BLOCK_ROWS: usize = 256;
+
+/// Weight of the estimated inner product in a row's score: 1 for ip and
+/// cosine, 2 for l2 (`-||q - x||^2 = ... + 2 <q - mu, x - mu>`).
+pub fn estimate_weight(metric: Metric) -> f32 {
+    match metric {
+        Metric::Cosine | Metric::Ip => 1.0,
+        Metric::L2 => 2.0,
+    }
+}
+
+/// Segments actually used and words per segment, for `words` code words.
+pub fn segment_layout(words: usize, segments: usize) -> (usize, usize) {
+    let seg_words = words.div_ceil(segments.clamp(1, words.max(1)));
+    (words.div_ceil(seg_words), seg_words)
+}
+
+/// Outputs of a scan over a range of rows.
+pub struct ScanOut<'s> {
+    /// Kernel output buffer (reused).
+    pub block: &'s mut Vec<u32>,
+    /// Best rows by total estimate.
+    pub survivors: &'s mut TopK,
+    /// Best rows per segment; empty when voting is off.
+    pub segment_top: &'s mut [TopK],
+}
+
+/// Scans rows `start..end` into `out`.
+pub fn scan(
+    view: &View<'_>,
+    q: &PreparedQuery,
+    params: &SearchParams,
+    start: usize,
+    end: usize,
+    out: ScanOut<'_>,
+) {
+    match params.tier1 {
+        Tier1Mode::Asymmetric => scan_asymmetric(view, q, params, start, end, out),
+        Tier1Mode::Hamming => scan_hamming(view, q, start, end, out),
+    }
+}
+
+fn scan_asymmetric(
+    view: &View<'_>,
+    q: &PreparedQuery,
+    params: &SearchParams,
+    start: usize,
+    end: usize,
+    out: ScanOut<'_>,
+) {
+    let (nseg, seg_words) = segment_layout(view.words, params.segments);
+    let g = estimate_weight(view.metric);
+    let bits = usize::from(params.query_bits);
+    let voting = !out.segment_top.is_empty();
+    out.block.resize(2 * nseg * BLOCK_ROWS, 0);
+    for b0 in (start..end).step_by(BLOCK_ROWS) {
+        let b1 = (b0 + BLOCK_ROWS).min(end);
+        let codes = &view.codes[b0 * view.words..b1 * view.words];
+        let block = &mut out.block[..2 * nseg * (b1 - b0)];
+        (view.kernels.plane_scan)(codes, view.words, &q.planes.planes, bits, seg_words, block);
+        for (i, pairs) in block.chunks_exact(2 * nseg).enumerate() {
+            let row = b0 + i;
+            let scale = view.scale[row];
+            let mut t = 0.0f32;
+            for (s, p) in pairs.chunks_exact(2).enumerate() {
+                let part = q.planes.signed_dot(s, p[0], p[1]);
+                t += part;
+                if voting {
+                    out.segment_top[s].push(scale * part, row as u32);
+                }
+            }
+            let est = view.bias[row] + g * scale * t;
+            if est > out.survivors.threshold() {
+                out.survivors.push(est, row as u32);
+            }
+        }
+    }
+}
+
+fn scan_hamming(view: &View<'_>, q: &PreparedQuery, start: usize, end: usize, out: ScanOut<'_>) {
+    out.block.resize(BLOCK_ROWS, 0);
+    for b0 in (start..end).step_by(BLOCK_ROWS) {
+        let b1 = (b0 + BLOCK_ROWS).min(end);
+        let codes = &view.codes[b0 * view.words..b1 * view.words];
+        let block = &mut out.block[..b1 - b0];
+        (view.kernels.hamming_scan)(codes, view.words, &q.sign, block);
+        for (i, &h) in block.iter().enumerate() {
+            out.survivors.push(-(h as f32), (b0 + i) as u32);
+        }
+    }
+}
+
+/// The asymmetric estimate of one row (used for rows rescued by voting).
+pub fn estimate_row(view: &View<'_>, q: &PreparedQuery, params: &SearchParams, row: usize) -> f32 {
+    let (nseg, seg_words) = segment_layout(view.words, params.segments);
+    let mut pairs = [0u32; 2 * 64];
+    let mut heap_pairs;
+    let buf: &mut [u32] = if 2 * nseg <= pairs.len() {
+        &mut pairs[..2 * nseg]
+    } else {
+        heap_pairs = vec![0u32; 2 * nseg];
+        &mut heap_pairs
+    };
+    let code = &view.codes[row * view.words..(row + 1) * view.words];
+    let bits = usize::from(params.query_bits);
+    (view.kernels.plane_scan)(code, view.words, &q.planes.planes, bits, seg_words, buf);
+    let t: f32 = buf
+        .chunks_exact(2)
+        .enumerate()
+        .map(|(s, p)| q.planes.signed_dot(s, p[0], p[1]))
+        .sum();
+    view.bias[row] + estimate_weight(view.metric) * view.scale[row] * t
+}

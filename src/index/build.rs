@@ -1,0 +1,330 @@
+//! Building an index: validate, centre, sign-encode, compute the per-row
+//! Tier1 factors, and stream everything into one file. All row work runs on
+//! the library's rayon pool, in chunks, so progress can be reported and the
+//! build can be cancelled between chunks.
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::format::SectionKind;
+use super::manifest::{Manifest, Metric};
+use super::writer::{write_index, SectionPlan};
+use crate::core::pool;
+use crate::error::{Error, Result};
+use crate::math::float::norm;
+use crate::math::quantize::{sign_code, words_for};
+
+/// Build-time options, stored in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Subtract the collection mean before taking signs. Embeddings are
+    /// rarely centred; without this many dimensions have the same sign in
+    /// most rows and their bits carry little information.
+    #[serde(default = "yes")]
+    pub center: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig { center: true }
+    }
+}
+
+/// Build progress sink. `report` returns `false` to cancel the build.
+pub trait Progress {
+    /// `done` of `total` work units are finished.
+    fn report(&mut self, done: usize, total: usize) -> bool;
+}
+
+impl Progress for () {
+    fn report(&mut self, _: usize, _: usize) -> bool {
+        true
+    }
+}
+
+/// Rows per chunk: large enough to amortise a pool hop, small enough for
+/// timely progress reports and cancellation.
+const CHUNK_ROWS: usize = 16_384;
+
+/// Per-row Tier1 factors: see the blueprint, stage "Tier1 estimate".
+struct Factors {
+    scale: Vec<f32>,
+    bias: Vec<f32>,
+    error: Vec<f32>,
+}
+
+/// Validates `vectors` (`n` rows of `dim`) and `ids`, then writes the index
+/// to `path` atomically. Returns the manifest that was written.
+pub fn build_index(
+    path: &Path,
+    vectors: &[f32],
+    dim: usize,
+    ids: Option<&[i64]>,
+    metric: Metric,
+    config: &BuildConfig,
+    progress: &mut dyn Progress,
+) -> Result<Manifest> {
+    let n = check_input(vectors, dim, ids)?;
+    let total = 2 * n;
+    let norms = row_scales(vectors, dim, metric)?;
+    let row = |i: usize, buf: &mut [f32]| {
+        for (o, &x) in buf.iter_mut().zip(&vectors[i * dim..(i + 1) * dim]) {
+            *o = x * norms[i];
+        }
+    };
+    let mu = if config.center {
+        mean(vectors, dim, &norms)
+    } else {
+        vec![0.0; dim]
+    };
+    let words = words_for(dim);
+    let mut codes = vec![0u64; n * words];
+    let mut f = Factors {
+        scale: vec![0.0; n],
+        bias: vec![0.0; n],
+        error: vec![0.0; n],
+    };
+    for start in (0..n).step_by(CHUNK_ROWS) {
+        let end = (start + CHUNK_ROWS).min(n);
+        encode_rows(start, end, dim, &mu, metric, &row, &mut codes, &mut f);
+        if !progress.report(end, total) {
+            return Err(Error::Cancelled);
+        }
+    }
+
+    let manifest = Manifest::new(n, dim, metric, config.clone());
+    let manifest_json =
+        serde_json::to_vec(&manifest).map_err(|e| Error::param("manifest", e.to_string()))?;
+    let plans = [
+        plan(SectionKind::Manifest, manifest_json.len(), 1),
+        plan(SectionKind::Centroid, 1, dim),
+        plan(SectionKind::Codes, n, words),
+        plan(SectionKind::Factors, 3, n),
+        plan(SectionKind::Vectors, n, dim),
+        plan(SectionKind::Ids, n, 1),
+    ];
+    let default_ids: Vec<i64>;
+    let ids = match ids {
+        Some(ids) => ids,
+        None => {
+            default_ids = (0..n as i64).collect();
+            &default_ids
+        }
+    };
+    write_index(path, &plans, |kind, sink| match kind {
+        SectionKind::Manifest => sink.write(&manifest_json),
+        SectionKind::Centroid => sink.write_pod(&mu),
+        SectionKind::Codes => sink.write_pod(&codes),
+        SectionKind::Factors => {
+            sink.write_pod(&f.scale)?;
+            sink.write_pod(&f.bias)?;
+            sink.write_pod(&f.error)
+        }
+        SectionKind::Vectors => {
+            let mut buf = vec![0.0f32; CHUNK_ROWS.min(n.max(1)) * dim];
+            for start in (0..n).step_by(CHUNK_ROWS) {
+                let end = (start + CHUNK_ROWS).min(n);
+                let out = &mut buf[..(end - start) * dim];
+                pool::install(|| {
+                    out.par_chunks_mut(dim)
+                        .enumerate()
+                        .for_each(|(j, o)| row(start + j, o));
+                });
+                sink.write_pod(out)?;
+                if !progress.report(n + end, total) {
+                    return Err(Error::Cancelled);
+                }
+            }
+            Ok(())
+        }
+        SectionKind::Ids => sink.write_pod(ids),
+    })?;
+    Ok(manifest)
+}
+
+fn plan(kind: SectionKind, rows: usize, cols: usize) -> SectionPlan {
+    SectionPlan {
+        kind,
+        rows: rows as u64,
+        cols: cols as u64,
+    }
+}
+
+/// Checks shapes, finiteness and id uniqueness; returns `n`.
+fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize> {
+    if dim == 0 || dim > u32::MAX as usize {
+        return Err(Error::InvalidVector(format!(
+            "dimension {dim} is out of range"
+        )));
+    }
+    if vectors.len() % dim != 0 {
+        return Err(Error::InvalidVector(format!(
+            "{} values do not form rows of {dim}",
+            vectors.len()
+        )));
+    }
+    let n = vectors.len() / dim;
+    if n == 0 {
+        return Err(Error::param(
+            "vectors",
+            "cannot build an index from 0 vectors",
+        ));
+    }
+    if n > u32::MAX as usize {
+        return Err(Error::param(
+            "vectors",
+            format!("{n} rows exceed the 2^32-1 row limit"),
+        ));
+    }
+    let bad = pool::install(|| vectors.par_iter().position_first(|x| !x.is_finite()));
+    if let Some(p) = bad {
+        return Err(Error::NonFinite {
+            what: "vectors",
+            row: p / dim,
+            col: p % dim,
+        });
+    }
+    if let Some(ids) = ids {
+        if ids.len() != n {
+            return Err(Error::param(
+                "ids",
+                format!("{} ids for {n} vectors", ids.len()),
+            ));
+        }
+        let mut seen = hashbrown::HashSet::with_capacity(n);
+        if let Some(dup) = ids.iter().find(|id| !seen.insert(**id)) {
+            return Err(Error::param(
+                "ids",
+                format!("id {dup} appears more than once"),
+            ));
+        }
+    }
+    Ok(n)
+}
+
+/// Per-row multipliers: `1 / ||x||` for cosine, `1` otherwise.
+fn row_scales(vectors: &[f32], dim: usize, metric: Metric) -> Result<Vec<f32>> {
+    let n = vectors.len() / dim;
+    if metric != Metric::Cosine {
+        return Ok(vec![1.0; n]);
+    }
+    let scales: Vec<f32> = pool::install(|| {
+        vectors
+            .par_chunks(dim)
+            .map(|r| {
+                let s = norm(r);
+                if s > 0.0 {
+                    1.0 / s
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    });
+    if let Some(row) = scales.iter().position(|&s| s == 0.0) {
+        return Err(Error::InvalidVector(format!(
+            "row {row} is a zero vector, which has no cosine similarity"
+        )));
+    }
+    Ok(scales)
+}
+
+/// Mean of the (scaled) rows, accumulated in f64.
+fn mean(vectors: &[f32], dim: usize, scales: &[f32]) -> Vec<f32> {
+    let n = scales.len();
+    let sum = pool::install(|| {
+        vectors
+            .par_chunks(dim)
+            .zip(scales.par_iter())
+            .fold(
+                || vec![0.0f64; dim],
+                |mut acc, (r, &s)| {
+                    for (a, &x) in acc.iter_mut().zip(r) {
+                        *a += f64::from(x * s);
+                    }
+                    acc
+                },
+            )
+            .reduce(
+                || vec![0.0f64; dim],
+                |mut a, b| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                    a
+                },
+            )
+    });
+    sum.into_iter().map(|s| (s / n as f64) as f32).collect()
+}
+
+/// Encodes rows `start..end`: sign code of `r = x - mu` and its factors.
+#[allow(clippy::too_many_arguments)]
+fn encode_rows(
+    start: usize,
+    end: usize,
+    dim: usize,
+    mu: &[f32],
+    metric: Metric,
+    row: &(dyn Fn(usize, &mut [f32]) + Sync),
+    codes: &mut [u64],
+    f: &mut Factors,
+) {
+    let words = words_for(dim);
+    let codes = &mut codes[start * words..end * words];
+    let (scale, bias, error) = (
+        &mut f.scale[start..end],
+        &mut f.bias[start..end],
+        &mut f.error[start..end],
+    );
+    pool::install(|| {
+        codes
+            .par_chunks_mut(words)
+            .zip(scale.par_iter_mut())
+            .zip(bias.par_iter_mut())
+            .zip(error.par_iter_mut())
+            .enumerate()
+            .for_each_init(
+                || vec![0.0f32; dim],
+                |r, (j, (((code, a), b), e))| {
+                    row(start + j, r);
+                    for (x, m) in r.iter_mut().zip(mu) {
+                        *x -= m;
+                    }
+                    sign_code(r, code);
+                    (*a, *b, *e) = row_factors(r, mu, metric);
+                },
+            );
+    });
+}
+
+/// `(scale, bias, error)` of a residual `r = x - mu`; see the blueprint.
+pub fn row_factors(r: &[f32], mu: &[f32], metric: Metric) -> (f32, f32, f32) {
+    let d = r.len() as f64;
+    let l2 = r.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+    let l1 = r.iter().map(|&x| f64::from(x).abs()).sum::<f64>();
+    let norm = l2.sqrt();
+    let scale = if l1 > 0.0 { l2 / l1 } else { 0.0 };
+    let bias = match metric {
+        Metric::Cosine | Metric::Ip => r
+            .iter()
+            .zip(mu)
+            .map(|(&x, &m)| f64::from(x) * f64::from(m))
+            .sum::<f64>(),
+        Metric::L2 => -l2,
+    };
+    // f = <o, sign(o)/sqrt(d)>: how well the sign code aligns with the row.
+    let error = if norm > 0.0 {
+        let f = (l1 / (norm * d.sqrt())).clamp(1e-6, 1.0);
+        norm * (1.0 - f * f).sqrt() / f / (d - 1.0).max(1.0).sqrt()
+    } else {
+        0.0
+    };
+    (scale as f32, bias as f32, error as f32)
+}

@@ -1,0 +1,10 @@
+//! The on-disk index: format, manifest, builder, atomic writer and mmap reader.
+pub mod build;
+pub mod format;
+pub mod manifest;
+pub mod reader;
+pub mod writer;
+
+pub use build::{build_index, BuildConfig, Progress};
+pub use manifest::{Manifest, Metric};
+pub use reader::{IndexFile, LoadOptions};

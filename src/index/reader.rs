@@ -1,0 +1,286 @@
+//! Opening an index file: one read-only mmap, every header field checked
+//! against the real file length before any slice is taken.
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::{Advice, Mmap};
+
+use super::format::{FileHeader, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN};
+use super::manifest::{Manifest, Metric};
+use crate::error::{Error, Result};
+
+/// How much to check when opening.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Recompute every section's CRC32 (reads the whole file once).
+    pub verify: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { verify: true }
+    }
+}
+
+/// A validated, memory-mapped index file. Cheap to share through `Arc`.
+#[derive(Debug)]
+pub struct IndexFile {
+    path: PathBuf,
+    map: Mmap,
+    sections: [SectionEntry; SectionKind::ALL.len()],
+    manifest: Manifest,
+    manifest_json: String,
+}
+
+fn slot(kind: SectionKind) -> usize {
+    SectionKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0)
+}
+
+impl IndexFile {
+    /// Opens and validates `path`. Errors name the file and the problem.
+    pub fn open(path: &Path, opts: LoadOptions) -> Result<Arc<Self>> {
+        let file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::IndexNotFound {
+                path: path.to_path_buf(),
+            },
+            _ => Error::io(path, e),
+        })?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Err(Error::corrupt(path, "is a directory, not an index file"));
+        }
+        let len = meta.len();
+        if len < HEADER_LEN as u64 {
+            return Err(Error::corrupt(
+                path,
+                format!("file is {len} bytes, shorter than the {HEADER_LEN}-byte header"),
+            ));
+        }
+        // SAFETY: index files are write-once: the writer renames a complete
+        // file into place and never modifies it afterwards (see writer.rs), so
+        // the mapped bytes cannot change under us. Truncation by a third party
+        // would be a contract violation, as for every mmap-based reader.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let header_bytes: &[u8; HEADER_LEN] = map[..HEADER_LEN]
+            .try_into()
+            .map_err(|_| Error::corrupt(path, "short header"))?;
+        let header = FileHeader::decode(header_bytes).map_err(|r| Error::corrupt(path, r))?;
+        if header.version != FORMAT_VERSION {
+            return Err(Error::VersionMismatch {
+                path: path.to_path_buf(),
+                found: header.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if header.file_len != len {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "file is {len} bytes but its header says {} (truncated or extended)",
+                    header.file_len
+                ),
+            ));
+        }
+        let sections = read_table(path, &map, header.section_count as usize, len)?;
+        if opts.verify {
+            for e in &sections {
+                e.verify(&map[e.offset as usize..(e.offset + e.len) as usize])
+                    .map_err(|r| Error::corrupt(path, r))?;
+            }
+        }
+        let mani = &sections[slot(SectionKind::Manifest)];
+        let bytes = &map[mani.offset as usize..(mani.offset + mani.len) as usize];
+        let manifest_json = std::str::from_utf8(bytes)
+            .map_err(|_| Error::corrupt(path, "manifest is not UTF-8"))?
+            .to_owned();
+        let manifest: Manifest = serde_json::from_str(&manifest_json)
+            .map_err(|e| Error::corrupt(path, format!("manifest is not valid: {e}")))?;
+        manifest.check().map_err(|r| Error::corrupt(path, r))?;
+        check_shapes(path, &manifest, &sections)?;
+        let index = IndexFile {
+            path: path.to_path_buf(),
+            map,
+            sections,
+            manifest,
+            manifest_json,
+        };
+        index.check_alignment()?;
+        // Tier2 rows are gathered at random; read-ahead would only waste cache.
+        let v = index.entry(SectionKind::Vectors);
+        let _ = index
+            .map
+            .advise_range(Advice::Random, v.offset as usize, v.len as usize);
+        Ok(Arc::new(index))
+    }
+
+    /// The file this index was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The validated manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The manifest exactly as stored, for validation on the Python side.
+    pub fn manifest_json(&self) -> &str {
+        &self.manifest_json
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.manifest.n as usize
+    }
+
+    /// True when the index holds no vectors (never, for files we write).
+    pub fn is_empty(&self) -> bool {
+        self.manifest.n == 0
+    }
+
+    /// Dimensions per vector.
+    pub fn dim(&self) -> usize {
+        self.manifest.dim as usize
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.manifest.metric
+    }
+
+    /// `u64` words per code.
+    pub fn words(&self) -> usize {
+        self.manifest.code_words as usize
+    }
+
+    /// Total file size in bytes.
+    pub fn file_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The table entry of a section.
+    pub fn entry(&self, kind: SectionKind) -> &SectionEntry {
+        &self.sections[slot(kind)]
+    }
+
+    /// A section's payload as typed elements. Alignment and length were
+    /// checked at open, so the cast cannot fail; an empty slice is returned
+    /// rather than a panic if that invariant were ever broken.
+    pub fn section<T: bytemuck::Pod>(&self, kind: SectionKind) -> &[T] {
+        let e = self.entry(kind);
+        let bytes = &self.map[e.offset as usize..(e.offset + e.len) as usize];
+        bytemuck::try_cast_slice(bytes).unwrap_or(&[])
+    }
+
+    fn check_alignment(&self) -> Result<()> {
+        for kind in SectionKind::ALL {
+            let e = self.entry(kind);
+            let bytes = &self.map[e.offset as usize..(e.offset + e.len) as usize];
+            let ok = match kind.elem().size() {
+                1 => true,
+                4 => bytemuck::try_cast_slice::<u8, f32>(bytes).is_ok(),
+                _ => bytemuck::try_cast_slice::<u8, u64>(bytes).is_ok(),
+            };
+            if !ok {
+                return Err(Error::corrupt(
+                    &self.path,
+                    format!("{} section is misaligned", kind.name()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes the section table and checks each payload lies inside the file.
+fn read_table(
+    path: &Path,
+    map: &[u8],
+    count: usize,
+    len: u64,
+) -> Result<[SectionEntry; SectionKind::ALL.len()]> {
+    let table_end = HEADER_LEN * (1 + count);
+    if table_end as u64 > len {
+        return Err(Error::corrupt(
+            path,
+            "section table runs past the end of the file",
+        ));
+    }
+    let mut found: [Option<SectionEntry>; SectionKind::ALL.len()] = Default::default();
+    for i in 0..count {
+        let raw: &[u8; HEADER_LEN] = map[HEADER_LEN * (1 + i)..HEADER_LEN * (2 + i)]
+            .try_into()
+            .map_err(|_| Error::corrupt(path, "short section entry"))?;
+        let e = SectionEntry::decode(raw, i).map_err(|r| Error::corrupt(path, r))?;
+        if e.version != FORMAT_VERSION {
+            return Err(Error::VersionMismatch {
+                path: path.to_path_buf(),
+                found: e.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let end = e.offset.checked_add(e.len);
+        if e.offset < table_end as u64 || end.is_none_or(|end| end > len) {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "{} section (offset {}, {} bytes) lies outside the {len}-byte file",
+                    e.kind.name(),
+                    e.offset,
+                    e.len
+                ),
+            ));
+        }
+        let s = &mut found[slot(e.kind)];
+        if s.is_some() {
+            return Err(Error::corrupt(
+                path,
+                format!("{} section appears twice", e.kind.name()),
+            ));
+        }
+        *s = Some(e);
+    }
+    let mut out = Vec::with_capacity(found.len());
+    for (kind, e) in SectionKind::ALL.iter().zip(found) {
+        out.push(
+            e.ok_or_else(|| Error::corrupt(path, format!("{} section is missing", kind.name())))?,
+        );
+    }
+    out.try_into()
+        .map_err(|_| Error::corrupt(path, "section table is incomplete"))
+}
+
+/// Every section's shape must agree with the manifest.
+fn check_shapes(path: &Path, m: &Manifest, s: &[SectionEntry]) -> Result<()> {
+    let expect = |kind: SectionKind, rows: u64, cols: u64| -> Result<()> {
+        let e = &s[slot(kind)];
+        if (e.rows, e.cols) == (rows, cols) {
+            Ok(())
+        } else {
+            Err(Error::corrupt(
+                path,
+                format!(
+                    "{} section is {} x {}, but the manifest implies {rows} x {cols}",
+                    kind.name(),
+                    e.rows,
+                    e.cols
+                ),
+            ))
+        }
+    };
+    if m.n == 0 || m.n > u64::from(u32::MAX) {
+        return Err(Error::corrupt(
+            path,
+            format!("manifest n {} is out of range", m.n),
+        ));
+    }
+    expect(SectionKind::Centroid, 1, m.dim)?;
+    expect(SectionKind::Codes, m.n, m.code_words)?;
+    expect(SectionKind::Factors, 3, m.n)?;
+    expect(SectionKind::Vectors, m.n, m.dim)?;
+    expect(SectionKind::Ids, m.n, 1)
+}

@@ -1,0 +1,169 @@
+//! Atomic, streaming writer for index files.
+//!
+//! The file is written to a temporary name in the target directory, fsynced,
+//! renamed over the target and the directory is fsynced. A crash at any
+//! point leaves either the old file or the new one, never a mix; and a file
+//! that readers may have mapped is never modified, only replaced.
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::format::{align_up, FileHeader, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN};
+use crate::error::{Error, Result};
+
+/// Shape of one section, known before any payload is written.
+#[derive(Debug, Clone, Copy)]
+pub struct SectionPlan {
+    /// Section kind.
+    pub kind: SectionKind,
+    /// Logical rows.
+    pub rows: u64,
+    /// Logical columns.
+    pub cols: u64,
+}
+
+/// Receives one section's payload and checksums it on the way to disk.
+pub struct SectionSink<'a> {
+    out: &'a mut BufWriter<File>,
+    crc: crc32fast::Hasher,
+    written: u64,
+    path: &'a Path,
+}
+
+impl SectionSink<'_> {
+    /// Appends bytes to the section.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.crc.update(bytes);
+        self.written += bytes.len() as u64;
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(self.path, e))
+    }
+
+    /// Appends plain-old-data values (little-endian on every supported target).
+    pub fn write_pod<T: bytemuck::Pod>(&mut self, values: &[T]) -> Result<()> {
+        self.write(bytemuck::cast_slice(values))
+    }
+}
+
+/// Removes the temporary file unless the write completed.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = format!(
+        ".{}.tmp-{}-{nanos}",
+        name.unwrap_or_else(|| "index".into()),
+        std::process::id()
+    );
+    path.with_file_name(tmp)
+}
+
+/// Writes an index file atomically. `fill` is called once per planned
+/// section, in order, and must write exactly `rows * cols` elements.
+pub fn write_index(
+    path: &Path,
+    plans: &[SectionPlan],
+    mut fill: impl FnMut(SectionKind, &mut SectionSink<'_>) -> Result<()>,
+) -> Result<()> {
+    let table_end = (HEADER_LEN * (1 + plans.len())) as u64;
+    let mut entries = Vec::with_capacity(plans.len());
+    let mut at = align_up(table_end);
+    for p in plans {
+        let len = p.rows * p.cols * p.kind.elem().size();
+        entries.push(SectionEntry {
+            kind: p.kind,
+            version: FORMAT_VERSION,
+            elem: p.kind.elem(),
+            rows: p.rows,
+            cols: p.cols,
+            offset: at,
+            len,
+            crc: 0,
+        });
+        at = align_up(at + len);
+    }
+    let file_len = entries.last().map_or(table_end, |e| e.offset + e.len);
+
+    let tmp = temp_path(path);
+    let mut guard = TempGuard(Some(tmp.clone()));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let io = |e| Error::io(&tmp, e);
+    out.write_all(&vec![0u8; align_up(table_end) as usize])
+        .map_err(io)?;
+    let mut pos = align_up(table_end);
+    for e in &mut entries {
+        out.write_all(&vec![0u8; (e.offset - pos) as usize])
+            .map_err(io)?;
+        let mut sink = SectionSink {
+            out: &mut out,
+            crc: crc32fast::Hasher::new(),
+            written: 0,
+            path: &tmp,
+        };
+        fill(e.kind, &mut sink)?;
+        if sink.written != e.len {
+            return Err(Error::param(
+                "section",
+                format!(
+                    "{} wrote {} bytes, planned {}",
+                    e.kind.name(),
+                    sink.written,
+                    e.len
+                ),
+            ));
+        }
+        e.crc = sink.crc.finalize();
+        pos = e.offset + e.len;
+    }
+    // Header and table last: a file cut short by a crash fails the length check.
+    out.seek(SeekFrom::Start(0)).map_err(io)?;
+    let header = FileHeader {
+        version: FORMAT_VERSION,
+        section_count: entries.len() as u32,
+        file_len,
+    };
+    out.write_all(&header.encode()).map_err(io)?;
+    for e in &entries {
+        out.write_all(&e.encode()).map_err(io)?;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io(&tmp, e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    guard.0 = None;
+    sync_parent(path)
+}
+
+/// fsyncs the directory holding `path`, so the rename itself is durable.
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    #[cfg(unix)]
+    {
+        let dir = File::open(parent).map_err(|e| Error::io(parent, e))?;
+        dir.sync_all().map_err(|e| Error::io(parent, e))?;
+    }
+    Ok(())
+}

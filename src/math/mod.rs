@@ -1,0 +1,64 @@
+//! Bit and float kernels. Every fast kernel has a portable twin, and
+//! [`Kernels::detect`] picks the fastest one this CPU supports at run time,
+//! so one wheel runs everywhere (no `target-cpu=native`).
+pub mod bits;
+pub mod float;
+pub mod quantize;
+
+/// Function pointers to the kernels chosen for this CPU.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    /// Inner product of two equal-length slices.
+    pub dot: fn(&[f32], &[f32]) -> f32,
+    /// Squared Euclidean distance of two equal-length slices.
+    pub l2sq: fn(&[f32], &[f32]) -> f32,
+    /// Bit-plane popcount scan, see [`bits::plane_scan_portable`].
+    pub plane_scan: bits::PlaneScanFn,
+    /// Hamming distances of rows to one code, see [`bits::hamming_scan_portable`].
+    pub hamming_scan: bits::HammingScanFn,
+    /// Name of the instruction set in use, for `info()` and benchmarks.
+    pub isa: &'static str,
+}
+
+impl Kernels {
+    /// Portable kernels: compiled for the baseline target only.
+    pub fn portable() -> Self {
+        Kernels {
+            dot: float::dot_portable,
+            l2sq: float::l2sq_portable,
+            plane_scan: bits::plane_scan_portable,
+            hamming_scan: bits::hamming_scan_portable,
+            isa: "portable",
+        }
+    }
+
+    /// The fastest kernels this CPU supports, detected at run time.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut k = Self::portable();
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                k.plane_scan = bits::x86::plane_scan_popcnt;
+                k.hamming_scan = bits::x86::hamming_scan_popcnt;
+                k.isa = "x86_64+popcnt";
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                k.dot = float::x86::dot_avx2;
+                k.l2sq = float::x86::l2sq_avx2;
+                k.isa = if k.isa == "portable" {
+                    "x86_64+avx2"
+                } else {
+                    "x86_64+popcnt+avx2"
+                };
+            }
+            k
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            // aarch64 has a native popcount (cnt) and NEON in its baseline.
+            Self::portable()
+        }
+    }
+}

@@ -1,0 +1,43 @@
+"""svve-core: embedded two-tier vector search (Segmented Vector Voting & Expansion).
+
+>>> import numpy as np, svve_core
+>>> svve_core.build_index("docs.svve", vectors)          # (n, dim) float32
+>>> engine = svve_core.SearchEngine("docs.svve")
+>>> ids, scores = engine.search(query, k=10)              # numpy arrays
+"""
+
+from svve_core import _svve_core, exceptions
+from svve_core.engine import SearchEngine, build_index
+from svve_core.schemas import EngineConfig, IndexConfig, IndexInfo, IndexManifest, SearchParams
+
+__version__ = _svve_core.__version__
+FORMAT_VERSION = _svve_core.FORMAT_VERSION
+
+
+def set_num_threads(n: int) -> None:
+    """Size of this process's thread pool for batch search and builds (0 = one per CPU).
+
+    Also settable with the SVVE_NUM_THREADS environment variable.
+    """
+    _svve_core.set_num_threads(int(n))
+
+
+def num_threads() -> int:
+    """Threads in this process's pool."""
+    return _svve_core.num_threads()
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "EngineConfig",
+    "IndexConfig",
+    "IndexInfo",
+    "IndexManifest",
+    "SearchEngine",
+    "SearchParams",
+    "__version__",
+    "build_index",
+    "exceptions",
+    "num_threads",
+    "set_num_threads",
+]

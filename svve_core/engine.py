@@ -1,0 +1,217 @@
+"""The public Python API: ``build_index`` and ``SearchEngine``.
+
+Python checks types and shapes (cheap, with clear errors); Rust checks
+again, releases the GIL and does all the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, Callable, Optional, Tuple, Union
+
+import numpy as np
+from pydantic import ValidationError
+
+from svve_core import _svve_core
+from svve_core.exceptions import (
+    CorruptIndexError,
+    DimensionMismatchError,
+    InvalidDTypeError,
+    InvalidParameterError,
+    InvalidShapeError,
+)
+from svve_core.schemas import EngineConfig, IndexConfig, IndexInfo, IndexManifest, SearchParams
+
+PathLike = Union[str, "os.PathLike[str]"]
+Result = Tuple[np.ndarray, np.ndarray]
+Progress = Callable[[int, int], None]
+
+log = logging.getLogger("svve_core")
+_METRICS = ("cosine", "ip", "l2")
+
+
+def _float_matrix(x: Any, what: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise InvalidDTypeError(f"{what} must be a numpy.ndarray of float32, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise InvalidDTypeError(
+            f"{what} must have dtype float32, got {x.dtype}; "
+            "convert with np.asarray(x, dtype=np.float32)"
+        )
+    if x.ndim != 2:
+        raise InvalidShapeError(f"{what} must be 2-D (n, dim), got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+        raise InvalidParameterError(f"k must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise InvalidParameterError(f"k must be at least 1, got {k}")
+    return min(int(k), 2**62)
+
+
+def _log_progress(done: int, total: int) -> None:
+    log.info("build: %d/%d", done, total)
+
+
+def build_index(
+    path: PathLike,
+    vectors: np.ndarray,
+    ids: Optional[np.ndarray] = None,
+    metric: str = "cosine",
+    config: Optional[IndexConfig] = None,
+    progress: Optional[Progress] = None,
+) -> IndexInfo:
+    """Build an index file at ``path`` from ``vectors`` (n, dim) float32.
+
+    ``ids`` (n,) int64 defaults to ``arange(n)`` and must be unique.
+    The file is written atomically: readers see the old file or the new one.
+    ``progress(done, total)`` is called between chunks (raising cancels the
+    build); without it, progress goes to the ``svve_core`` logger at INFO.
+    Do not mutate the arrays from another thread during the call.
+    """
+    config = config if config is not None else IndexConfig()
+    if metric not in _METRICS:
+        raise InvalidParameterError(f"metric must be one of {_METRICS}, got {metric!r}")
+    vectors = _float_matrix(vectors, "vectors")
+    if ids is not None:
+        if not isinstance(ids, np.ndarray) or ids.dtype != np.int64:
+            raise InvalidDTypeError("ids must be a numpy.ndarray of int64")
+        if ids.shape != (vectors.shape[0],):
+            raise InvalidShapeError(
+                f"ids must have shape ({vectors.shape[0]},), got {ids.shape}"
+            )
+        ids = np.ascontiguousarray(ids)
+    callback = progress if progress is not None else _log_progress
+    _svve_core.build_index(
+        os.fspath(path), vectors, ids, metric, config.center, callback
+    )
+    return SearchEngine(path, EngineConfig(verify=False)).info()
+
+
+class SearchEngine:
+    """A loaded, memory-mapped index. Thread-safe; share one per process.
+
+    Open it once at server start. The index file is mapped read-only, so
+    worker processes that open the same file share its pages.
+    """
+
+    __slots__ = ("_core", "_default", "_dim", "_manifest")
+
+    def __init__(self, path: PathLike, config: Optional[EngineConfig] = None) -> None:
+        config = config if config is not None else EngineConfig()
+        self._core = _svve_core._Engine(os.fspath(path), verify=config.verify)
+        try:
+            self._manifest = IndexManifest.model_validate_json(self._core.manifest_json())
+        except (ValidationError, InvalidParameterError) as e:
+            raise CorruptIndexError(f"{os.fspath(path)}: manifest is not valid: {e}") from e
+        self._dim = self._manifest.dim
+        self._default = config.params.native()
+
+    def _native(self, params: Optional[SearchParams]) -> Any:
+        if params is None:
+            return self._default
+        if not isinstance(params, SearchParams):
+            raise InvalidParameterError("params must be a svve_core.SearchParams")
+        return params.native()
+
+    def _query(self, query: Any) -> np.ndarray:
+        if not isinstance(query, np.ndarray) or query.dtype != np.float32:
+            raise InvalidDTypeError(
+                "query must be a numpy.ndarray with dtype float32, got "
+                f"{getattr(query, 'dtype', type(query).__name__)}"
+            )
+        if query.ndim != 1:
+            raise InvalidShapeError(f"query must be 1-D (dim,), got shape {query.shape}")
+        if query.shape[0] != self._dim:
+            raise DimensionMismatchError(
+                f"query has {query.shape[0]} dimensions, the index has {self._dim}"
+            )
+        return query if query.flags.c_contiguous else np.ascontiguousarray(query)
+
+    def search(self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None) -> Result:
+        """Top-k of one query: ``(ids int64 (m,), scores float32 (m,))``, best first.
+
+        ``m = min(k, len(self))``. Scores are similarities for cosine/ip
+        (descending) and squared L2 distances for l2 (ascending).
+        """
+        return self._core.search(self._query(query), _check_k(k), self._native(params))
+
+    def search_stats(
+        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+    ) -> Tuple[np.ndarray, np.ndarray, dict]:
+        """``search`` plus a dict of the rows each stage touched."""
+        (ids, scores), stats = self._core.search_stats(
+            self._query(query), _check_k(k), self._native(params)
+        )
+        return ids, scores, dict(stats)
+
+    def search_batch(
+        self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+    ) -> Result:
+        """Top-k of each row of ``queries`` (b, dim): ``(ids (b, m), scores (b, m))``.
+
+        Queries run in parallel on the library's thread pool.
+        """
+        queries = _float_matrix(queries, "queries")
+        if queries.shape[1] != self._dim:
+            raise DimensionMismatchError(
+                f"queries have {queries.shape[1]} dimensions, the index has {self._dim}"
+            )
+        k = _check_k(k)
+        native = self._native(params)
+        if queries.shape[0] == 0:
+            m = min(k, len(self))
+            return np.empty((0, m), np.int64), np.empty((0, m), np.float32)
+        return self._core.search_batch(queries, k, native)
+
+    async def asearch(
+        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+    ) -> Result:
+        """``search`` in a worker thread, so the event loop keeps running.
+
+        The GIL is released in Rust, so concurrent calls run in parallel.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.search, query, k, params)
+
+    async def asearch_batch(
+        self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+    ) -> Result:
+        """``search_batch`` in a worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.search_batch, queries, k, params)
+
+    def info(self) -> IndexInfo:
+        """Size, metric, format and build parameters of the loaded index."""
+        m = self._manifest
+        sizes = dict(self._core.section_bytes())
+        return IndexInfo(
+            path=os.fspath(self._core.path),
+            n=m.n,
+            dim=m.dim,
+            metric=m.metric,
+            format_version=m.format_version,
+            library_version=m.library_version,
+            bytes_tier1=sizes["tier1"],
+            bytes_tier2=sizes["tier2"],
+            bytes_ids=sizes["ids"],
+            bytes_file=sizes["file"],
+            build=m.build,
+            isa=self._core.isa,
+        )
+
+    @property
+    def dim(self) -> int:
+        """Dimensions per vector."""
+        return self._dim
+
+    def __len__(self) -> int:
+        return self._manifest.n
+
+    def __repr__(self) -> str:
+        m = self._manifest
+        return f"SearchEngine(path={os.fspath(self._core.path)!r}, n={m.n}, dim={m.dim}, metric={m.metric!r})"

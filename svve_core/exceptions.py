@@ -1,0 +1,82 @@
+"""Every error svve-core raises, under one base class.
+
+Each class also subclasses the builtin that callers already catch
+(``ValueError`` for bad input, ``FileNotFoundError``, ``OSError``).
+The Rust core raises these same classes (``src/api/errors.rs``).
+"""
+
+from __future__ import annotations
+
+
+class SVVEError(Exception):
+    """Base class of every svve-core error."""
+
+
+class InvalidInputError(SVVEError, ValueError):
+    """An argument is not acceptable."""
+
+
+class InvalidVectorError(InvalidInputError):
+    """A vector or matrix cannot be used (zero vector for cosine, bad layout...)."""
+
+
+class InvalidDTypeError(InvalidVectorError, TypeError):
+    """An array has the wrong type or dtype (vectors must be numpy float32, ids int64)."""
+
+
+class InvalidShapeError(InvalidVectorError):
+    """An array has the wrong number of dimensions or rows."""
+
+
+class DimensionMismatchError(InvalidVectorError):
+    """A vector's length differs from the index dimension."""
+
+
+class NonFiniteError(InvalidVectorError):
+    """An input contains NaN or infinity."""
+
+
+class InvalidParameterError(InvalidInputError):
+    """A parameter (k, metric, a search knob, ids...) is out of range."""
+
+
+class IndexNotFoundError(SVVEError, FileNotFoundError):
+    """No index exists at the given path."""
+
+
+class IndexFormatError(SVVEError):
+    """A file exists but cannot be used as an index."""
+
+
+class CorruptIndexError(IndexFormatError):
+    """The file is damaged, truncated or not an svve index."""
+
+
+class VersionMismatchError(IndexFormatError):
+    """The file was written in a format version this build cannot read."""
+
+
+class IndexIOError(SVVEError, OSError):
+    """The operating system refused a read or write."""
+
+
+class BuildCancelledError(SVVEError):
+    """A build was stopped by its progress callback."""
+
+
+__all__ = [
+    "BuildCancelledError",
+    "CorruptIndexError",
+    "DimensionMismatchError",
+    "IndexFormatError",
+    "IndexIOError",
+    "IndexNotFoundError",
+    "InvalidDTypeError",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "InvalidShapeError",
+    "InvalidVectorError",
+    "NonFiniteError",
+    "SVVEError",
+    "VersionMismatchError",
+]

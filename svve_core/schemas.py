@@ -1,0 +1,114 @@
+"""Pydantic models for configuration, search parameters, manifests and info.
+
+Models are validated once, when built; the search path only reuses the
+native parameter object each ``SearchParams`` caches.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from svve_core import _svve_core
+from svve_core.exceptions import InvalidParameterError
+
+Metric = Literal["cosine", "ip", "l2"]
+
+
+class _Model(BaseModel):
+    """Frozen, strict-about-extras base that raises our own error type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise InvalidParameterError(f"{type(self).__name__}: {e}") from e
+
+
+class IndexConfig(_Model):
+    """Build-time options (stored in the index manifest)."""
+
+    center: bool = Field(
+        True,
+        description="Subtract the collection mean before taking sign bits (Tier1 codes).",
+    )
+
+
+class SearchParams(_Model):
+    """Knobs of each pipeline stage. See docs/arch/blueprint.md for the maths."""
+
+    exact: bool = Field(False, description="Score every vector in float32 (brute force).")
+    candidates: int = Field(
+        0, ge=0, description="Tier1 survivors handed to Tier2; 0 = automatic (grows with k, N)."
+    )
+    query_bits: int = Field(4, ge=1, le=8, description="Bits per query level in Tier1.")
+    tier1: Literal["asymmetric", "hamming"] = Field(
+        "asymmetric", description="Tier1 scoring: float query vs codes, or code-vs-code Hamming."
+    )
+    segments: int = Field(1, ge=1, description="Dimension segments that vote; 1 = no voting.")
+    vote_top: int = Field(64, ge=1, description="Each segment votes for its top vote_top rows.")
+    min_votes: int = Field(2, ge=1, description="Votes a row needs to be rescued.")
+    expansion: bool = Field(
+        True, description="Centroid expansion: skip survivors whose error bound cannot win."
+    )
+    epsilon: float = Field(
+        3.0, ge=0.0, allow_inf_nan=False, description="Width of the expansion error bound."
+    )
+
+    _native: Optional[Any] = PrivateAttr(default=None)
+
+    def native(self) -> Any:
+        """The validated Rust-side parameter object (built once, then cached)."""
+        if self._native is None:
+            fields = self.model_dump()
+            object.__setattr__(self, "_native", _svve_core._Params(**fields))
+        return self._native
+
+
+class EngineConfig(_Model):
+    """Options for opening an index."""
+
+    verify: bool = Field(True, description="Check every section's CRC32 when opening.")
+    params: SearchParams = Field(
+        default_factory=SearchParams, description="Default search parameters."
+    )
+
+
+class IndexManifest(_Model):
+    """The JSON manifest stored inside every index file."""
+
+    format: Literal["svve-core"]
+    format_version: int = Field(ge=1)
+    library_version: str
+    n: int = Field(ge=1)
+    dim: int = Field(ge=1)
+    metric: Metric
+    code_words: int = Field(ge=1)
+    build: IndexConfig
+
+    @model_validator(mode="after")
+    def _words_fit_dim(self) -> IndexManifest:
+        if self.code_words != math.ceil(self.dim / 64):
+            raise ValueError(f"code_words {self.code_words} does not fit dim {self.dim}")
+        return self
+
+
+class IndexInfo(_Model):
+    """What ``SearchEngine.info()`` and ``build_index`` report."""
+
+    path: str
+    n: int
+    dim: int
+    metric: Metric
+    format_version: int
+    library_version: str
+    bytes_tier1: int = Field(description="Codes, centroid and per-row factors.")
+    bytes_tier2: int = Field(description="float32 vectors.")
+    bytes_ids: int
+    bytes_file: int
+    build: IndexConfig
+    isa: str = Field(description="Instruction set the kernels dispatched to.")

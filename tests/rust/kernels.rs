@@ -1,0 +1,124 @@
+//! Every kernel against its bit-by-bit or scalar reference.
+use _svve_core::math::bits::{hamming_scan_portable, plane_scan_reference};
+use _svve_core::math::quantize::{words_for, QueryPlanes};
+use _svve_core::math::Kernels;
+use rstest::rstest;
+
+use crate::common::Rng;
+
+fn kernel_sets() -> Vec<Kernels> {
+    vec![Kernels::portable(), Kernels::detect()]
+}
+
+#[rstest]
+fn plane_scan_matches_reference(
+    #[values(1, 63, 64, 65, 384, 768, 1536)] dim: usize,
+    #[values(1, 2, 4, 8)] bits: usize,
+    #[values(1, 3)] segments: usize,
+) {
+    let mut rng = Rng::new(dim as u64 * 31 + bits as u64);
+    let words = words_for(dim);
+    let rows = 37;
+    let mut codes: Vec<u64> = (0..rows * words).map(|_| rng.next_u64()).collect();
+    // Bits past `dim` are zero in real codes.
+    if dim % 64 != 0 {
+        for r in 0..rows {
+            codes[r * words + words - 1] &= (1u64 << (dim % 64)) - 1;
+        }
+    }
+    let q: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
+    let seg_words = words.div_ceil(segments.min(words));
+    let mut planes = QueryPlanes::default();
+    planes.encode(&q, bits, seg_words);
+    let levels: Vec<u32> = (0..dim)
+        .map(|i| {
+            (0..bits)
+                .map(|j| (((planes.planes[(i / 64) * bits + j] >> (i % 64)) & 1) as u32) << j)
+                .sum()
+        })
+        .collect();
+    let nseg = words.div_ceil(seg_words);
+    let mut want = vec![0u32; rows * nseg * 2];
+    plane_scan_reference(&codes, words, &levels, seg_words, &mut want);
+    for k in kernel_sets() {
+        let mut got = vec![0u32; rows * nseg * 2];
+        (k.plane_scan)(&codes, words, &planes.planes, bits, seg_words, &mut got);
+        assert_eq!(got, want, "kernel {} dim {dim} bits {bits}", k.isa);
+    }
+}
+
+#[rstest]
+fn quantized_levels_reconstruct_the_query(#[values(4, 8)] bits: usize) {
+    let mut rng = Rng::new(7);
+    let q: Vec<f32> = (0..300).map(|_| rng.unit()).collect();
+    let mut p = QueryPlanes::default();
+    p.encode(&q, bits, 64);
+    let words = words_for(q.len());
+    // With every code bit set, <q, s> = sum(q); with none, -sum(q).
+    let all_ones: Vec<u64> = (0..words)
+        .map(|w| {
+            if (w + 1) * 64 <= q.len() {
+                u64::MAX
+            } else {
+                (1u64 << (q.len() % 64)) - 1
+            }
+        })
+        .collect();
+    let mut out = vec![0u32; 2];
+    (Kernels::portable().plane_scan)(&all_ones, words, &p.planes, bits, words, &mut out);
+    let est = p.signed_dot(0, out[0], out[1]);
+    let exact: f32 = q.iter().sum();
+    let tol = p.delta * q.len() as f32 / 2.0;
+    assert!((est - exact).abs() <= tol, "{est} vs {exact} (tol {tol})");
+}
+
+#[rstest]
+fn hamming_scan_matches_xor_popcount(#[values(1, 6, 24)] words: usize) {
+    let mut rng = Rng::new(words as u64);
+    let codes: Vec<u64> = (0..11 * words).map(|_| rng.next_u64()).collect();
+    let q: Vec<u64> = (0..words).map(|_| rng.next_u64()).collect();
+    let want: Vec<u32> = codes
+        .chunks(words)
+        .map(|r| {
+            (0..words * 64)
+                .filter(|&b| ((r[b / 64] ^ q[b / 64]) >> (b % 64)) & 1 == 1)
+                .count() as u32
+        })
+        .collect();
+    let mut got = vec![0u32; 11];
+    hamming_scan_portable(&codes, words, &q, &mut got);
+    assert_eq!(got, want);
+    for k in kernel_sets() {
+        (k.hamming_scan)(&codes, words, &q, &mut got);
+        assert_eq!(got, want, "{}", k.isa);
+    }
+}
+
+#[rstest]
+fn float_kernels_match_f64_reference(#[values(1, 7, 8, 9, 384, 1537)] dim: usize) {
+    let mut rng = Rng::new(dim as u64);
+    let a: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
+    let b: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
+    let dot: f64 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let l2: f64 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
+    for k in kernel_sets() {
+        assert!(
+            ((k.dot)(&a, &b) as f64 - dot).abs() < 1e-4 * dim as f64,
+            "{}",
+            k.isa
+        );
+        assert!(
+            ((k.l2sq)(&a, &b) as f64 - l2).abs() < 1e-4 * dim as f64,
+            "{}",
+            k.isa
+        );
+    }
+}

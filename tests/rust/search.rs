@@ -1,0 +1,265 @@
+//! The pipeline end to end against a brute-force reference.
+use _svve_core::core::{Engine, SearchParams, Tier1Mode};
+use _svve_core::index::{build_index, BuildConfig, LoadOptions, Metric};
+use _svve_core::math::Kernels;
+use _svve_core::Error;
+use rstest::rstest;
+
+use crate::common::{clustered, TempDir};
+
+const N: usize = 2000;
+const DIM: usize = 96;
+
+fn engine(dir: &TempDir, metric: Metric) -> (Engine, Vec<f32>) {
+    let path = dir.file("s.svve");
+    let data = clustered(N, DIM, 3);
+    let ids: Vec<i64> = (0..N as i64).map(|i| 1000 + 7 * i).collect();
+    build_index(
+        &path,
+        &data,
+        DIM,
+        Some(&ids),
+        metric,
+        &BuildConfig::default(),
+        &mut (),
+    )
+    .unwrap();
+    (Engine::open(&path, LoadOptions::default()).unwrap(), data)
+}
+
+/// Brute force in f64: (row, score) best first.
+fn brute(data: &[f32], q: &[f32], metric: Metric, k: usize) -> Vec<(usize, f64)> {
+    let unit = |v: &[f32]| -> Vec<f64> {
+        let n = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        v.iter().map(|x| f64::from(*x) / n).collect()
+    };
+    let qq: Vec<f64> = if metric == Metric::Cosine {
+        unit(q)
+    } else {
+        q.iter().map(|x| f64::from(*x)).collect()
+    };
+    let mut s: Vec<(usize, f64)> = data
+        .chunks(DIM)
+        .enumerate()
+        .map(|(i, r)| {
+            let r: Vec<f64> = if metric == Metric::Cosine {
+                unit(r)
+            } else {
+                r.iter().map(|x| f64::from(*x)).collect()
+            };
+            let v = match metric {
+                Metric::L2 => -r.iter().zip(&qq).map(|(a, b)| (a - b).powi(2)).sum::<f64>(),
+                _ => r.iter().zip(&qq).map(|(a, b)| a * b).sum(),
+            };
+            (i, v)
+        })
+        .collect();
+    s.sort_by(|a, b| b.1.total_cmp(&a.1));
+    s.truncate(k);
+    s
+}
+
+/// Held-out rows of the same distribution as the data.
+fn queries(n: usize) -> Vec<f32> {
+    clustered(N + n, DIM, 3)[N * DIM..].to_vec()
+}
+
+#[rstest]
+fn exact_equals_brute_force(#[values(Metric::Cosine, Metric::Ip, Metric::L2)] metric: Metric) {
+    let dir = TempDir::new("exact");
+    let (e, data) = engine(&dir, metric);
+    let p = SearchParams {
+        k: 10,
+        exact: true,
+        ..Default::default()
+    };
+    for q in queries(20).chunks(DIM) {
+        let (ids, scores) = e.search(q, &p).unwrap();
+        let want = brute(&data, q, metric, 10);
+        let want_ids: Vec<i64> = want.iter().map(|(r, _)| 1000 + 7 * *r as i64).collect();
+        assert_eq!(ids, want_ids);
+        for (s, (_, w)) in scores.iter().zip(&want) {
+            let w = if metric == Metric::L2 { -w } else { *w };
+            assert!(
+                (f64::from(*s) - w).abs() < 1e-3 * w.abs().max(1.0),
+                "{s} vs {w}"
+            );
+        }
+    }
+}
+
+#[rstest]
+fn default_pipeline_has_high_recall(
+    #[values(Metric::Cosine, Metric::Ip, Metric::L2)] metric: Metric,
+) {
+    let dir = TempDir::new("recall");
+    let (e, data) = engine(&dir, metric);
+    let p = SearchParams {
+        expansion: std::env::var("NOEXP").is_err(),
+        ..Default::default()
+    };
+    let mut hits = 0;
+    let qs = queries(50);
+    for q in qs.chunks(DIM) {
+        let (ids, _) = e.search(q, &p).unwrap();
+        let want: Vec<i64> = brute(&data, q, metric, 10)
+            .iter()
+            .map(|(r, _)| 1000 + 7 * *r as i64)
+            .collect();
+        hits += ids.iter().filter(|i| want.contains(i)).count();
+    }
+    let recall = hits as f64 / 500.0;
+    assert!(recall >= 0.9, "recall@10 {recall} for {metric:?}");
+}
+
+#[rstest]
+fn every_stage_combination_returns_sorted_results(
+    #[values(Tier1Mode::Asymmetric, Tier1Mode::Hamming)] tier1: Tier1Mode,
+    #[values(1, 2)] segments: usize,
+    #[values(true, false)] expansion: bool,
+) {
+    let dir = TempDir::new("stages");
+    let (e, _) = engine(&dir, Metric::Ip);
+    let p = SearchParams {
+        tier1,
+        segments,
+        expansion,
+        ..Default::default()
+    };
+    for q in queries(5).chunks(DIM) {
+        let (ids, scores, stats) = e.search_with_stats(q, &p).unwrap();
+        assert_eq!(ids.len(), 10);
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+        assert_eq!(stats.scanned, N);
+        assert!(stats.rescored >= 10 && stats.rescored <= stats.survivors + stats.rescued);
+    }
+}
+
+#[test]
+fn k_larger_than_n_returns_every_row() {
+    let dir = TempDir::new("bigk");
+    let (e, _) = engine(&dir, Metric::L2);
+    for exact in [true, false] {
+        let p = SearchParams {
+            k: 10 * N,
+            exact,
+            ..Default::default()
+        };
+        let (ids, scores) = e.search(&queries(1), &p).unwrap();
+        assert_eq!(ids.len(), N);
+        assert!(
+            scores.windows(2).all(|w| w[0] <= w[1]),
+            "l2 distances ascend"
+        );
+    }
+}
+
+#[test]
+fn batch_equals_single_queries() {
+    let dir = TempDir::new("batch");
+    let (e, _) = engine(&dir, Metric::Cosine);
+    let qs = queries(33);
+    let p = SearchParams::default();
+    let b = e.search_batch(&qs, &p).unwrap();
+    for (i, q) in qs.chunks(DIM).enumerate() {
+        let (ids, scores) = e.search(q, &p).unwrap();
+        assert_eq!(&b.ids[i * 10..(i + 1) * 10], ids.as_slice());
+        assert_eq!(&b.scores[i * 10..(i + 1) * 10], scores.as_slice());
+    }
+}
+
+#[test]
+fn portable_kernels_give_the_same_answers() {
+    let dir = TempDir::new("kern");
+    let (e, _) = engine(&dir, Metric::Ip);
+    let portable = e.clone().with_kernels(Kernels::portable());
+    let p = SearchParams::default();
+    for q in queries(10).chunks(DIM) {
+        assert_eq!(
+            e.search(q, &p).unwrap().0,
+            portable.search(q, &p).unwrap().0
+        );
+    }
+}
+
+#[test]
+fn bad_queries_and_params_are_errors() {
+    let dir = TempDir::new("err");
+    let (e, _) = engine(&dir, Metric::Cosine);
+    let p = SearchParams::default();
+    assert!(matches!(
+        e.search(&[0.0; 5], &p),
+        Err(Error::DimensionMismatch {
+            expected: 96,
+            got: 5
+        })
+    ));
+    let mut q = queries(1);
+    q[3] = f32::NAN;
+    assert!(matches!(
+        e.search(&q, &p),
+        Err(Error::NonFinite { col: 3, .. })
+    ));
+    assert!(matches!(
+        e.search(&[0.0; DIM], &p),
+        Err(Error::InvalidVector(_))
+    ));
+    let bad = SearchParams {
+        k: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        e.search(&queries(1), &bad),
+        Err(Error::InvalidParameter { name: "k", .. })
+    ));
+    let bad = SearchParams {
+        query_bits: 9,
+        ..Default::default()
+    };
+    assert!(matches!(
+        e.search(&queries(1), &bad),
+        Err(Error::InvalidParameter {
+            name: "query_bits",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn build_rejects_bad_input() {
+    let dir = TempDir::new("berr");
+    let path = dir.file("x.svve");
+    let cfg = BuildConfig::default();
+    let mut data = clustered(10, 4, 1);
+    assert!(matches!(
+        build_index(&path, &[], 4, None, Metric::Ip, &cfg, &mut ()),
+        Err(Error::InvalidParameter { .. })
+    ));
+    assert!(matches!(
+        build_index(&path, &data, 3, None, Metric::Ip, &cfg, &mut ()),
+        Err(Error::InvalidVector(_))
+    ));
+    assert!(matches!(
+        build_index(
+            &path,
+            &data,
+            4,
+            Some(&[1, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+            Metric::Ip,
+            &cfg,
+            &mut ()
+        ),
+        Err(Error::InvalidParameter { name: "ids", .. })
+    ));
+    data[13] = f32::INFINITY;
+    assert!(matches!(
+        build_index(&path, &data, 4, None, Metric::Ip, &cfg, &mut ()),
+        Err(Error::NonFinite { row: 3, col: 1, .. })
+    ));
+    let zeros = vec![0.0f32; 8];
+    assert!(matches!(
+        build_index(&path, &zeros, 4, None, Metric::Cosine, &cfg, &mut ()),
+        Err(Error::InvalidVector(_))
+    ));
+    assert!(!path.exists(), "failed builds leave no file");
+}
