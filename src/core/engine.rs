@@ -242,7 +242,7 @@ fn run_query(
     if parallel && !voting {
         let q = &s.query;
         scan_rows(n, true, &mut s.survivors, |start, end, top| {
-            let mut block = Vec::new();
+            let (mut block, mut est) = (Vec::new(), Vec::new());
             scan(
                 view,
                 q,
@@ -251,6 +251,7 @@ fn run_query(
                 end,
                 ScanOut {
                     block: &mut block,
+                    est: &mut est,
                     survivors: top,
                     segment_top: &mut [],
                 },
@@ -259,6 +260,7 @@ fn run_query(
     } else {
         let out = ScanOut {
             block: &mut s.block,
+            est: &mut s.est,
             survivors: &mut s.survivors,
             segment_top: &mut s.segment_top,
         };

@@ -12,6 +12,8 @@ pub struct Scratch {
     pub query: PreparedQuery,
     /// Kernel output for one block of rows.
     pub block: Vec<u32>,
+    /// Tier1 estimates for one block of rows.
+    pub est: Vec<f32>,
     /// Tier1 survivors by total estimate.
     pub survivors: TopK,
     /// Tier1 top rows per segment (voting only).

@@ -29,6 +29,8 @@ pub fn segment_layout(words: usize, segments: usize) -> (usize, usize) {
 pub struct ScanOut<'s> {
     /// Kernel output buffer (reused).
     pub block: &'s mut Vec<u32>,
+    /// Estimates of one block (reused).
+    pub est: &'s mut Vec<f32>,
     /// Best rows by total estimate.
     pub survivors: &'s mut TopK,
     /// Best rows per segment; empty when voting is off.
@@ -68,21 +70,70 @@ fn scan_asymmetric(
         let codes = &view.codes[b0 * view.words..b1 * view.words];
         let block = &mut out.block[..2 * nseg * (b1 - b0)];
         (view.kernels.plane_scan)(codes, view.words, &q.planes.planes, bits, seg_words, block);
-        for (i, pairs) in block.chunks_exact(2 * nseg).enumerate() {
-            let row = b0 + i;
-            let scale = view.scale[row];
-            let mut t = 0.0f32;
-            for (s, p) in pairs.chunks_exact(2).enumerate() {
-                let part = q.planes.signed_dot(s, p[0], p[1]);
-                t += part;
-                if voting {
-                    out.segment_top[s].push(scale * part, row as u32);
-                }
-            }
-            let est = view.bias[row] + g * scale * t;
-            if est > out.survivors.threshold() {
-                out.survivors.push(est, row as u32);
-            }
+        if voting {
+            score_block_voting(view, q, g, b0, block, nseg, out.survivors, out.segment_top);
+        } else {
+            score_block(view, q, g, b0, block, out.est, out.survivors);
+        }
+    }
+}
+
+/// One segment: estimates in a branch-free loop the compiler vectorises,
+/// then a filter that rarely pushes.
+fn score_block(
+    view: &View<'_>,
+    q: &PreparedQuery,
+    g: f32,
+    b0: usize,
+    block: &[u32],
+    est: &mut Vec<f32>,
+    survivors: &mut TopK,
+) {
+    let n = block.len() / 2;
+    let (level_sum, dims) = q.planes.seg_sums[0];
+    let (lo2, d2) = (2.0 * q.planes.lo, 2.0 * q.planes.delta);
+    let all = q.planes.lo * dims as f32 + q.planes.delta * level_sum as f32;
+    est.clear();
+    est.extend(
+        block
+            .chunks_exact(2)
+            .zip(&view.scale[b0..b0 + n])
+            .zip(&view.bias[b0..b0 + n])
+            .map(|((p, &a), &b)| b + g * a * (lo2 * p[1] as f32 + d2 * p[0] as f32 - all)),
+    );
+    let mut threshold = survivors.threshold();
+    for (i, &e) in est.iter().enumerate() {
+        if e > threshold {
+            survivors.push(e, (b0 + i) as u32);
+            threshold = survivors.threshold();
+        }
+    }
+}
+
+/// Several segments: per-segment partial estimates also feed the votes.
+#[allow(clippy::too_many_arguments)]
+fn score_block_voting(
+    view: &View<'_>,
+    q: &PreparedQuery,
+    g: f32,
+    b0: usize,
+    block: &[u32],
+    nseg: usize,
+    survivors: &mut TopK,
+    segment_top: &mut [TopK],
+) {
+    for (i, pairs) in block.chunks_exact(2 * nseg).enumerate() {
+        let row = b0 + i;
+        let scale = view.scale[row];
+        let mut t = 0.0f32;
+        for (s, p) in pairs.chunks_exact(2).enumerate() {
+            let part = q.planes.signed_dot(s, p[0], p[1]);
+            t += part;
+            segment_top[s].push(scale * part, row as u32);
+        }
+        let est = view.bias[row] + g * scale * t;
+        if est > survivors.threshold() {
+            survivors.push(est, row as u32);
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Popcount kernels over 1-bit codes stored as little-endian `u64` words.
 //!
 //! A code row has `words` words; dimension `i` is bit `i % 64` of word `i / 64`.
-//! Query bit-planes are interleaved by word: `planes[w * bits + j]` is bit `j`
-//! of every dimension in word `w`, so each code word is loaded once.
+//! Query bit-planes are stored plane after plane: `planes[j * words + w]` is
+//! bit `j` of the levels of the dimensions in word `w`.
 
 /// `(codes, words, planes, bits, seg_words, out)`: see [`plane_scan_portable`].
 pub type PlaneScanFn = fn(&[u64], usize, &[u64], usize, usize, &mut [u32]);
@@ -31,12 +31,10 @@ fn plane_scan_impl(
             let start = seg * seg_words;
             let end = (start + seg_words).min(words);
             let (mut acc, mut pop) = (0u32, 0u32);
-            for w in start..end {
-                let c = row[w];
+            for (w, &c) in row.iter().enumerate().take(end).skip(start) {
                 pop += c.count_ones();
-                let p = &planes[w * bits..(w + 1) * bits];
-                for (j, &pw) in p.iter().enumerate() {
-                    acc += (c & pw).count_ones() << j;
+                for j in 0..bits {
+                    acc += (c & planes[j * words + w]).count_ones() << j;
                 }
             }
             slot[0] = acc;
@@ -119,6 +117,79 @@ pub mod x86 {
     #[target_feature(enable = "popcnt")]
     unsafe fn hamming_scan_inner(codes: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
         super::hamming_scan_impl(codes, words, query, out);
+    }
+
+    /// AVX-512 VPOPCNTDQ build: a segment's words (up to 8 per register) are
+    /// ANDed with every plane and popcounted in one vector each, and the
+    /// lane sums are reduced once per segment.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    unsafe fn plane_scan_avx512_inner(
+        codes: &[u64],
+        words: usize,
+        planes: &[u64],
+        bits: usize,
+        seg_words: usize,
+        out: &mut [u32],
+    ) {
+        use std::arch::x86_64::*;
+        let nseg = words.div_ceil(seg_words);
+        debug_assert!(planes.len() >= bits * words);
+        for (row, o) in codes
+            .chunks_exact(words)
+            .zip(out.chunks_exact_mut(2 * nseg))
+        {
+            for (seg, slot) in o.chunks_exact_mut(2).enumerate() {
+                let start = seg * seg_words;
+                let end = (start + seg_words).min(words);
+                // Low 32 bits of each lane: level dot; high 32 bits: popcount.
+                // One reduction per segment instead of two; neither half can
+                // overflow (a segment has < 2^24 bits, levels < 2^8).
+                let mut acc = _mm512_setzero_si512();
+                for w in (start..end).step_by(8) {
+                    let lanes = (end - w).min(8);
+                    let m: __mmask8 = (0xFFu16 >> (8 - lanes)) as u8;
+                    // SAFETY: lanes beyond `end - w` are masked off, so the
+                    // loads read only `row[w..end]` and `planes[j*words+w..]`,
+                    // which are in bounds (row has `words`, planes `bits*words`).
+                    let c = unsafe { _mm512_maskz_loadu_epi64(m, row.as_ptr().add(w).cast()) };
+                    acc = _mm512_add_epi64(acc, _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c)));
+                    for j in 0..bits {
+                        // SAFETY: see above.
+                        let p = unsafe {
+                            _mm512_maskz_loadu_epi64(m, planes.as_ptr().add(j * words + w).cast())
+                        };
+                        let cnt = _mm512_popcnt_epi64(_mm512_and_si512(c, p));
+                        acc = _mm512_add_epi64(
+                            acc,
+                            _mm512_sllv_epi64(cnt, _mm512_set1_epi64(j as i64)),
+                        );
+                    }
+                }
+                let both = _mm512_reduce_add_epi64(acc) as u64;
+                slot[0] = both as u32;
+                slot[1] = (both >> 32) as u32;
+            }
+        }
+    }
+
+    /// Bit-plane scan with AVX-512 VPOPCNTDQ; handed out only after run-time
+    /// detection of `avx512f` and `avx512vpopcntdq`.
+    pub fn plane_scan_avx512(
+        codes: &[u64],
+        words: usize,
+        planes: &[u64],
+        bits: usize,
+        seg_words: usize,
+        out: &mut [u32],
+    ) {
+        if planes.len() < bits * words
+            || out.len() < 2 * words.div_ceil(seg_words) * (codes.len() / words.max(1))
+        {
+            return super::plane_scan_portable(codes, words, planes, bits, seg_words, out);
+        }
+        // SAFETY: `Kernels::detect` checked both features; slice lengths are
+        // checked above, so the masked loads stay in bounds.
+        unsafe { plane_scan_avx512_inner(codes, words, planes, bits, seg_words, out) }
     }
 
     /// Bit-plane scan with `popcnt`. Only handed out by `Kernels::detect`

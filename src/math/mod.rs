@@ -23,13 +23,34 @@ pub struct Kernels {
 impl Kernels {
     /// Portable kernels: compiled for the baseline target only.
     pub fn portable() -> Self {
-        Kernels {
-            dot: float::dot_portable,
-            l2sq: float::l2sq_portable,
-            plane_scan: bits::plane_scan_portable,
-            hamming_scan: bits::hamming_scan_portable,
-            isa: "portable",
+        Self::PORTABLE
+    }
+
+    const PORTABLE: Kernels = Kernels {
+        dot: float::dot_portable,
+        l2sq: float::l2sq_portable,
+        plane_scan: bits::plane_scan_portable,
+        hamming_scan: bits::hamming_scan_portable,
+        isa: "portable",
+    };
+
+    /// Every kernel set this CPU can run, portable first (for tests that
+    /// check each against the reference).
+    pub fn all_supported() -> Vec<Kernels> {
+        let mut out = vec![Self::PORTABLE];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                out.push(Kernels {
+                    plane_scan: bits::x86::plane_scan_popcnt,
+                    hamming_scan: bits::x86::hamming_scan_popcnt,
+                    isa: "x86_64+popcnt",
+                    ..Self::PORTABLE
+                });
+            }
+            out.push(Self::detect());
         }
+        out
     }
 
     /// The fastest kernels this CPU supports, detected at run time.
@@ -37,22 +58,32 @@ impl Kernels {
         #[cfg(target_arch = "x86_64")]
         {
             let mut k = Self::portable();
+            let mut isa = vec!["x86_64"];
             if std::arch::is_x86_feature_detected!("popcnt") {
                 k.plane_scan = bits::x86::plane_scan_popcnt;
                 k.hamming_scan = bits::x86::hamming_scan_popcnt;
-                k.isa = "x86_64+popcnt";
+                isa.push("popcnt");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+            {
+                k.plane_scan = bits::x86::plane_scan_avx512;
+                isa.push("avx512vpopcntdq");
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 k.dot = float::x86::dot_avx2;
                 k.l2sq = float::x86::l2sq_avx2;
-                k.isa = if k.isa == "portable" {
-                    "x86_64+avx2"
-                } else {
-                    "x86_64+popcnt+avx2"
-                };
+                isa.push("avx2");
             }
+            k.isa = match isa.join("+").as_str() {
+                "x86_64" => "x86_64",
+                "x86_64+popcnt" => "x86_64+popcnt",
+                "x86_64+popcnt+avx2" => "x86_64+popcnt+avx2",
+                "x86_64+popcnt+avx512vpopcntdq+avx2" => "x86_64+popcnt+avx512vpopcntdq+avx2",
+                _ => "x86_64+mixed",
+            };
             k
         }
         #[cfg(not(target_arch = "x86_64"))]

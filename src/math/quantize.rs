@@ -16,12 +16,12 @@ pub fn sign_code(v: &[f32], code: &mut [u64]) {
 }
 
 /// A query quantized to `bits` unsigned levels per dimension:
-/// `q[i] ~= lo + delta * level[i]`, stored as bit-planes interleaved by word.
+/// `q[i] ~= lo + delta * level[i]`, stored as bit-planes, plane after plane.
 #[derive(Debug, Clone, Default)]
 pub struct QueryPlanes {
     /// Bits per level (1..=8).
     pub bits: usize,
-    /// `planes[w * bits + j]`: bit `j` of the levels of the dims in word `w`.
+    /// `planes[j * words + w]`: bit `j` of the levels of the dims in word `w`.
     pub planes: Vec<u64>,
     /// Value of level 0.
     pub lo: f32,
@@ -59,7 +59,7 @@ impl QueryPlanes {
             };
             let (w, b) = (i / 64, i % 64);
             for j in 0..bits {
-                self.planes[w * bits + j] |= u64::from((level >> j) & 1) << b;
+                self.planes[j * words + w] |= u64::from((level >> j) & 1) << b;
             }
             let seg = &mut self.seg_sums[w / seg_words.max(1)];
             seg.0 += level;

@@ -7,7 +7,7 @@ use rstest::rstest;
 use crate::common::Rng;
 
 fn kernel_sets() -> Vec<Kernels> {
-    vec![Kernels::portable(), Kernels::detect()]
+    Kernels::all_supported()
 }
 
 #[rstest]
@@ -33,7 +33,7 @@ fn plane_scan_matches_reference(
     let levels: Vec<u32> = (0..dim)
         .map(|i| {
             (0..bits)
-                .map(|j| (((planes.planes[(i / 64) * bits + j] >> (i % 64)) & 1) as u32) << j)
+                .map(|j| (((planes.planes[j * words + i / 64] >> (i % 64)) & 1) as u32) << j)
                 .sum()
         })
         .collect();

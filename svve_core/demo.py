@@ -1,0 +1,110 @@
+"""``svve demo``: build an index from shipped data, answer its queries, and
+report recall@k against exact search, latency percentiles and QPS."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+import svve_core
+from svve_core.engine import SearchEngine, build_index
+from svve_core.schemas import SearchParams
+
+
+def load_dataset(directory: Optional[str]) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], str]:
+    """(base, queries, ground-truth ids or None, name). Float16 is cast to float32."""
+    if directory is None:
+        with resources.files("svve_core").joinpath("data/demo.npz").open("rb") as f:
+            z = np.load(f)
+            base, queries = z["base"], z["queries"]
+        return base.astype(np.float32), queries.astype(np.float32), None, "demo sample"
+    d = Path(directory)
+    base = np.load(d / "base.npy").astype(np.float32)
+    queries = np.load(d / "queries.npy").astype(np.float32)
+    gt = np.load(d / "gt.npy") if (d / "gt.npy").exists() else None
+    return base, queries, gt, d.name
+
+
+def _metric_of(directory: Optional[str]) -> str:
+    """The dataset's metric; ground truth of unit-norm sets is by inner product."""
+    if directory is not None:
+        meta = Path(directory) / "meta.json"
+        if meta.exists():
+            m = str(json.loads(meta.read_text()).get("metric", "ip")).lower()
+            return {"cosine": "ip", "angular": "ip", "euclidean": "l2"}.get(m, m)
+    return "ip"
+
+
+def timed_queries(
+    engine: SearchEngine, queries: np.ndarray, k: int, params: SearchParams
+) -> Tuple[np.ndarray, List[float]]:
+    """Answers each query with one call, as a service would; returns ids and latencies (s)."""
+    out = np.empty((len(queries), k), np.int64)
+    lat = []
+    for q in queries[: min(20, len(queries))]:  # warm caches and thread-local buffers
+        engine.search(q, k, params)
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        ids, _ = engine.search(q, k, params)
+        lat.append(time.perf_counter() - t)
+        out[i, : len(ids)] = ids
+    return out, lat
+
+
+def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
+    hits = sum(len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth))
+    return hits / (k * len(found))
+
+
+def summarise(lat: List[float]) -> Dict[str, float]:
+    a = np.asarray(lat) * 1e6
+    return {
+        "p50_us": float(np.percentile(a, 50)),
+        "p99_us": float(np.percentile(a, 99)),
+        "qps": float(len(a) / (a.sum() / 1e6)),
+    }
+
+
+def run(dataset: Optional[str] = None, k: int = 10, max_queries: Optional[int] = None) -> int:
+    base, queries, gt, name = load_dataset(dataset)
+    if max_queries:
+        queries, gt = queries[:max_queries], None if gt is None else gt[:max_queries]
+    metric = _metric_of(dataset)
+    print(f"svve-core {svve_core.__version__} demo")
+    print(f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
+    print(f"machine: {platform.machine()} {platform.processor() or ''} "
+          f"cpus={os.cpu_count()} python={platform.python_version()}")
+    print(f"data: {name}: {len(base)} x {base.shape[1]}, {len(queries)} queries, metric={metric}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "demo.svve")
+        t = time.perf_counter()
+        info = build_index(path, base, metric=metric, progress=lambda done, total: None)
+        build_s = time.perf_counter() - t
+        print(f"build: {build_s:.2f} s, file {info.bytes_file / 2**20:.1f} MiB "
+              f"(tier1 {info.bytes_tier1 / 2**20:.1f} MiB, tier2 {info.bytes_tier2 / 2**20:.1f} MiB), "
+              f"kernels={info.isa}")
+        engine = SearchEngine(path)
+        exact_ids, exact_lat = timed_queries(engine, queries, k, SearchParams(exact=True))
+        ids, lat = timed_queries(engine, queries, k, SearchParams())
+        rows = [("svve (default)", ids, lat), ("exact float32", exact_ids, exact_lat)]
+        print(f"\n{'mode':<16} {'recall@' + str(k):>10} {'p50 us':>9} {'p99 us':>9} {'QPS':>9}")
+        for label, found, times in rows:
+            s = summarise(times)
+            r = recall(found, exact_ids, k)
+            print(f"{label:<16} {r:>10.4f} {s['p50_us']:>9.1f} {s['p99_us']:>9.1f} {s['qps']:>9.0f}")
+        speedup = summarise(exact_lat)["p50_us"] / summarise(lat)["p50_us"]
+        print(f"\nrecall is measured against exact search on the same index; "
+              f"p50 speed-up over exact: {speedup:.1f}x")
+        if gt is not None:
+            print(f"recall@{k} vs the dataset's ground truth: svve {recall(ids, gt, k):.4f}, "
+                  f"exact {recall(exact_ids, gt, k):.4f}")
+    return 0
