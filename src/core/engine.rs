@@ -158,7 +158,7 @@ impl Engine {
     pub fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<BatchResult> {
         params.validate()?;
         let dim = self.dim();
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch {
                 expected: dim,
                 got: queries.len() % dim,

@@ -163,7 +163,7 @@ fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize
             "dimension {dim} is out of range"
         )));
     }
-    if vectors.len() % dim != 0 {
+    if !vectors.len().is_multiple_of(dim) {
         return Err(Error::InvalidVector(format!(
             "{} values do not form rows of {dim}",
             vectors.len()

@@ -283,7 +283,7 @@ impl SectionEntry {
                 e.len, e.rows, e.cols
             ));
         }
-        if e.offset % ALIGN as u64 != 0 {
+        if !e.offset.is_multiple_of(ALIGN as u64) {
             return Err(format!(
                 "{what}: offset {} is not 64-byte aligned",
                 e.offset
