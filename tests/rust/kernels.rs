@@ -21,7 +21,7 @@ fn plane_scan_matches_reference(
     let rows = 37;
     let mut codes: Vec<u64> = (0..rows * words).map(|_| rng.next_u64()).collect();
     // Bits past `dim` are zero in real codes.
-    if dim % 64 != 0 {
+    if !dim.is_multiple_of(64) {
         for r in 0..rows {
             codes[r * words + words - 1] &= (1u64 << (dim % 64)) - 1;
         }
