@@ -26,7 +26,9 @@ class ProgressBar:
         if pct != self.last:
             self.last = pct
             filled = self.width * done // max(total, 1)
-            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {pct:3d}%")
+            sys.stderr.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {pct:3d}%"
+            )
             if done >= total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -41,8 +43,12 @@ def cmd_build(a: argparse.Namespace) -> int:
     vectors = _load_matrix(a.vectors)
     ids = np.load(a.ids, allow_pickle=False).astype(np.int64) if a.ids else None
     info = build_index(
-        a.index, vectors, ids, metric=a.metric,
-        config=IndexConfig(center=not a.no_center), progress=ProgressBar("build"),
+        a.index,
+        vectors,
+        ids,
+        metric=a.metric,
+        config=IndexConfig(center=not a.no_center),
+        progress=ProgressBar("build"),
     )
     print(info.model_dump_json(indent=2))
     return 0

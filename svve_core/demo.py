@@ -20,7 +20,9 @@ from svve_core.engine import SearchEngine, build_index
 from svve_core.schemas import SearchParams
 
 
-def load_dataset(directory: Optional[str]) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], str]:
+def load_dataset(
+    directory: Optional[str],
+) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], str]:
     """(base, queries, ground-truth ids or None, name). Float16 is cast to float32."""
     if directory is None:
         with resources.files("svve_core").joinpath("data/demo.npz").open("rb") as f:
@@ -81,17 +83,22 @@ def run(dataset: Optional[str] = None, k: int = 10, max_queries: Optional[int] =
     metric = _metric_of(dataset)
     print(f"svve-core {svve_core.__version__} demo")
     print(f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
-    print(f"machine: {platform.machine()} {platform.processor() or ''} "
-          f"cpus={os.cpu_count()} python={platform.python_version()}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} "
+        f"cpus={os.cpu_count()} python={platform.python_version()}"
+    )
     print(f"data: {name}: {len(base)} x {base.shape[1]}, {len(queries)} queries, metric={metric}")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "demo.svve")
         t = time.perf_counter()
         info = build_index(path, base, metric=metric, progress=lambda done, total: None)
         build_s = time.perf_counter() - t
-        print(f"build: {build_s:.2f} s, file {info.bytes_file / 2**20:.1f} MiB "
-              f"(tier1 {info.bytes_tier1 / 2**20:.1f} MiB, tier2 {info.bytes_tier2 / 2**20:.1f} MiB), "
-              f"kernels={info.isa}")
+        print(
+            f"build: {build_s:.2f} s, file {info.bytes_file / 2**20:.1f} MiB "
+            f"(tier1 {info.bytes_tier1 / 2**20:.1f} MiB, "
+            f"tier2 {info.bytes_tier2 / 2**20:.1f} MiB), "
+            f"kernels={info.isa}"
+        )
         engine = SearchEngine(path)
         exact_ids, exact_lat = timed_queries(engine, queries, k, SearchParams(exact=True))
         ids, lat = timed_queries(engine, queries, k, SearchParams())
@@ -100,11 +107,17 @@ def run(dataset: Optional[str] = None, k: int = 10, max_queries: Optional[int] =
         for label, found, times in rows:
             s = summarise(times)
             r = recall(found, exact_ids, k)
-            print(f"{label:<16} {r:>10.4f} {s['p50_us']:>9.1f} {s['p99_us']:>9.1f} {s['qps']:>9.0f}")
+            print(
+                f"{label:<16} {r:>10.4f} {s['p50_us']:>9.1f} {s['p99_us']:>9.1f} {s['qps']:>9.0f}"
+            )
         speedup = summarise(exact_lat)["p50_us"] / summarise(lat)["p50_us"]
-        print(f"\nrecall is measured against exact search on the same index; "
-              f"p50 speed-up over exact: {speedup:.1f}x")
+        print(
+            f"\nrecall is measured against exact search on the same index; "
+            f"p50 speed-up over exact: {speedup:.1f}x"
+        )
         if gt is not None:
-            print(f"recall@{k} vs the dataset's ground truth: svve {recall(ids, gt, k):.4f}, "
-                  f"exact {recall(exact_ids, gt, k):.4f}")
+            print(
+                f"recall@{k} vs the dataset's ground truth: svve {recall(ids, gt, k):.4f}, "
+                f"exact {recall(exact_ids, gt, k):.4f}"
+            )
     return 0

@@ -34,7 +34,9 @@ _METRICS = ("cosine", "ip", "l2")
 
 def _float_matrix(x: Any, what: str) -> np.ndarray:
     if not isinstance(x, np.ndarray):
-        raise InvalidDTypeError(f"{what} must be a numpy.ndarray of float32, got {type(x).__name__}")
+        raise InvalidDTypeError(
+            f"{what} must be a numpy.ndarray of float32, got {type(x).__name__}"
+        )
     if x.dtype != np.float32:
         raise InvalidDTypeError(
             f"{what} must have dtype float32, got {x.dtype}; "
@@ -81,14 +83,10 @@ def build_index(
         if not isinstance(ids, np.ndarray) or ids.dtype != np.int64:
             raise InvalidDTypeError("ids must be a numpy.ndarray of int64")
         if ids.shape != (vectors.shape[0],):
-            raise InvalidShapeError(
-                f"ids must have shape ({vectors.shape[0]},), got {ids.shape}"
-            )
+            raise InvalidShapeError(f"ids must have shape ({vectors.shape[0]},), got {ids.shape}")
         ids = np.ascontiguousarray(ids)
     callback = progress if progress is not None else _log_progress
-    _svve_core.build_index(
-        os.fspath(path), vectors, ids, metric, config.center, callback
-    )
+    _svve_core.build_index(os.fspath(path), vectors, ids, metric, config.center, callback)
     return SearchEngine(path, EngineConfig(verify=False)).info()
 
 
@@ -132,7 +130,9 @@ class SearchEngine:
             )
         return query if query.flags.c_contiguous else np.ascontiguousarray(query)
 
-    def search(self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None) -> Result:
+    def search(
+        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+    ) -> Result:
         """Top-k of one query: ``(ids int64 (m,), scores float32 (m,))``, best first.
 
         ``m = min(k, len(self))``. Scores are similarities for cosine/ip
@@ -214,4 +214,5 @@ class SearchEngine:
 
     def __repr__(self) -> str:
         m = self._manifest
-        return f"SearchEngine(path={os.fspath(self._core.path)!r}, n={m.n}, dim={m.dim}, metric={m.metric!r})"
+        path = os.fspath(self._core.path)
+        return f"SearchEngine(path={path!r}, n={m.n}, dim={m.dim}, metric={m.metric!r})"
