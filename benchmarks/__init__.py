@@ -1,0 +1,1 @@
+"""Benchmarks for svve-core (run with ``uv run python -m benchmarks.<name>``)."""
