@@ -86,7 +86,16 @@ def build_index(
             raise InvalidShapeError(f"ids must have shape ({vectors.shape[0]},), got {ids.shape}")
         ids = np.ascontiguousarray(ids)
     callback = progress if progress is not None else _log_progress
-    _svve_core.build_index(os.fspath(path), vectors, ids, metric, config.center, callback)
+    _svve_core.build_index(
+        os.fspath(path),
+        vectors,
+        ids,
+        metric,
+        config.center,
+        config.partitions,
+        config.seed,
+        callback,
+    )
     return SearchEngine(path, EngineConfig(verify=False)).info()
 
 
@@ -200,6 +209,7 @@ class SearchEngine:
             bytes_tier2=sizes["tier2"],
             bytes_ids=sizes["ids"],
             bytes_file=sizes["file"],
+            partitions=m.partitions,
             build=m.build,
             isa=self._core.isa,
         )

@@ -34,8 +34,16 @@ class IndexConfig(_Model):
 
     center: bool = Field(
         True,
-        description="Subtract the collection mean before taking sign bits (Tier1 codes).",
+        description="Code each vector relative to its partition centroid (else to zero).",
     )
+    partitions: int = Field(
+        0,
+        ge=0,
+        le=2**32 - 1,
+        description="k-means partitions for Tier1 routing; 0 = auto (1 below 10k rows, "
+        "else round(sqrt(n))).",
+    )
+    seed: int = Field(0, ge=0, le=2**64 - 1, description="Seed of the k-means sampling.")
 
 
 class SearchParams(_Model):
@@ -44,6 +52,12 @@ class SearchParams(_Model):
     exact: bool = Field(False, description="Score every vector in float32 (brute force).")
     candidates: int = Field(
         0, ge=0, description="Tier1 survivors handed to Tier2; 0 = automatic (grows with k, N)."
+    )
+    nprobe: int = Field(
+        0, ge=0, description="Partitions Tier1 scans; 0 = auto (max(8, partitions / 10))."
+    )
+    expand_probes: int = Field(
+        0, ge=0, description="Extra partitions probed where the survivors' centroid points."
     )
     query_bits: int = Field(4, ge=1, le=8, description="Bits per query level in Tier1.")
     tier1: Literal["asymmetric", "hamming"] = Field(
@@ -88,12 +102,15 @@ class IndexManifest(_Model):
     dim: int = Field(ge=1)
     metric: Metric
     code_words: int = Field(ge=1)
+    partitions: int = Field(ge=1)
     build: IndexConfig
 
     @model_validator(mode="after")
     def _words_fit_dim(self) -> IndexManifest:
         if self.code_words != math.ceil(self.dim / 64):
             raise ValueError(f"code_words {self.code_words} does not fit dim {self.dim}")
+        if self.partitions > self.n:
+            raise ValueError(f"{self.partitions} partitions for {self.n} rows")
         return self
 
 
@@ -110,5 +127,6 @@ class IndexInfo(_Model):
     bytes_tier2: int = Field(description="float32 vectors.")
     bytes_ids: int
     bytes_file: int
+    partitions: int
     build: IndexConfig
     isa: str = Field(description="Instruction set the kernels dispatched to.")

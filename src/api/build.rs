@@ -38,7 +38,8 @@ impl Progress for PyProgress {
 /// The arrays are read in place while the GIL is released: callers must
 /// not mutate them from another thread during the call.
 #[pyfunction]
-#[pyo3(signature = (path, vectors, ids, metric, center, progress=None))]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (path, vectors, ids, metric, center, partitions, seed, progress=None))]
 pub fn build_index(
     py: Python<'_>,
     path: PathBuf,
@@ -46,6 +47,8 @@ pub fn build_index(
     ids: Option<PyReadonlyArray1<'_, i64>>,
     metric: &str,
     center: bool,
+    partitions: usize,
+    seed: u64,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
     let metric = Metric::parse(metric)
@@ -56,7 +59,11 @@ pub fn build_index(
         Some(a) => Some(a.as_slice()?),
         None => None,
     };
-    let config = BuildConfig { center };
+    let config = BuildConfig {
+        center,
+        partitions,
+        seed,
+    };
     let mut sink = PyProgress {
         callback: progress,
         error: None,

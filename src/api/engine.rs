@@ -16,7 +16,7 @@ use crate::index::format::SectionKind;
 use crate::index::LoadOptions;
 
 /// Rows each stage touched, as `(name, count)` pairs.
-type StageCounts = [(&'static str, usize); 4];
+type StageCounts = [(&'static str, usize); 5];
 
 /// `(ids, scores)` as numpy arrays of dimension `D`.
 type Results<'py, D> = (Bound<'py, PyArray<i64, D>>, Bound<'py, PyArray<f32, D>>);
@@ -69,6 +69,7 @@ impl PyEngine {
         let p = with_k(params, k);
         let (ids, scores, st) = py.detach(|| self.inner.search_with_stats(&q, &p))?;
         let stats = [
+            ("probed", st.probed),
             ("scanned", st.scanned),
             ("survivors", st.survivors),
             ("rescued", st.rescued),

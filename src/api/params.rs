@@ -14,11 +14,13 @@ pub struct PyParams {
 #[pymethods]
 impl PyParams {
     #[new]
-    #[pyo3(signature = (*, exact, candidates, query_bits, tier1, segments, vote_top, min_votes, expansion, epsilon))]
+    #[pyo3(signature = (*, exact, candidates, nprobe, expand_probes, query_bits, tier1, segments, vote_top, min_votes, expansion, epsilon))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         exact: bool,
         candidates: usize,
+        nprobe: usize,
+        expand_probes: usize,
         query_bits: u8,
         tier1: &str,
         segments: usize,
@@ -42,6 +44,8 @@ impl PyParams {
             k: 1,
             exact,
             candidates,
+            nprobe,
+            expand_probes,
             query_bits,
             tier1,
             segments,

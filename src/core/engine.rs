@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::expand::{exact_scan, rescore};
+use super::expand::{exact_scan, rescore, survivor_centroid};
 use super::params::SearchParams;
 use super::pool;
 use super::scratch::{with_scratch, Scratch};
@@ -30,16 +30,59 @@ pub struct View<'a> {
     pub(crate) error: &'a [f32],
     pub(crate) vectors: &'a [f32],
     pub(crate) ids: &'a [i64],
-    pub(crate) mu: &'a [f32],
+    pub(crate) centroids: &'a [f32],
+    pub(crate) offsets: &'a [u64],
+    pub(crate) zero: &'a [f32],
+    pub(crate) centered: bool,
     pub(crate) dim: usize,
     pub(crate) words: usize,
     pub(crate) metric: Metric,
     pub(crate) kernels: &'a Kernels,
 }
 
+impl View<'_> {
+    /// Number of partitions.
+    pub(crate) fn partitions(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Stored rows `start..end` of partition `p`.
+    pub(crate) fn rows_of(&self, p: usize) -> (usize, usize) {
+        (self.offsets[p] as usize, self.offsets[p + 1] as usize)
+    }
+
+    /// The partition holding stored row `row`.
+    pub(crate) fn partition_of(&self, row: usize) -> usize {
+        self.offsets
+            .partition_point(|&o| o <= row as u64)
+            .saturating_sub(1)
+    }
+
+    /// What partition `p`'s codes are relative to: its centroid, or zero
+    /// for indexes built without centring.
+    pub(crate) fn anchor(&self, p: usize) -> &[f32] {
+        if self.centered {
+            &self.centroids[p * self.dim..(p + 1) * self.dim]
+        } else {
+            self.zero
+        }
+    }
+
+    /// Routing score of partition `p` for vector `v` (higher is better).
+    fn route_score(&self, v: &[f32], p: usize) -> f32 {
+        let c = &self.centroids[p * self.dim..(p + 1) * self.dim];
+        match self.metric {
+            Metric::Cosine | Metric::Ip => (self.kernels.dot)(v, c),
+            Metric::L2 => -(self.kernels.l2sq)(v, c),
+        }
+    }
+}
+
 /// What one search did, for ablations and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SearchStats {
+    /// Partitions whose codes Tier1 scanned (including expansion's).
+    pub probed: usize,
     /// Rows whose codes Tier1 scanned.
     pub scanned: usize,
     /// Survivors of Tier1 (before voting).
@@ -55,6 +98,7 @@ pub struct SearchStats {
 pub struct Engine {
     file: Arc<IndexFile>,
     kernels: Kernels,
+    zero: Arc<[f32]>,
 }
 
 /// Results of a batch: `rows x k` ids and scores, row-major.
@@ -75,9 +119,11 @@ impl Engine {
 
     /// Wraps an already opened file.
     pub fn from_file(file: Arc<IndexFile>) -> Self {
+        let zero = vec![0.0; file.dim()].into();
         Engine {
             file,
             kernels: Kernels::detect(),
+            zero,
         }
     }
 
@@ -123,7 +169,10 @@ impl Engine {
             error: &factors[2 * n..],
             vectors: f.section(SectionKind::Vectors),
             ids: f.section(SectionKind::Ids),
-            mu: f.section(SectionKind::Centroid),
+            centroids: f.section(SectionKind::Centroid),
+            offsets: f.offsets(),
+            zero: &self.zero,
+            centered: f.manifest().build.center,
             dim: f.dim(),
             words: f.words(),
             metric: f.metric(),
@@ -219,11 +268,8 @@ fn run_query(
     parallel: bool,
 ) -> Result<SearchStats> {
     let n = view.scale.len();
-    let (nseg, seg_words) = segment_layout(view.words, params.segments);
-    s.query
-        .prepare(query, view.mu, view.metric, params.query_bits, seg_words)?;
-    let k = params.k.min(n);
-    s.best.reset(k);
+    s.query.prepare(query, view.dim, view.metric)?;
+    s.best.reset(params.k.min(n));
     let mut stats = SearchStats::default();
     if params.exact {
         scan_rows(n, parallel, &mut s.best, |start, end, top| {
@@ -232,6 +278,72 @@ fn run_query(
         s.best.drain_sorted(&mut s.out);
         return Ok(stats);
     }
+    let parts = view.partitions();
+    s.probe_norms.clear();
+    s.probe_norms.resize(parts, 0.0);
+    s.probed.clear();
+    s.probed.resize(parts, false);
+    route(
+        view,
+        &s.query.q,
+        params.effective_nprobe(parts),
+        &s.probed,
+        &mut s.routes,
+        &mut s.route_order,
+    );
+    probe_and_rescore(view, params, s, parallel, &mut stats);
+    let extra = params.expand_probes.min(parts - stats.probed);
+    if params.expansion && extra > 0 {
+        // Centroid expansion: probe where the survivors' centroid points.
+        s.best.drain_sorted(&mut s.out);
+        survivor_centroid(view, &s.out, &mut s.centroid);
+        for e in &s.out {
+            s.best.push(e.score, e.row);
+        }
+        route(
+            view,
+            &s.centroid,
+            extra,
+            &s.probed,
+            &mut s.routes,
+            &mut s.route_order,
+        );
+        probe_and_rescore(view, params, s, parallel, &mut stats);
+    }
+    s.best.drain_sorted(&mut s.out);
+    Ok(stats)
+}
+
+/// Ranks the partitions not yet probed for vector `v`; keeps the best `take`
+/// in `order`, best first.
+fn route(
+    view: &View<'_>,
+    v: &[f32],
+    take: usize,
+    probed: &[bool],
+    routes: &mut TopK,
+    order: &mut Vec<Scored>,
+) {
+    routes.reset(take);
+    for (p, &done) in probed.iter().enumerate() {
+        if !done {
+            routes.push(view.route_score(v, p), p as u32);
+        }
+    }
+    routes.drain_sorted(order);
+}
+
+/// Tier1 over the partitions in `s.route_order`, then voting, then exact
+/// rescoring of the survivors into `s.best`.
+fn probe_and_rescore(
+    view: &View<'_>,
+    params: &SearchParams,
+    s: &mut Scratch,
+    parallel: bool,
+    stats: &mut SearchStats,
+) {
+    let n = view.scale.len();
+    let (nseg, seg_words) = segment_layout(view.words, params.segments);
     let voting = nseg > 1;
     s.survivors.reset(params.effective_candidates(n));
     s.segment_top
@@ -239,50 +351,85 @@ fn run_query(
     for seg in &mut s.segment_top {
         seg.reset(params.vote_top.min(n));
     }
-    if parallel && !voting {
-        let q = &s.query;
-        scan_rows(n, true, &mut s.survivors, |start, end, top| {
-            let (mut block, mut est) = (Vec::new(), Vec::new());
-            scan(
-                view,
-                q,
-                params,
-                start,
-                end,
-                ScanOut {
-                    block: &mut block,
-                    est: &mut est,
-                    survivors: top,
-                    segment_top: &mut [],
-                },
-            );
+    let rows: usize = s
+        .route_order
+        .iter()
+        .map(|r| {
+            let (a, b) = view.rows_of(r.row as usize);
+            b - a
+        })
+        .sum();
+    let q = &s.query.q;
+    if parallel && !voting && rows >= PARALLEL_MIN_ROWS {
+        let parts: Vec<(TopK, u32, f32)> = pool::install(|| {
+            s.route_order
+                .par_iter()
+                .map(|r| {
+                    let p = r.row as usize;
+                    let mut probe = super::query::ProbeQuery::default();
+                    probe.prepare(q, view.anchor(p), view.metric, params.query_bits, seg_words);
+                    let mut top = TopK::default();
+                    top.reset(s.survivors.threshold_cap());
+                    let (start, end) = view.rows_of(p);
+                    let (mut block, mut est) = (Vec::new(), Vec::new());
+                    let out = ScanOut {
+                        block: &mut block,
+                        est: &mut est,
+                        survivors: &mut top,
+                        segment_top: &mut [],
+                    };
+                    scan(view, &probe, params, start, end, out);
+                    (top, r.row, probe.centered_norm)
+                })
+                .collect()
         });
+        for (top, p, norm) in &parts {
+            s.survivors.merge(top);
+            s.probe_norms[*p as usize] = *norm;
+        }
     } else {
-        let out = ScanOut {
-            block: &mut s.block,
-            est: &mut s.est,
-            survivors: &mut s.survivors,
-            segment_top: &mut s.segment_top,
-        };
-        scan(view, &s.query, params, 0, n, out);
+        for r in &s.route_order {
+            let p = r.row as usize;
+            s.probe
+                .prepare(q, view.anchor(p), view.metric, params.query_bits, seg_words);
+            s.probe_norms[p] = s.probe.centered_norm;
+            let (start, end) = view.rows_of(p);
+            let out = ScanOut {
+                block: &mut s.block,
+                est: &mut s.est,
+                survivors: &mut s.survivors,
+                segment_top: &mut s.segment_top,
+            };
+            scan(view, &s.probe, params, start, end, out);
+        }
     }
-    stats.scanned = n;
-    stats.survivors = s.survivors.len();
+    for r in &s.route_order {
+        s.probed[r.row as usize] = true;
+    }
+    stats.probed += s.route_order.len();
+    stats.scanned += rows;
+    stats.survivors += s.survivors.len();
     s.survivors.drain_sorted(&mut s.ranked);
     if voting {
-        stats.rescued = rescue(
+        stats.rescued += rescue(
             view,
             &s.query,
             params,
+            &mut s.probe,
             &mut s.segment_top,
             &mut s.votes,
             &mut s.ranked,
             &mut s.out,
         );
     }
-    stats.rescored = rescore(view, &s.query, params, &s.ranked, &mut s.best);
-    s.best.drain_sorted(&mut s.out);
-    Ok(stats)
+    stats.rescored += rescore(
+        view,
+        &s.query,
+        params,
+        &s.ranked,
+        &s.probe_norms,
+        &mut s.best,
+    );
 }
 
 /// Scans `0..n` into `top`, split over the pool when `parallel`.

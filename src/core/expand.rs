@@ -2,13 +2,16 @@
 //!
 //! Survivors are taken in Tier1 order and scored exactly against their
 //! float32 (Tier2) vectors. Each row's Tier1 estimate has an error bound
-//! proportional to its distance from the centroid `mu` (stored per row at
-//! build) times `||q - mu||`; once `k` rows are scored, a survivor whose
+//! proportional to its distance from its partition centroid (stored per row
+//! at build) times the query's; once `k` rows are scored, a survivor whose
 //! estimate plus bound cannot reach the current k-th exact score is skipped.
-//! Without expansion, every survivor is rescored.
+//! The survivors' own centroid (the mean of the current exact top-k) then
+//! chooses extra partitions to probe. Without expansion, every survivor is
+//! rescored and no extra partition is probed.
 use super::engine::View;
 use super::params::SearchParams;
 use super::query::PreparedQuery;
+
 use super::tier1::estimate_weight;
 use super::topk::{Scored, TopK};
 use crate::index::Metric;
@@ -24,20 +27,23 @@ pub fn exact_score(view: &View<'_>, q: &[f32], row: usize) -> f32 {
 }
 
 /// Rescores `ranked` into `best` and returns how many rows were scored.
+/// `probe_norms[p]` is `||q - anchor_p||` for every probed partition `p`.
 pub fn rescore(
     view: &View<'_>,
     q: &PreparedQuery,
     params: &SearchParams,
     ranked: &[Scored],
+    probe_norms: &[f32],
     best: &mut TopK,
 ) -> usize {
     let bounded = params.expansion && params.tier1 == super::Tier1Mode::Asymmetric;
-    let margin = estimate_weight(view.metric) * q.centered_norm * params.epsilon;
+    let margin = estimate_weight(view.metric) * params.epsilon;
     let mut scored = 0;
     for s in ranked {
         let row = s.row as usize;
         if bounded && best.is_full() {
-            let reach = q.offset + s.score + margin * view.error[row];
+            let norm = probe_norms[view.partition_of(row)];
+            let reach = s.score + margin * norm * view.error[row];
             if reach < best.threshold() {
                 continue;
             }
@@ -46,6 +52,18 @@ pub fn rescore(
         scored += 1;
     }
     scored
+}
+
+/// The survivors' centroid: the mean of the Tier2 vectors of `top`.
+pub fn survivor_centroid(view: &View<'_>, top: &[Scored], out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(view.dim, 0.0);
+    for s in top {
+        let v = &view.vectors[s.row as usize * view.dim..(s.row as usize + 1) * view.dim];
+        out.iter_mut().zip(v).for_each(|(o, x)| *o += x);
+    }
+    let inv = 1.0 / top.len().max(1) as f32;
+    out.iter_mut().for_each(|o| *o *= inv);
 }
 
 /// Brute force: scores rows `start..end` exactly into `best`.

@@ -22,6 +22,11 @@ pub struct SearchParams {
     pub exact: bool,
     /// Tier1 survivors handed to Tier2 (at least `k`; 0 = automatic).
     pub candidates: usize,
+    /// Partitions whose codes Tier1 scans (0 = automatic).
+    pub nprobe: usize,
+    /// Extra partitions probed by centroid expansion, chosen by the
+    /// survivors' centroid (0 = none).
+    pub expand_probes: usize,
     /// Bits per query level in the asymmetric Tier1 estimate (1..=8).
     pub query_bits: u8,
     /// Tier1 scoring mode.
@@ -45,6 +50,8 @@ impl Default for SearchParams {
             k: 10,
             exact: false,
             candidates: 0,
+            nprobe: 0,
+            expand_probes: 0,
             query_bits: 4,
             tier1: Tier1Mode::Asymmetric,
             segments: 1,
@@ -86,6 +93,16 @@ impl SearchParams {
         Ok(())
     }
 
+    /// Partitions probed first, for an index with `partitions` partitions.
+    pub fn effective_nprobe(&self, partitions: usize) -> usize {
+        let p = if self.nprobe == 0 {
+            auto_nprobe(partitions)
+        } else {
+            self.nprobe
+        };
+        p.clamp(1, partitions.max(1))
+    }
+
     /// The survivor count actually used for an index of `n` rows.
     pub fn effective_candidates(&self, n: usize) -> usize {
         let c = if self.candidates == 0 {
@@ -102,4 +119,9 @@ impl SearchParams {
 pub fn auto_candidates(k: usize, n: usize) -> usize {
     let by_n = ((n as f64).sqrt() * 2.0) as usize;
     (20 * k).max(200).max(by_n)
+}
+
+/// Default probes: a fixed share of the partitions, never fewer than 8.
+pub fn auto_nprobe(partitions: usize) -> usize {
+    (partitions / 10).max(8)
 }

@@ -3,7 +3,7 @@
 //! score; with voting on, also the best rows of each dimension segment.
 use super::engine::View;
 use super::params::{SearchParams, Tier1Mode};
-use super::query::PreparedQuery;
+use super::query::ProbeQuery;
 use super::topk::TopK;
 use crate::index::Metric;
 
@@ -40,7 +40,7 @@ pub struct ScanOut<'s> {
 /// Scans rows `start..end` into `out`.
 pub fn scan(
     view: &View<'_>,
-    q: &PreparedQuery,
+    q: &ProbeQuery,
     params: &SearchParams,
     start: usize,
     end: usize,
@@ -54,7 +54,7 @@ pub fn scan(
 
 fn scan_asymmetric(
     view: &View<'_>,
-    q: &PreparedQuery,
+    q: &ProbeQuery,
     params: &SearchParams,
     start: usize,
     end: usize,
@@ -82,7 +82,7 @@ fn scan_asymmetric(
 /// then a filter that rarely pushes.
 fn score_block(
     view: &View<'_>,
-    q: &PreparedQuery,
+    q: &ProbeQuery,
     g: f32,
     b0: usize,
     block: &[u32],
@@ -93,13 +93,14 @@ fn score_block(
     let (level_sum, dims) = q.planes.seg_sums[0];
     let (lo2, d2) = (2.0 * q.planes.lo, 2.0 * q.planes.delta);
     let all = q.planes.lo * dims as f32 + q.planes.delta * level_sum as f32;
+    let offset = q.offset;
     est.clear();
     est.extend(
         block
             .chunks_exact(2)
             .zip(&view.scale[b0..b0 + n])
             .zip(&view.bias[b0..b0 + n])
-            .map(|((p, &a), &b)| b + g * a * (lo2 * p[1] as f32 + d2 * p[0] as f32 - all)),
+            .map(|((p, &a), &b)| offset + b + g * a * (lo2 * p[1] as f32 + d2 * p[0] as f32 - all)),
     );
     let mut threshold = survivors.threshold();
     for (i, &e) in est.iter().enumerate() {
@@ -114,7 +115,7 @@ fn score_block(
 #[allow(clippy::too_many_arguments)]
 fn score_block_voting(
     view: &View<'_>,
-    q: &PreparedQuery,
+    q: &ProbeQuery,
     g: f32,
     b0: usize,
     block: &[u32],
@@ -131,14 +132,14 @@ fn score_block_voting(
             t += part;
             segment_top[s].push(scale * part, row as u32);
         }
-        let est = view.bias[row] + g * scale * t;
+        let est = q.offset + view.bias[row] + g * scale * t;
         if est > survivors.threshold() {
             survivors.push(est, row as u32);
         }
     }
 }
 
-fn scan_hamming(view: &View<'_>, q: &PreparedQuery, start: usize, end: usize, out: ScanOut<'_>) {
+fn scan_hamming(view: &View<'_>, q: &ProbeQuery, start: usize, end: usize, out: ScanOut<'_>) {
     out.block.resize(BLOCK_ROWS, 0);
     for b0 in (start..end).step_by(BLOCK_ROWS) {
         let b1 = (b0 + BLOCK_ROWS).min(end);
@@ -146,13 +147,15 @@ fn scan_hamming(view: &View<'_>, q: &PreparedQuery, start: usize, end: usize, ou
         let block = &mut out.block[..b1 - b0];
         (view.kernels.hamming_scan)(codes, view.words, &q.sign, block);
         for (i, &h) in block.iter().enumerate() {
+            // Hamming distances are comparable across partitions only
+            // roughly; the baseline is meant for one partition.
             out.survivors.push(-(h as f32), (b0 + i) as u32);
         }
     }
 }
 
 /// The asymmetric estimate of one row (used for rows rescued by voting).
-pub fn estimate_row(view: &View<'_>, q: &PreparedQuery, params: &SearchParams, row: usize) -> f32 {
+pub fn estimate_row(view: &View<'_>, q: &ProbeQuery, params: &SearchParams, row: usize) -> f32 {
     let (nseg, seg_words) = segment_layout(view.words, params.segments);
     let mut pairs = [0u32; 2 * 64];
     let mut heap_pairs;
@@ -170,5 +173,5 @@ pub fn estimate_row(view: &View<'_>, q: &PreparedQuery, params: &SearchParams, r
         .enumerate()
         .map(|(s, p)| q.planes.signed_dot(s, p[0], p[1]))
         .sum();
-    view.bias[row] + estimate_weight(view.metric) * view.scale[row] * t
+    q.offset + view.bias[row] + estimate_weight(view.metric) * view.scale[row] * t
 }

@@ -1,10 +1,11 @@
 //! Stage 3: segment voting. Each dimension segment votes for the rows in
 //! its own top `vote_top`; rows that Tier1's total estimate left out but
 //! that collect `min_votes` votes are added to the survivors. Counting uses
-//! a `hashbrown` map reused across queries.
+//! a `hashbrown` map reused across queries. A rescued row is estimated
+//! against its own partition's anchor.
 use super::engine::View;
 use super::params::SearchParams;
-use super::query::PreparedQuery;
+use super::query::{PreparedQuery, ProbeQuery};
 use super::tier1::estimate_row;
 use super::topk::{Scored, TopK};
 
@@ -14,6 +15,7 @@ pub fn rescue(
     view: &View<'_>,
     q: &PreparedQuery,
     params: &SearchParams,
+    probe: &mut ProbeQuery,
     segment_top: &mut [TopK],
     votes: &mut hashbrown::HashMap<u32, u32>,
     ranked: &mut Vec<Scored>,
@@ -32,7 +34,10 @@ pub fn rescue(
     let before = ranked.len();
     for (&row, &n) in votes.iter() {
         if n as usize >= params.min_votes {
-            let est = estimate_row(view, q, params, row as usize);
+            let anchor = view.anchor(view.partition_of(row as usize));
+            let (_, seg_words) = super::tier1::segment_layout(view.words, params.segments);
+            probe.prepare(&q.q, anchor, view.metric, params.query_bits, seg_words);
+            let est = estimate_row(view, probe, params, row as usize);
             ranked.push(Scored { score: est, row });
         }
     }

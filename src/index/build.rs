@@ -8,12 +8,14 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::format::SectionKind;
+use super::kmeans::{self, sample_indices, Rng, SAMPLE_PER_CENTROID};
 use super::manifest::{Manifest, Metric};
 use super::writer::{write_index, SectionPlan};
 use crate::core::pool;
 use crate::error::{Error, Result};
 use crate::math::float::norm;
 use crate::math::quantize::{sign_code, words_for};
+use crate::math::Kernels;
 
 /// Build-time options, stored in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,15 +26,38 @@ pub struct BuildConfig {
     /// most rows and their bits carry little information.
     #[serde(default = "yes")]
     pub center: bool,
+    /// Partitions (collection segments) for Tier1 routing; 0 = automatic:
+    /// 1 below 10 000 rows, else `round(sqrt(n))`.
+    #[serde(default)]
+    pub partitions: usize,
+    /// Seed of the k-means sample and initialisation.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 fn yes() -> bool {
     true
 }
 
+/// Partitions used for `n` rows: the configured count (at most `n`), or
+/// `round(sqrt(n))` from 10 000 rows on. Below that a flat scan is cheap.
+pub fn partitions_for(n: usize, configured: usize) -> usize {
+    let auto = if n < 10_000 {
+        1
+    } else {
+        (n as f64).sqrt().round() as usize
+    };
+    let p = if configured == 0 { auto } else { configured };
+    p.clamp(1, n.max(1))
+}
+
 impl Default for BuildConfig {
     fn default() -> Self {
-        BuildConfig { center: true }
+        BuildConfig {
+            center: true,
+            partitions: 0,
+            seed: 0,
+        }
     }
 }
 
@@ -78,10 +103,24 @@ pub fn build_index(
             *o = x * norms[i];
         }
     };
-    let mu = if config.center {
+    let kernels = Kernels::detect();
+    let parts = partitions_for(n, config.partitions);
+    let centroids = if parts == 1 {
         mean(vectors, dim, &norms)
     } else {
-        vec![0.0; dim]
+        let mut rng = Rng::new(config.seed);
+        let rows = sample_indices(n, parts * SAMPLE_PER_CENTROID, &mut rng);
+        let mut sample = vec![0.0f32; rows.len() * dim];
+        for (&i, out) in rows.iter().zip(sample.chunks_exact_mut(dim)) {
+            row(i, out);
+        }
+        kmeans::train(&sample, dim, parts, config.seed, &kernels)
+    };
+    let (order, offsets) = partition_order(n, dim, parts, &centroids, &row, &kernels);
+    let anchors = if config.center {
+        centroids.clone()
+    } else {
+        vec![0.0; parts * dim]
     };
     let words = words_for(dim);
     let mut codes = vec![0u64; n * words];
@@ -90,20 +129,29 @@ pub fn build_index(
         bias: vec![0.0; n],
         error: vec![0.0; n],
     };
+    let enc = Encoder {
+        dim,
+        metric,
+        anchors: &anchors,
+        offsets: &offsets,
+        order: &order,
+        row: &row,
+    };
     for start in (0..n).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n);
-        encode_rows(start, end, dim, &mu, metric, &row, &mut codes, &mut f);
+        enc.encode(start, end, &mut codes, &mut f);
         if !progress.report(end, total) {
             return Err(Error::Cancelled);
         }
     }
 
-    let manifest = Manifest::new(n, dim, metric, config.clone());
+    let manifest = Manifest::new(n, dim, parts, metric, config.clone());
     let manifest_json =
         serde_json::to_vec(&manifest).map_err(|e| Error::param("manifest", e.to_string()))?;
     let plans = [
         plan(SectionKind::Manifest, manifest_json.len(), 1),
-        plan(SectionKind::Centroid, 1, dim),
+        plan(SectionKind::Centroid, parts, dim),
+        plan(SectionKind::Offsets, parts + 1, 1),
         plan(SectionKind::Codes, n, words),
         plan(SectionKind::Factors, 3, n),
         plan(SectionKind::Vectors, n, dim),
@@ -119,7 +167,8 @@ pub fn build_index(
     };
     write_index(path, &plans, |kind, sink| match kind {
         SectionKind::Manifest => sink.write(&manifest_json),
-        SectionKind::Centroid => sink.write_pod(&mu),
+        SectionKind::Centroid => sink.write_pod(&centroids),
+        SectionKind::Offsets => sink.write_pod(&offsets),
         SectionKind::Codes => sink.write_pod(&codes),
         SectionKind::Factors => {
             sink.write_pod(&f.scale)?;
@@ -134,7 +183,7 @@ pub fn build_index(
                 pool::install(|| {
                     out.par_chunks_mut(dim)
                         .enumerate()
-                        .for_each(|(j, o)| row(start + j, o));
+                        .for_each(|(j, o)| row(order[start + j] as usize, o));
                 });
                 sink.write_pod(out)?;
                 if !progress.report(n + end, total) {
@@ -143,7 +192,10 @@ pub fn build_index(
             }
             Ok(())
         }
-        SectionKind::Ids => sink.write_pod(ids),
+        SectionKind::Ids => {
+            let stored: Vec<i64> = order.iter().map(|&r| ids[r as usize]).collect();
+            sink.write_pod(&stored)
+        }
     })?;
     Ok(manifest)
 }
@@ -264,44 +316,93 @@ fn mean(vectors: &[f32], dim: usize, scales: &[f32]) -> Vec<f32> {
     sum.into_iter().map(|s| (s / n as f64) as f32).collect()
 }
 
-/// Encodes rows `start..end`: sign code of `r = x - mu` and its factors.
-#[allow(clippy::too_many_arguments)]
-fn encode_rows(
-    start: usize,
-    end: usize,
+/// Assigns every row to its nearest centroid and returns the storage order
+/// (rows grouped by partition, original order within one) and the
+/// partition offsets into it.
+fn partition_order(
+    n: usize,
     dim: usize,
-    mu: &[f32],
-    metric: Metric,
+    parts: usize,
+    centroids: &[f32],
     row: &(dyn Fn(usize, &mut [f32]) + Sync),
-    codes: &mut [u64],
-    f: &mut Factors,
-) {
-    let words = words_for(dim);
-    let codes = &mut codes[start * words..end * words];
-    let (scale, bias, error) = (
-        &mut f.scale[start..end],
-        &mut f.bias[start..end],
-        &mut f.error[start..end],
-    );
-    pool::install(|| {
-        codes
-            .par_chunks_mut(words)
-            .zip(scale.par_iter_mut())
-            .zip(bias.par_iter_mut())
-            .zip(error.par_iter_mut())
-            .enumerate()
-            .for_each_init(
-                || vec![0.0f32; dim],
-                |r, (j, (((code, a), b), e))| {
-                    row(start + j, r);
-                    for (x, m) in r.iter_mut().zip(mu) {
-                        *x -= m;
-                    }
-                    sign_code(r, code);
-                    (*a, *b, *e) = row_factors(r, mu, metric);
-                },
-            );
-    });
+    kernels: &Kernels,
+) -> (Vec<u32>, Vec<u64>) {
+    let assign: Vec<u32> = if parts == 1 {
+        vec![0; n]
+    } else {
+        let cn = kmeans::norms(centroids, dim, kernels);
+        pool::install(|| {
+            (0..n)
+                .into_par_iter()
+                .map_init(
+                    || vec![0.0f32; dim],
+                    |buf, i| {
+                        row(i, buf);
+                        kmeans::nearest(buf, centroids, &cn, kernels) as u32
+                    },
+                )
+                .collect()
+        })
+    };
+    let mut offsets = vec![0u64; parts + 1];
+    for &p in &assign {
+        offsets[p as usize + 1] += 1;
+    }
+    for p in 0..parts {
+        offsets[p + 1] += offsets[p];
+    }
+    let mut next: Vec<u64> = offsets[..parts].to_vec();
+    let mut order = vec![0u32; n];
+    for (i, &p) in assign.iter().enumerate() {
+        order[next[p as usize] as usize] = i as u32;
+        next[p as usize] += 1;
+    }
+    (order, offsets)
+}
+
+/// Encodes stored positions: the sign code of `x - anchor` and its factors,
+/// where the anchor is the row's partition centroid (or 0 without centring).
+struct Encoder<'a> {
+    dim: usize,
+    metric: Metric,
+    anchors: &'a [f32],
+    offsets: &'a [u64],
+    order: &'a [u32],
+    row: &'a (dyn Fn(usize, &mut [f32]) + Sync),
+}
+
+impl Encoder<'_> {
+    fn encode(&self, start: usize, end: usize, codes: &mut [u64], f: &mut Factors) {
+        let (dim, words) = (self.dim, words_for(self.dim));
+        let codes = &mut codes[start * words..end * words];
+        let (scale, bias, error) = (
+            &mut f.scale[start..end],
+            &mut f.bias[start..end],
+            &mut f.error[start..end],
+        );
+        pool::install(|| {
+            codes
+                .par_chunks_mut(words)
+                .zip(scale.par_iter_mut())
+                .zip(bias.par_iter_mut())
+                .zip(error.par_iter_mut())
+                .enumerate()
+                .for_each_init(
+                    || vec![0.0f32; dim],
+                    |r, (j, (((code, a), b), e))| {
+                        let pos = start + j;
+                        let p = self.offsets.partition_point(|&o| o <= pos as u64) - 1;
+                        let anchor = &self.anchors[p * dim..(p + 1) * dim];
+                        (self.row)(self.order[pos] as usize, r);
+                        for (x, m) in r.iter_mut().zip(anchor) {
+                            *x -= m;
+                        }
+                        sign_code(r, code);
+                        (*a, *b, *e) = row_factors(r, anchor, self.metric);
+                    },
+                );
+        });
+    }
 }
 
 /// `(scale, bias, error)` of a residual `r = x - mu`; see the blueprint.

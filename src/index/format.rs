@@ -24,8 +24,10 @@ pub const MAX_SECTIONS: u32 = 64;
 pub enum SectionKind {
     /// UTF-8 JSON manifest (rows = bytes, cols = 1).
     Manifest,
-    /// The Tier1 centroid `mu` (rows = 1, cols = dim, f32).
+    /// Partition centroids (rows = partitions, cols = dim, f32).
     Centroid,
+    /// Partition boundaries: row offsets (rows = partitions + 1, cols = 1, u64).
+    Offsets,
     /// Tier1 sign codes (rows = n, cols = words, u64).
     Codes,
     /// Tier1 per-row factors (rows = 3, cols = n, f32): scale, bias, error.
@@ -38,9 +40,10 @@ pub enum SectionKind {
 
 impl SectionKind {
     /// All kinds, in the order the writer lays them out.
-    pub const ALL: [SectionKind; 6] = [
+    pub const ALL: [SectionKind; 7] = [
         SectionKind::Manifest,
         SectionKind::Centroid,
+        SectionKind::Offsets,
         SectionKind::Codes,
         SectionKind::Factors,
         SectionKind::Vectors,
@@ -52,6 +55,7 @@ impl SectionKind {
         match self {
             SectionKind::Manifest => *b"MANI",
             SectionKind::Centroid => *b"CENT",
+            SectionKind::Offsets => *b"POFF",
             SectionKind::Codes => *b"CODE",
             SectionKind::Factors => *b"FACT",
             SectionKind::Vectors => *b"VECS",
@@ -68,7 +72,7 @@ impl SectionKind {
     pub fn elem(self) -> ElemType {
         match self {
             SectionKind::Manifest => ElemType::U8,
-            SectionKind::Codes => ElemType::U64,
+            SectionKind::Codes | SectionKind::Offsets => ElemType::U64,
             SectionKind::Ids => ElemType::I64,
             SectionKind::Centroid | SectionKind::Factors | SectionKind::Vectors => ElemType::F32,
         }
@@ -78,7 +82,8 @@ impl SectionKind {
     pub fn name(self) -> &'static str {
         match self {
             SectionKind::Manifest => "manifest",
-            SectionKind::Centroid => "tier1 centroid",
+            SectionKind::Centroid => "partition centroids",
+            SectionKind::Offsets => "partition offsets",
             SectionKind::Codes => "tier1 codes",
             SectionKind::Factors => "tier1 factors",
             SectionKind::Vectors => "tier2 vectors",

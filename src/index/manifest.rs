@@ -57,13 +57,22 @@ pub struct Manifest {
     pub metric: Metric,
     /// `u64` words per Tier1 code (`ceil(dim / 64)`).
     pub code_words: u64,
+    /// Number of partitions (collection segments); rows are stored
+    /// partition by partition.
+    pub partitions: u64,
     /// The build configuration, for `info()`.
     pub build: BuildConfig,
 }
 
 impl Manifest {
     /// The manifest for a fresh build.
-    pub fn new(n: usize, dim: usize, metric: Metric, build: BuildConfig) -> Self {
+    pub fn new(
+        n: usize,
+        dim: usize,
+        partitions: usize,
+        metric: Metric,
+        build: BuildConfig,
+    ) -> Self {
         Manifest {
             format: "svve-core".into(),
             format_version: FORMAT_VERSION,
@@ -72,6 +81,7 @@ impl Manifest {
             dim: dim as u64,
             metric,
             code_words: crate::math::quantize::words_for(dim) as u64,
+            partitions: partitions as u64,
             build,
         }
     }
@@ -97,6 +107,12 @@ impl Manifest {
             return Err(format!(
                 "manifest code_words {} does not fit dim {}",
                 self.code_words, self.dim
+            ));
+        }
+        if self.partitions == 0 || self.partitions > self.n {
+            return Err(format!(
+                "manifest has {} partitions for {} rows",
+                self.partitions, self.n
             ));
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! The on-disk index: format, manifest, builder, atomic writer and mmap reader.
 pub mod build;
 pub mod format;
+pub mod kmeans;
 pub mod manifest;
 pub mod reader;
 pub mod writer;

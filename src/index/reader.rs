@@ -109,6 +109,7 @@ impl IndexFile {
             manifest_json,
         };
         index.check_alignment()?;
+        index.check_offsets()?;
         // Tier2 rows are gathered at random; read-ahead would only waste cache.
         let v = index.entry(SectionKind::Vectors);
         let _ = index
@@ -174,6 +175,29 @@ impl IndexFile {
         let e = self.entry(kind);
         let bytes = &self.map[e.offset as usize..(e.offset + e.len) as usize];
         bytemuck::try_cast_slice(bytes).unwrap_or(&[])
+    }
+
+    /// Partition offsets must run from 0 to n without going backwards, so
+    /// every partition's row range is inside the file's sections.
+    fn check_offsets(&self) -> Result<()> {
+        let off: &[u64] = self.section(SectionKind::Offsets);
+        let n = self.manifest.n;
+        let ok = off.first() == Some(&0)
+            && off.last() == Some(&n)
+            && off.windows(2).all(|w| w[0] <= w[1]);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::corrupt(
+                &self.path,
+                "partition offsets are not a non-decreasing sequence from 0 to n",
+            ))
+        }
+    }
+
+    /// Row range `[start, end)` of each partition.
+    pub fn offsets(&self) -> &[u64] {
+        self.section(SectionKind::Offsets)
     }
 
     fn check_alignment(&self) -> Result<()> {
@@ -278,7 +302,8 @@ fn check_shapes(path: &Path, m: &Manifest, s: &[SectionEntry]) -> Result<()> {
             format!("manifest n {} is out of range", m.n),
         ));
     }
-    expect(SectionKind::Centroid, 1, m.dim)?;
+    expect(SectionKind::Centroid, m.partitions, m.dim)?;
+    expect(SectionKind::Offsets, m.partitions + 1, 1)?;
     expect(SectionKind::Codes, m.n, m.code_words)?;
     expect(SectionKind::Factors, 3, m.n)?;
     expect(SectionKind::Vectors, m.n, m.dim)?;

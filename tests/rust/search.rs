@@ -11,19 +11,18 @@ const N: usize = 2000;
 const DIM: usize = 96;
 
 fn engine(dir: &TempDir, metric: Metric) -> (Engine, Vec<f32>) {
+    engine_with(dir, metric, 0)
+}
+
+fn engine_with(dir: &TempDir, metric: Metric, partitions: usize) -> (Engine, Vec<f32>) {
     let path = dir.file("s.svve");
     let data = clustered(N, DIM, 3);
     let ids: Vec<i64> = (0..N as i64).map(|i| 1000 + 7 * i).collect();
-    build_index(
-        &path,
-        &data,
-        DIM,
-        Some(&ids),
-        metric,
-        &BuildConfig::default(),
-        &mut (),
-    )
-    .unwrap();
+    let cfg = BuildConfig {
+        partitions,
+        ..Default::default()
+    };
+    build_index(&path, &data, DIM, Some(&ids), metric, &cfg, &mut ()).unwrap();
     (Engine::open(&path, LoadOptions::default()).unwrap(), data)
 }
 
@@ -65,9 +64,12 @@ fn queries(n: usize) -> Vec<f32> {
 }
 
 #[rstest]
-fn exact_equals_brute_force(#[values(Metric::Cosine, Metric::Ip, Metric::L2)] metric: Metric) {
+fn exact_equals_brute_force(
+    #[values(Metric::Cosine, Metric::Ip, Metric::L2)] metric: Metric,
+    #[values(1, 16)] partitions: usize,
+) {
     let dir = TempDir::new("exact");
-    let (e, data) = engine(&dir, metric);
+    let (e, data) = engine_with(&dir, metric, partitions);
     let p = SearchParams {
         k: 10,
         exact: true,
@@ -91,13 +93,11 @@ fn exact_equals_brute_force(#[values(Metric::Cosine, Metric::Ip, Metric::L2)] me
 #[rstest]
 fn default_pipeline_has_high_recall(
     #[values(Metric::Cosine, Metric::Ip, Metric::L2)] metric: Metric,
+    #[values(1, 16)] partitions: usize,
 ) {
     let dir = TempDir::new("recall");
-    let (e, data) = engine(&dir, metric);
-    let p = SearchParams {
-        expansion: std::env::var("NOEXP").is_err(),
-        ..Default::default()
-    };
+    let (e, data) = engine_with(&dir, metric, partitions);
+    let p = SearchParams::default();
     let mut hits = 0;
     let qs = queries(50);
     for q in qs.chunks(DIM) {
@@ -117,20 +117,29 @@ fn every_stage_combination_returns_sorted_results(
     #[values(Tier1Mode::Asymmetric, Tier1Mode::Hamming)] tier1: Tier1Mode,
     #[values(1, 2)] segments: usize,
     #[values(true, false)] expansion: bool,
+    #[values(1, 16)] partitions: usize,
 ) {
     let dir = TempDir::new("stages");
-    let (e, _) = engine(&dir, Metric::Ip);
+    let (e, _) = engine_with(&dir, Metric::Ip, partitions);
     let p = SearchParams {
         tier1,
         segments,
         expansion,
+        nprobe: 4,
+        expand_probes: 2,
         ..Default::default()
     };
     for q in queries(5).chunks(DIM) {
         let (ids, scores, stats) = e.search_with_stats(q, &p).unwrap();
         assert_eq!(ids.len(), 10);
         assert!(scores.windows(2).all(|w| w[0] >= w[1]));
-        assert_eq!(stats.scanned, N);
+        let probed = match (partitions, expansion) {
+            (1, _) => 1,
+            (_, true) => 6,
+            (_, false) => 4,
+        };
+        assert_eq!(stats.probed, probed);
+        assert!(stats.scanned <= N && (partitions > 1 || stats.scanned == N));
         assert!(stats.rescored >= 10 && stats.rescored <= stats.survivors + stats.rescued);
     }
 }
@@ -155,9 +164,21 @@ fn k_larger_than_n_returns_every_row() {
 }
 
 #[test]
+fn all_partitions_probed_scans_everything_once() {
+    let dir = TempDir::new("allp");
+    let (e, _) = engine_with(&dir, Metric::L2, 16);
+    let p = SearchParams {
+        nprobe: 16,
+        ..Default::default()
+    };
+    let (_, _, stats) = e.search_with_stats(&queries(1), &p).unwrap();
+    assert_eq!((stats.probed, stats.scanned), (16, N));
+}
+
+#[test]
 fn batch_equals_single_queries() {
     let dir = TempDir::new("batch");
-    let (e, _) = engine(&dir, Metric::Cosine);
+    let (e, _) = engine_with(&dir, Metric::Cosine, 16);
     let qs = queries(33);
     let p = SearchParams::default();
     let b = e.search_batch(&qs, &p).unwrap();

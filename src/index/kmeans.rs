@@ -1,0 +1,126 @@
+//! k-means (Lloyd) for the partitions: trained on a deterministic sample,
+//! then every row is assigned to its nearest centroid by L2. All passes run
+//! on the library's pool.
+use rayon::prelude::*;
+
+use crate::core::pool;
+use crate::math::Kernels;
+
+/// Sample rows per centroid used for training: enough for stable means,
+/// cheap enough that training costs less than the final assignment.
+pub const SAMPLE_PER_CENTROID: usize = 64;
+/// Lloyd iterations.
+pub const ITERATIONS: usize = 10;
+
+/// A small deterministic generator (xorshift64*), so builds are reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03 | 1)
+    }
+
+    /// Next value in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+    }
+}
+
+/// `n` distinct indices out of `0..total` (partial Fisher-Yates), sorted.
+pub fn sample_indices(total: usize, n: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..total).collect();
+    let n = n.min(total);
+    for i in 0..n {
+        let j = i + rng.below(total - i);
+        all.swap(i, j);
+    }
+    all.truncate(n);
+    all.sort_unstable();
+    all
+}
+
+/// Index of the centroid nearest to `x` by L2, using
+/// `argmax 2<x, c> - ||c||^2`.
+#[inline]
+pub fn nearest(x: &[f32], centroids: &[f32], norms: &[f32], kernels: &Kernels) -> usize {
+    let dim = x.len();
+    let mut best = (f32::NEG_INFINITY, 0usize);
+    for (p, (c, &cn)) in centroids.chunks_exact(dim).zip(norms).enumerate() {
+        let s = 2.0 * (kernels.dot)(x, c) - cn;
+        if s > best.0 {
+            best = (s, p);
+        }
+    }
+    best.1
+}
+
+/// Squared norms of the centroids.
+pub fn norms(centroids: &[f32], dim: usize, kernels: &Kernels) -> Vec<f32> {
+    centroids
+        .chunks_exact(dim)
+        .map(|c| (kernels.dot)(c, c))
+        .collect()
+}
+
+/// Trains `k` centroids on `sample` (`m x dim`, row-major).
+pub fn train(sample: &[f32], dim: usize, k: usize, seed: u64, kernels: &Kernels) -> Vec<f32> {
+    let m = sample.len() / dim;
+    let mut rng = Rng::new(seed);
+    let mut centroids: Vec<f32> = sample_indices(m, k, &mut rng)
+        .iter()
+        .flat_map(|&i| sample[i * dim..(i + 1) * dim].iter().copied())
+        .collect();
+    for _ in 0..ITERATIONS {
+        let cn = norms(&centroids, dim, kernels);
+        let assign: Vec<usize> = pool::install(|| {
+            sample
+                .par_chunks_exact(dim)
+                .map(|x| nearest(x, &centroids, &cn, kernels))
+                .collect()
+        });
+        let (sums, counts) = accumulate(sample, dim, k, &assign);
+        for (p, (c, &count)) in centroids.chunks_exact_mut(dim).zip(&counts).enumerate() {
+            if count == 0 {
+                // An empty cell takes a random sample row, so no partition is wasted.
+                let i = rng.below(m);
+                c.copy_from_slice(&sample[i * dim..(i + 1) * dim]);
+            } else {
+                for (x, s) in c.iter_mut().zip(&sums[p * dim..(p + 1) * dim]) {
+                    *x = (s / count as f64) as f32;
+                }
+            }
+        }
+    }
+    centroids
+}
+
+/// Per-cell sums (f64) and counts.
+fn accumulate(sample: &[f32], dim: usize, k: usize, assign: &[usize]) -> (Vec<f64>, Vec<usize>) {
+    pool::install(|| {
+        sample
+            .par_chunks_exact(dim)
+            .zip(assign.par_iter())
+            .fold(
+                || (vec![0.0f64; k * dim], vec![0usize; k]),
+                |(mut sums, mut counts), (x, &p)| {
+                    counts[p] += 1;
+                    for (s, &v) in sums[p * dim..(p + 1) * dim].iter_mut().zip(x) {
+                        *s += f64::from(v);
+                    }
+                    (sums, counts)
+                },
+            )
+            .reduce(
+                || (vec![0.0f64; k * dim], vec![0usize; k]),
+                |(mut a, mut ac), (b, bc)| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    ac.iter_mut().zip(bc).for_each(|(x, y)| *x += y);
+                    (a, ac)
+                },
+            )
+    })
+}
