@@ -51,13 +51,20 @@ class SearchParams(_Model):
 
     exact: bool = Field(False, description="Score every vector in float32 (brute force).")
     candidates: int = Field(
-        0, ge=0, description="Tier1 survivors handed to Tier2; 0 = automatic (grows with k, N)."
+        0, ge=0, description="Tier1 survivors handed to Tier2; 0 = auto (max(20 k, 200))."
     )
     nprobe: int = Field(
-        0, ge=0, description="Partitions Tier1 scans; 0 = auto (max(8, partitions / 10))."
+        0, ge=0, description="Partitions Tier1 always scans; 0 = auto (max(8, partitions / 16))."
     )
     expand_probes: int = Field(
-        0, ge=0, description="Extra partitions probed where the survivors' centroid points."
+        0, ge=0, description="Most extra partitions expansion may open; 0 = auto (partitions / 2)."
+    )
+    expand_ratio: float = Field(
+        0.5,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Open an extra partition if its squared centroid distance is within "
+        "(1 + expand_ratio) of the nearest centroid's.",
     )
     query_bits: int = Field(4, ge=1, le=8, description="Bits per query level in Tier1.")
     tier1: Literal["asymmetric", "hamming"] = Field(

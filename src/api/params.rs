@@ -14,13 +14,14 @@ pub struct PyParams {
 #[pymethods]
 impl PyParams {
     #[new]
-    #[pyo3(signature = (*, exact, candidates, nprobe, expand_probes, query_bits, tier1, segments, vote_top, min_votes, expansion, epsilon))]
+    #[pyo3(signature = (*, exact, candidates, nprobe, expand_probes, expand_ratio, query_bits, tier1, segments, vote_top, min_votes, expansion, epsilon))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         exact: bool,
         candidates: usize,
         nprobe: usize,
         expand_probes: usize,
+        expand_ratio: f32,
         query_bits: u8,
         tier1: &str,
         segments: usize,
@@ -46,6 +47,7 @@ impl PyParams {
             candidates,
             nprobe,
             expand_probes,
+            expand_ratio,
             query_bits,
             tier1,
             segments,

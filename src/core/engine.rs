@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::expand::{exact_scan, rescore, survivor_centroid};
-use super::params::SearchParams;
+use super::expand::{exact_scan, rescore};
+use super::params::{SearchParams, Tier1Mode};
 use super::pool;
+use super::query::{PreparedQuery, Probe};
 use super::scratch::{with_scratch, Scratch};
 use super::tier1::{scan, segment_layout, ScanOut};
 use super::topk::{Scored, TopK};
@@ -34,6 +35,7 @@ pub struct View<'a> {
     pub(crate) offsets: &'a [u64],
     pub(crate) zero: &'a [f32],
     pub(crate) centered: bool,
+    pub(crate) anchor_norms: &'a [f32],
     pub(crate) dim: usize,
     pub(crate) words: usize,
     pub(crate) metric: Metric,
@@ -68,13 +70,37 @@ impl View<'_> {
         }
     }
 
-    /// Routing score of partition `p` for vector `v` (higher is better).
+    /// Routing score of partition `p` for vector `v` (higher is better):
+    /// `<v, c_p>` for ip and cosine, `-||v - c_p||^2` for l2.
     fn route_score(&self, v: &[f32], p: usize) -> f32 {
         let c = &self.centroids[p * self.dim..(p + 1) * self.dim];
         match self.metric {
             Metric::Cosine | Metric::Ip => (self.kernels.dot)(v, c),
             Metric::L2 => -(self.kernels.l2sq)(v, c),
         }
+    }
+
+    /// `||q - c_p||^2` from the routing score of partition `p`.
+    fn centroid_dist2(&self, q: &PreparedQuery, p: usize, score: f32) -> f32 {
+        match self.metric {
+            Metric::Cosine | Metric::Ip => q.norm2 - 2.0 * score + self.anchor_norms[p],
+            Metric::L2 => -score,
+        }
+    }
+
+    /// The probe of partition `p` for query `q`.
+    pub(crate) fn probe(&self, q: &PreparedQuery, p: usize) -> Probe {
+        if !self.centered {
+            return Probe::new(p, self.metric, 0.0, q.norm2, 0.0);
+        }
+        let c = &self.centroids[p * self.dim..(p + 1) * self.dim];
+        Probe::new(
+            p,
+            self.metric,
+            (self.kernels.dot)(&q.q, c),
+            q.norm2,
+            self.anchor_norms[p],
+        )
     }
 }
 
@@ -99,6 +125,9 @@ pub struct Engine {
     file: Arc<IndexFile>,
     kernels: Kernels,
     zero: Arc<[f32]>,
+    /// `||c_p||^2` of every partition centroid, computed once at open
+    /// (used for routing distances and, when centred, for probes).
+    anchor_norms: Arc<[f32]>,
 }
 
 /// Results of a batch: `rows x k` ids and scores, row-major.
@@ -119,11 +148,18 @@ impl Engine {
 
     /// Wraps an already opened file.
     pub fn from_file(file: Arc<IndexFile>) -> Self {
+        let kernels = Kernels::detect();
         let zero = vec![0.0; file.dim()].into();
+        let centroids: &[f32] = file.section(SectionKind::Centroid);
+        let anchor_norms = centroids
+            .chunks_exact(file.dim())
+            .map(|c| (kernels.dot)(c, c))
+            .collect();
         Engine {
             file,
-            kernels: Kernels::detect(),
+            kernels,
             zero,
+            anchor_norms,
         }
     }
 
@@ -173,6 +209,7 @@ impl Engine {
             offsets: f.offsets(),
             zero: &self.zero,
             centered: f.manifest().build.center,
+            anchor_norms: &self.anchor_norms,
             dim: f.dim(),
             words: f.words(),
             metric: f.metric(),
@@ -268,7 +305,9 @@ fn run_query(
     parallel: bool,
 ) -> Result<SearchStats> {
     let n = view.scale.len();
-    s.query.prepare(query, view.dim, view.metric)?;
+    let (_, seg_words) = segment_layout(view.words, params.segments);
+    s.query
+        .prepare(query, view.dim, view.metric, params.query_bits, seg_words)?;
     s.best.reset(params.k.min(n));
     let mut stats = SearchStats::default();
     if params.exact {
@@ -283,33 +322,32 @@ fn run_query(
     s.probe_norms.resize(parts, 0.0);
     s.probed.clear();
     s.probed.resize(parts, false);
+    let nprobe = params.effective_nprobe(parts);
+    let extra = if params.expansion {
+        params.effective_expand_probes(parts)
+    } else {
+        0
+    };
     route(
         view,
         &s.query.q,
-        params.effective_nprobe(parts),
+        nprobe + extra,
         &s.probed,
         &mut s.routes,
         &mut s.route_order,
     );
-    probe_and_rescore(view, params, s, parallel, &mut stats);
-    let extra = params.expand_probes.min(parts - stats.probed);
-    if params.expansion && extra > 0 {
-        // Centroid expansion: probe where the survivors' centroid points.
-        s.best.drain_sorted(&mut s.out);
-        survivor_centroid(view, &s.out, &mut s.centroid);
-        for e in &s.out {
-            s.best.push(e.score, e.row);
-        }
-        route(
-            view,
-            &s.centroid,
-            extra,
-            &s.probed,
-            &mut s.routes,
-            &mut s.route_order,
-        );
-        probe_and_rescore(view, params, s, parallel, &mut stats);
+    if extra > 0 {
+        // Centroid expansion: beyond the first `nprobe`, open a partition
+        // only if its centroid is nearly as close as the nearest one.
+        let d2 = |r: &Scored| view.centroid_dist2(&s.query, r.row as usize, r.score);
+        let limit = s.route_order.first().map_or(0.0, d2) * (1.0 + params.expand_ratio);
+        let mut i = 0;
+        s.route_order.retain(|r| {
+            i += 1;
+            i <= nprobe || d2(r) <= limit
+        });
     }
+    probe_and_rescore(view, params, s, parallel, &mut stats);
     s.best.drain_sorted(&mut s.out);
     Ok(stats)
 }
@@ -343,7 +381,7 @@ fn probe_and_rescore(
     stats: &mut SearchStats,
 ) {
     let n = view.scale.len();
-    let (nseg, seg_words) = segment_layout(view.words, params.segments);
+    let (nseg, _) = segment_layout(view.words, params.segments);
     let voting = nseg > 1;
     s.survivors.reset(params.effective_candidates(n));
     s.segment_top
@@ -359,18 +397,17 @@ fn probe_and_rescore(
             b - a
         })
         .sum();
-    let q = &s.query.q;
-    if parallel && !voting && rows >= PARALLEL_MIN_ROWS {
-        let parts: Vec<(TopK, u32, f32)> = pool::install(|| {
+    let hamming = params.tier1 == Tier1Mode::Hamming;
+    if parallel && !voting && !hamming && rows >= PARALLEL_MIN_ROWS {
+        let q = &s.query;
+        let cap = s.survivors.threshold_cap();
+        let parts: Vec<(TopK, Probe)> = pool::install(|| {
             s.route_order
                 .par_iter()
                 .map(|r| {
-                    let p = r.row as usize;
-                    let mut probe = super::query::ProbeQuery::default();
-                    probe.prepare(q, view.anchor(p), view.metric, params.query_bits, seg_words);
+                    let probe = view.probe(q, r.row as usize);
                     let mut top = TopK::default();
-                    top.reset(s.survivors.threshold_cap());
-                    let (start, end) = view.rows_of(p);
+                    top.reset(cap);
                     let (mut block, mut est) = (Vec::new(), Vec::new());
                     let out = ScanOut {
                         block: &mut block,
@@ -378,29 +415,29 @@ fn probe_and_rescore(
                         survivors: &mut top,
                         segment_top: &mut [],
                     };
-                    scan(view, &probe, params, start, end, out);
-                    (top, r.row, probe.centered_norm)
+                    scan(view, q, &probe, params, out);
+                    (top, probe)
                 })
                 .collect()
         });
-        for (top, p, norm) in &parts {
+        for (top, probe) in &parts {
             s.survivors.merge(top);
-            s.probe_norms[*p as usize] = *norm;
+            s.probe_norms[probe.partition] = probe.centered_norm;
         }
     } else {
         for r in &s.route_order {
-            let p = r.row as usize;
-            s.probe
-                .prepare(q, view.anchor(p), view.metric, params.query_bits, seg_words);
-            s.probe_norms[p] = s.probe.centered_norm;
-            let (start, end) = view.rows_of(p);
+            let probe = view.probe(&s.query, r.row as usize);
+            s.probe_norms[probe.partition] = probe.centered_norm;
+            if hamming {
+                s.query.encode_sign(view.anchor(probe.partition));
+            }
             let out = ScanOut {
                 block: &mut s.block,
                 est: &mut s.est,
                 survivors: &mut s.survivors,
                 segment_top: &mut s.segment_top,
             };
-            scan(view, &s.probe, params, start, end, out);
+            scan(view, &s.query, &probe, params, out);
         }
     }
     for r in &s.route_order {
@@ -415,7 +452,6 @@ fn probe_and_rescore(
             view,
             &s.query,
             params,
-            &mut s.probe,
             &mut s.segment_top,
             &mut s.votes,
             &mut s.ranked,

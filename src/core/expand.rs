@@ -5,9 +5,9 @@
 //! proportional to its distance from its partition centroid (stored per row
 //! at build) times the query's; once `k` rows are scored, a survivor whose
 //! estimate plus bound cannot reach the current k-th exact score is skipped.
-//! The survivors' own centroid (the mean of the current exact top-k) then
-//! chooses extra partitions to probe. Without expansion, every survivor is
-//! rescored and no extra partition is probed.
+//! Without expansion every survivor is rescored. (The other half of the
+//! stage, opening extra partitions near the query, lives in the engine's
+//! routing step.)
 use super::engine::View;
 use super::params::SearchParams;
 use super::query::PreparedQuery;
@@ -52,18 +52,6 @@ pub fn rescore(
         scored += 1;
     }
     scored
-}
-
-/// The survivors' centroid: the mean of the Tier2 vectors of `top`.
-pub fn survivor_centroid(view: &View<'_>, top: &[Scored], out: &mut Vec<f32>) {
-    out.clear();
-    out.resize(view.dim, 0.0);
-    for s in top {
-        let v = &view.vectors[s.row as usize * view.dim..(s.row as usize + 1) * view.dim];
-        out.iter_mut().zip(v).for_each(|(o, x)| *o += x);
-    }
-    let inv = 1.0 / top.len().max(1) as f32;
-    out.iter_mut().for_each(|o| *o *= inv);
 }
 
 /// Brute force: scores rows `start..end` exactly into `best`.

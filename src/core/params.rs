@@ -24,9 +24,11 @@ pub struct SearchParams {
     pub candidates: usize,
     /// Partitions whose codes Tier1 scans (0 = automatic).
     pub nprobe: usize,
-    /// Extra partitions probed by centroid expansion, chosen by the
-    /// survivors' centroid (0 = none).
+    /// Most extra partitions centroid expansion may open (0 = automatic).
     pub expand_probes: usize,
+    /// Expansion opens a partition if its squared centroid distance is at
+    /// most `(1 + expand_ratio)` times the nearest one's.
+    pub expand_ratio: f32,
     /// Bits per query level in the asymmetric Tier1 estimate (1..=8).
     pub query_bits: u8,
     /// Tier1 scoring mode.
@@ -52,6 +54,7 @@ impl Default for SearchParams {
             candidates: 0,
             nprobe: 0,
             expand_probes: 0,
+            expand_ratio: 0.5,
             query_bits: 4,
             tier1: Tier1Mode::Asymmetric,
             segments: 1,
@@ -103,10 +106,20 @@ impl SearchParams {
         p.clamp(1, partitions.max(1))
     }
 
+    /// The cap on partitions opened by expansion beyond `nprobe`.
+    pub fn effective_expand_probes(&self, partitions: usize) -> usize {
+        let e = if self.expand_probes == 0 {
+            partitions / 2
+        } else {
+            self.expand_probes
+        };
+        e.min(partitions.saturating_sub(self.effective_nprobe(partitions)))
+    }
+
     /// The survivor count actually used for an index of `n` rows.
     pub fn effective_candidates(&self, n: usize) -> usize {
         let c = if self.candidates == 0 {
-            auto_candidates(self.k, n)
+            auto_candidates(self.k)
         } else {
             self.candidates
         };
@@ -114,14 +127,14 @@ impl SearchParams {
     }
 }
 
-/// Default Tier1 survivors: grows with k and slowly with n, because the
-/// expansion bound (not this cap) decides how many are actually rescored.
-pub fn auto_candidates(k: usize, n: usize) -> usize {
-    let by_n = ((n as f64).sqrt() * 2.0) as usize;
-    (20 * k).max(200).max(by_n)
+/// Default Tier1 survivors: `max(20 k, 200)`. The expansion bound, not
+/// this cap, decides how many are rescored; a larger cap mostly costs heap
+/// work in the scan.
+pub fn auto_candidates(k: usize) -> usize {
+    (20 * k).max(200)
 }
 
-/// Default probes: a fixed share of the partitions, never fewer than 8.
+/// Default probes before expansion: 1/16 of the partitions, at least 8.
 pub fn auto_nprobe(partitions: usize) -> usize {
-    (partitions / 10).max(8)
+    (partitions / 16).max(8)
 }

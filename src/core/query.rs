@@ -1,22 +1,41 @@
-//! Stage 1: the query, prepared once per search ([`PreparedQuery`]) and
-//! once per probed partition ([`ProbeQuery`]). See the blueprint, "Query
-//! encoding".
+//! Stage 1: the query, encoded once per search ([`PreparedQuery`]), plus the
+//! two numbers each probed partition needs ([`Probe`]). See the blueprint,
+//! "Query encoding".
+//!
+//! The codes of partition `p` are signs of `x - c_p`, and Tier1 needs
+//! `<q - c_p, s>` for a row's sign vector `s`. That is `<q, s> - <c_p, s>`;
+//! the second term does not depend on the query, so the builder folds it
+//! into each row's bias and one encoding of `q` serves every partition.
 use crate::error::{Error, Result};
 use crate::index::Metric;
 use crate::math::float::norm;
 use crate::math::quantize::{sign_code, words_for, QueryPlanes};
 
-/// The checked query, as scored in Tier2 (unit length for cosine).
+/// The checked query and its Tier1 encoding.
 #[derive(Debug, Default, Clone)]
 pub struct PreparedQuery {
-    /// The query vector.
+    /// The query vector as scored in Tier2 (unit length for cosine).
     pub q: Vec<f32>,
+    /// `||q||^2`.
+    pub norm2: f32,
+    /// Bit-planes of `q` for the asymmetric scan.
+    pub planes: QueryPlanes,
+    /// Sign code of `q - anchor` of the partition being scanned (Hamming
+    /// baseline only; it cannot be folded like the asymmetric estimate).
+    pub sign: Vec<u64>,
 }
 
 impl PreparedQuery {
-    /// Checks `query` (dimension, finiteness, non-zero for cosine) and
-    /// normalises it for cosine.
-    pub fn prepare(&mut self, query: &[f32], dim: usize, metric: Metric) -> Result<()> {
+    /// Checks `query` (dimension, finiteness, non-zero for cosine),
+    /// normalises it for cosine and encodes its bit-planes.
+    pub fn prepare(
+        &mut self,
+        query: &[f32],
+        dim: usize,
+        metric: Metric,
+        bits: u8,
+        seg_words: usize,
+    ) -> Result<()> {
         if query.len() != dim {
             return Err(Error::DimensionMismatch {
                 expected: dim,
@@ -32,8 +51,8 @@ impl PreparedQuery {
         }
         self.q.clear();
         self.q.extend_from_slice(query);
+        let n = norm(query);
         if metric == Metric::Cosine {
-            let n = norm(query);
             if n == 0.0 {
                 return Err(Error::InvalidVector(
                     "the query is a zero vector, which has no cosine similarity".into(),
@@ -41,48 +60,44 @@ impl PreparedQuery {
             }
             self.q.iter_mut().for_each(|x| *x /= n);
         }
+        self.norm2 = if metric == Metric::Cosine { 1.0 } else { n * n };
+        self.planes.encode(&self.q, usize::from(bits), seg_words);
         Ok(())
+    }
+
+    /// Sets `sign` to the sign code of `q - anchor` (Hamming baseline).
+    pub fn encode_sign(&mut self, anchor: &[f32]) {
+        self.sign.clear();
+        self.sign.resize(words_for(self.q.len()), 0);
+        let centered: Vec<f32> = self.q.iter().zip(anchor).map(|(q, a)| q - a).collect();
+        sign_code(&centered, &mut self.sign);
     }
 }
 
-/// The query relative to one partition's anchor (its centroid).
-#[derive(Debug, Default, Clone)]
-pub struct ProbeQuery {
-    /// `q - anchor`.
-    pub centered: Vec<f32>,
-    /// Constant part of the partition's estimates: `<q, anchor>` (ip) or
+/// What Tier1 needs to know about one probed partition.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Probe {
+    /// The partition.
+    pub partition: usize,
+    /// Constant part of its estimates: `<q, anchor>` (ip) or
     /// `-||q - anchor||^2` (l2).
     pub offset: f32,
     /// `||q - anchor||`, which scales the error bound.
     pub centered_norm: f32,
-    /// Bit-planes of `q - anchor` for the asymmetric scan.
-    pub planes: QueryPlanes,
-    /// Sign code of `q - anchor` for the Hamming baseline.
-    pub sign: Vec<u64>,
 }
 
-impl ProbeQuery {
-    /// Encodes `q` against `anchor`.
-    pub fn prepare(
-        &mut self,
-        q: &[f32],
-        anchor: &[f32],
-        metric: Metric,
-        bits: u8,
-        seg_words: usize,
-    ) {
-        self.centered.clear();
-        self.centered
-            .extend(q.iter().zip(anchor).map(|(q, m)| q - m));
-        self.centered_norm = norm(&self.centered);
-        self.offset = match metric {
-            Metric::Cosine | Metric::Ip => q.iter().zip(anchor).map(|(a, b)| a * b).sum(),
-            Metric::L2 => -self.centered_norm * self.centered_norm,
+impl Probe {
+    /// From `<q, anchor>`, `||q||^2` and `||anchor||^2`.
+    pub fn new(partition: usize, metric: Metric, q_dot_a: f32, q_norm2: f32, a_norm2: f32) -> Self {
+        let d2 = (q_norm2 - 2.0 * q_dot_a + a_norm2).max(0.0);
+        let offset = match metric {
+            Metric::Cosine | Metric::Ip => q_dot_a,
+            Metric::L2 => -d2,
         };
-        self.planes
-            .encode(&self.centered, usize::from(bits), seg_words);
-        self.sign.clear();
-        self.sign.resize(words_for(q.len()), 0);
-        sign_code(&self.centered, &mut self.sign);
+        Probe {
+            partition,
+            offset,
+            centered_norm: d2.sqrt(),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! allocate once the first query on a thread has warmed them up.
 use std::cell::RefCell;
 
-use super::query::{PreparedQuery, ProbeQuery};
+use super::query::PreparedQuery;
 use super::topk::{Scored, TopK};
 
 /// Working memory of one search.
@@ -10,8 +10,6 @@ use super::topk::{Scored, TopK};
 pub struct Scratch {
     /// The prepared query.
     pub query: PreparedQuery,
-    /// The query against the partition being scanned.
-    pub probe: ProbeQuery,
     /// Partitions ranked for probing.
     pub routes: TopK,
     /// Partitions in probe order.
@@ -20,8 +18,6 @@ pub struct Scratch {
     pub probe_norms: Vec<f32>,
     /// Whether each partition was probed.
     pub probed: Vec<bool>,
-    /// The survivors' centroid (expansion).
-    pub centroid: Vec<f32>,
     /// Kernel output for one block of rows.
     pub block: Vec<u32>,
     /// Tier1 estimates for one block of rows.

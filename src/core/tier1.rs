@@ -3,7 +3,7 @@
 //! score; with voting on, also the best rows of each dimension segment.
 use super::engine::View;
 use super::params::{SearchParams, Tier1Mode};
-use super::query::ProbeQuery;
+use super::query::{PreparedQuery, Probe};
 use super::topk::TopK;
 use crate::index::Metric;
 
@@ -37,24 +37,25 @@ pub struct ScanOut<'s> {
     pub segment_top: &'s mut [TopK],
 }
 
-/// Scans rows `start..end` into `out`.
+/// Scans the rows of `probe`'s partition into `out`.
 pub fn scan(
     view: &View<'_>,
-    q: &ProbeQuery,
+    q: &PreparedQuery,
+    probe: &Probe,
     params: &SearchParams,
-    start: usize,
-    end: usize,
     out: ScanOut<'_>,
 ) {
+    let (start, end) = view.rows_of(probe.partition);
     match params.tier1 {
-        Tier1Mode::Asymmetric => scan_asymmetric(view, q, params, start, end, out),
+        Tier1Mode::Asymmetric => scan_asymmetric(view, q, probe, params, start, end, out),
         Tier1Mode::Hamming => scan_hamming(view, q, start, end, out),
     }
 }
 
 fn scan_asymmetric(
     view: &View<'_>,
-    q: &ProbeQuery,
+    q: &PreparedQuery,
+    probe: &Probe,
     params: &SearchParams,
     start: usize,
     end: usize,
@@ -71,18 +72,30 @@ fn scan_asymmetric(
         let block = &mut out.block[..2 * nseg * (b1 - b0)];
         (view.kernels.plane_scan)(codes, view.words, &q.planes.planes, bits, seg_words, block);
         if voting {
-            score_block_voting(view, q, g, b0, block, nseg, out.survivors, out.segment_top);
+            score_block_voting(
+                view,
+                q,
+                probe.offset,
+                g,
+                b0,
+                block,
+                nseg,
+                out.survivors,
+                out.segment_top,
+            );
         } else {
-            score_block(view, q, g, b0, block, out.est, out.survivors);
+            score_block(view, q, probe.offset, g, b0, block, out.est, out.survivors);
         }
     }
 }
 
 /// One segment: estimates in a branch-free loop the compiler vectorises,
 /// then a filter that rarely pushes.
+#[allow(clippy::too_many_arguments)]
 fn score_block(
     view: &View<'_>,
-    q: &ProbeQuery,
+    q: &PreparedQuery,
+    offset: f32,
     g: f32,
     b0: usize,
     block: &[u32],
@@ -93,7 +106,6 @@ fn score_block(
     let (level_sum, dims) = q.planes.seg_sums[0];
     let (lo2, d2) = (2.0 * q.planes.lo, 2.0 * q.planes.delta);
     let all = q.planes.lo * dims as f32 + q.planes.delta * level_sum as f32;
-    let offset = q.offset;
     est.clear();
     est.extend(
         block
@@ -115,7 +127,8 @@ fn score_block(
 #[allow(clippy::too_many_arguments)]
 fn score_block_voting(
     view: &View<'_>,
-    q: &ProbeQuery,
+    q: &PreparedQuery,
+    offset: f32,
     g: f32,
     b0: usize,
     block: &[u32],
@@ -132,14 +145,14 @@ fn score_block_voting(
             t += part;
             segment_top[s].push(scale * part, row as u32);
         }
-        let est = q.offset + view.bias[row] + g * scale * t;
+        let est = offset + view.bias[row] + g * scale * t;
         if est > survivors.threshold() {
             survivors.push(est, row as u32);
         }
     }
 }
 
-fn scan_hamming(view: &View<'_>, q: &ProbeQuery, start: usize, end: usize, out: ScanOut<'_>) {
+fn scan_hamming(view: &View<'_>, q: &PreparedQuery, start: usize, end: usize, out: ScanOut<'_>) {
     out.block.resize(BLOCK_ROWS, 0);
     for b0 in (start..end).step_by(BLOCK_ROWS) {
         let b1 = (b0 + BLOCK_ROWS).min(end);
@@ -155,7 +168,13 @@ fn scan_hamming(view: &View<'_>, q: &ProbeQuery, start: usize, end: usize, out: 
 }
 
 /// The asymmetric estimate of one row (used for rows rescued by voting).
-pub fn estimate_row(view: &View<'_>, q: &ProbeQuery, params: &SearchParams, row: usize) -> f32 {
+pub fn estimate_row(
+    view: &View<'_>,
+    q: &PreparedQuery,
+    probe: &Probe,
+    params: &SearchParams,
+    row: usize,
+) -> f32 {
     let (nseg, seg_words) = segment_layout(view.words, params.segments);
     let mut pairs = [0u32; 2 * 64];
     let mut heap_pairs;
@@ -173,5 +192,5 @@ pub fn estimate_row(view: &View<'_>, q: &ProbeQuery, params: &SearchParams, row:
         .enumerate()
         .map(|(s, p)| q.planes.signed_dot(s, p[0], p[1]))
         .sum();
-    q.offset + view.bias[row] + estimate_weight(view.metric) * view.scale[row] * t
+    probe.offset + view.bias[row] + estimate_weight(view.metric) * view.scale[row] * t
 }

@@ -5,7 +5,7 @@
 //! against its own partition's anchor.
 use super::engine::View;
 use super::params::SearchParams;
-use super::query::{PreparedQuery, ProbeQuery};
+use super::query::PreparedQuery;
 use super::tier1::estimate_row;
 use super::topk::{Scored, TopK};
 
@@ -15,7 +15,6 @@ pub fn rescue(
     view: &View<'_>,
     q: &PreparedQuery,
     params: &SearchParams,
-    probe: &mut ProbeQuery,
     segment_top: &mut [TopK],
     votes: &mut hashbrown::HashMap<u32, u32>,
     ranked: &mut Vec<Scored>,
@@ -34,10 +33,8 @@ pub fn rescue(
     let before = ranked.len();
     for (&row, &n) in votes.iter() {
         if n as usize >= params.min_votes {
-            let anchor = view.anchor(view.partition_of(row as usize));
-            let (_, seg_words) = super::tier1::segment_layout(view.words, params.segments);
-            probe.prepare(&q.q, anchor, view.metric, params.query_bits, seg_words);
-            let est = estimate_row(view, probe, params, row as usize);
+            let probe = view.probe(q, view.partition_of(row as usize));
+            let est = estimate_row(view, q, &probe, params, row as usize);
             ranked.push(Scored { score: est, row });
         }
     }

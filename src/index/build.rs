@@ -412,14 +412,25 @@ pub fn row_factors(r: &[f32], mu: &[f32], metric: Metric) -> (f32, f32, f32) {
     let l1 = r.iter().map(|&x| f64::from(x).abs()).sum::<f64>();
     let norm = l2.sqrt();
     let scale = if l1 > 0.0 { l2 / l1 } else { 0.0 };
-    let bias = match metric {
-        Metric::Cosine | Metric::Ip => r
-            .iter()
-            .zip(mu)
-            .map(|(&x, &m)| f64::from(x) * f64::from(m))
-            .sum::<f64>(),
-        Metric::L2 => -l2,
+    // Tier1 scores every partition with one encoding of q, as <q, s>; the
+    // estimate needs <q - mu, s> = <q, s> - <mu, s>, so -<mu, s> (times the
+    // metric's weight and the scale) is folded in here.
+    let mu_dot_s: f64 = r
+        .iter()
+        .zip(mu)
+        .map(|(&x, &m)| if x > 0.0 { f64::from(m) } else { -f64::from(m) })
+        .sum();
+    let (base, weight) = match metric {
+        Metric::Cosine | Metric::Ip => (
+            r.iter()
+                .zip(mu)
+                .map(|(&x, &m)| f64::from(x) * f64::from(m))
+                .sum::<f64>(),
+            1.0,
+        ),
+        Metric::L2 => (-l2, 2.0),
     };
+    let bias = base - weight * scale * mu_dot_s;
     // f = <o, sign(o)/sqrt(d)>: how well the sign code aligns with the row.
     let error = if norm > 0.0 {
         let f = (l1 / (norm * d.sqrt())).clamp(1e-6, 1.0);

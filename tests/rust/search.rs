@@ -133,12 +133,13 @@ fn every_stage_combination_returns_sorted_results(
         let (ids, scores, stats) = e.search_with_stats(q, &p).unwrap();
         assert_eq!(ids.len(), 10);
         assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+        // Expansion opens at most `expand_probes` more, only near ones.
         let probed = match (partitions, expansion) {
-            (1, _) => 1,
-            (_, true) => 6,
-            (_, false) => 4,
+            (1, _) => 1..=1,
+            (_, true) => 4..=6,
+            (_, false) => 4..=4,
         };
-        assert_eq!(stats.probed, probed);
+        assert!(probed.contains(&stats.probed), "{}", stats.probed);
         assert!(stats.scanned <= N && (partitions > 1 || stats.scanned == N));
         assert!(stats.rescored >= 10 && stats.rescored <= stats.survivors + stats.rescued);
     }
