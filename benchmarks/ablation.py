@@ -24,42 +24,50 @@ import svve_core
 from svve_core import IndexConfig, SearchEngine, SearchParams, build_index
 from svve_core.demo import _metric_of, load_dataset, recall
 
-# (label, build config, search params); C = Tier1 survivors.
+# (label, build config, search params). "flat" = one partition (every row
+# scanned); C = Tier1 survivors. Each stage is compared with the simpler
+# variant one row above it.
+FLAT = {"partitions": 1}
 VARIANTS: List[Tuple[str, Dict, Dict]] = [
-    ("exact float32 (brute force)", {}, {"exact": True}),
+    ("exact float32 (brute force)", FLAT, {"exact": True}),
     (
-        "baseline: Hamming top-C=200, rescore all",
-        {},
+        "baseline: flat, Hamming top-C=200, rescore all",
+        FLAT,
         {"tier1": "hamming", "candidates": 200, "expansion": False},
     ),
     (
-        "baseline: Hamming top-C=1000, rescore all",
-        {},
+        "baseline: flat, Hamming top-C=1000, rescore all",
+        FLAT,
         {"tier1": "hamming", "candidates": 1000, "expansion": False},
     ),
-    ("+ asymmetric Tier1, C=200, rescore all", {}, {"candidates": 200, "expansion": False}),
     (
-        "+ asymmetric, no centring, C=200",
-        {"center": False},
+        "flat, asymmetric Tier1 (4-bit query), C=200, rescore all",
+        FLAT,
         {"candidates": 200, "expansion": False},
     ),
     (
-        "+ asymmetric, 2-bit query, C=200",
-        {},
+        "flat, asymmetric, 2-bit query",
+        FLAT,
         {"candidates": 200, "expansion": False, "query_bits": 2},
     ),
     (
-        "+ asymmetric, 8-bit query, C=200",
-        {},
+        "flat, asymmetric, 8-bit query",
+        FLAT,
         {"candidates": 200, "expansion": False, "query_bits": 8},
     ),
-    ("+ asymmetric + expansion, C=200", {}, {"candidates": 200}),
-    ("+ asymmetric + expansion, C=auto (default)", {}, {}),
-    ("+ asymmetric + expansion, C=auto, epsilon=2", {}, {"epsilon": 2.0}),
-    ("+ voting (6 segments, top-64, >=2 votes), C=200", {}, {"candidates": 200, "segments": 6}),
-    ("+ voting (3 segments, top-200, >=2 votes), C=auto", {}, {"segments": 3, "vote_top": 200}),
-    ("asymmetric, C=100, rescore all", {}, {"candidates": 100, "expansion": False}),
-    ("asymmetric + expansion, C=100", {}, {"candidates": 100}),
+    (
+        "flat, asymmetric, not centred",
+        {**FLAT, "center": False},
+        {"candidates": 200, "expansion": False},
+    ),
+    ("flat, asymmetric + bound skipping", FLAT, {"candidates": 200}),
+    ("segments, fixed nprobe=auto, no expansion", {}, {"expansion": False}),
+    ("segments, fixed nprobe=2x auto, no expansion", {}, {"expansion": False, "nprobe": -2}),
+    ("segments, fixed nprobe=4x auto, no expansion", {}, {"expansion": False, "nprobe": -4}),
+    ("segments + centroid expansion (DEFAULT)", {}, {}),
+    ("segments + expansion, ratio 0.3", {}, {"expand_ratio": 0.3}),
+    ("segments + expansion + voting (3 dim segments, top-64, >=2)", {}, {"segments": 3}),
+    ("segments + expansion, not centred", {"center": False}, {}),
 ]
 
 
@@ -76,8 +84,9 @@ def measure(engine: SearchEngine, queries: np.ndarray, params: SearchParams, k: 
     stats = [engine.search_stats(q, k, params)[2] for q in queries[:200]]
     rescored = float(np.mean([s["rescored"] for s in stats]))
     rescued = float(np.mean([s["rescued"] for s in stats]))
+    scanned = float(np.mean([s["scanned"] for s in stats]))
     survivors = float(np.mean([s["survivors"] for s in stats]))
-    return ids, lat * 1e6, survivors, rescued, rescored
+    return ids, lat * 1e6, scanned, survivors, rescued, rescored
 
 
 def main(argv=None) -> int:
@@ -99,31 +108,40 @@ def main(argv=None) -> int:
         f"data: {name} {base.shape[0]} x {base.shape[1]}, {len(queries)} queries, metric {metric}\n"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        engines = {}
-        for center in (True, False):
-            path = os.path.join(tmp, f"c{int(center)}.svve")
+        engines: Dict[str, SearchEngine] = {}
+        for _, cfg, _ in VARIANTS:
+            key = repr(sorted(cfg.items()))
+            if key in engines:
+                continue
+            path = os.path.join(tmp, f"{len(engines)}.svve")
+            start = time.perf_counter()
             build_index(
-                path,
-                base,
-                metric=metric,
-                config=IndexConfig(center=center),
-                progress=lambda d, t: None,
+                path, base, metric=metric, config=IndexConfig(**cfg), progress=lambda d, t: None
             )
-            engines[center] = SearchEngine(path)
+            secs = time.perf_counter() - start
+            engines[key] = SearchEngine(path)
+            print(f"build {cfg}: {secs:.2f} s, {engines[key].info().partitions} partitions")
+        print()
         exact_p50 = None
         print(
             "| variant | recall@10 | p50 us | p99 us | speed-up vs exact "
-            "| Tier1 survivors | rescued by votes | rescored in float32 |"
+            "| Tier1 rows scanned | Tier1 survivors | rescued by votes | rescored in float32 |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for label, cfg, kw in VARIANTS:
-            engine = engines[cfg.get("center", True)]
-            ids, lat, surv, resc, rescored = measure(engine, queries, SearchParams(**kw), a.k)
+            engine = engines[repr(sorted(cfg.items()))]
+            if kw.get("nprobe", 0) < 0:  # a multiple of the automatic nprobe
+                auto = max(8, engine.info().partitions // 16)
+                kw = {**kw, "nprobe": -kw["nprobe"] * auto}
+            ids, lat, scanned, surv, resc, rescored = measure(
+                engine, queries, SearchParams(**kw), a.k
+            )
             p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
             exact_p50 = exact_p50 or p50
             print(
                 f"| {label} | {recall(ids, gt, a.k):.4f} | {p50:.0f} | {p99:.0f} | "
-                f"{exact_p50 / p50:.1f}x | {surv:.0f} | {resc:.1f} | {rescored:.1f} |"
+                f"{exact_p50 / p50:.1f}x | {scanned:.0f} | {surv:.0f} | "
+                f"{resc:.1f} | {rescored:.1f} |"
             )
     return 0
 
