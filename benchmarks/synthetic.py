@@ -19,12 +19,16 @@ from pathlib import Path
 import numpy as np
 
 
-def generate(n: int, dim: int, queries: int = 1000, seed: int = 0, clusters: int = 256):
+def generate(
+    n: int, dim: int, queries: int = 1000, seed: int = 0, clusters: int = 256, spread: float = 0.35
+):
     rng = np.random.default_rng(seed)
     latent = min(64, dim)
     basis = np.linalg.qr(rng.standard_normal((dim, latent)))[0].T.astype(np.float32)
     offset = rng.standard_normal(dim).astype(np.float32) * 0.5 / np.sqrt(dim) * 4
-    centers = rng.standard_normal((clusters, latent)).astype(np.float32)
+    # `spread` is the between-cluster scale against within-cluster noise of ~1:
+    # small values give overlapping clusters, hard for partition routing.
+    centers = spread * rng.standard_normal((clusters, latent)).astype(np.float32)
     scales = rng.uniform(0.3, 1.0, (clusters, latent)).astype(np.float32)
     total = n + queries
     which = rng.integers(0, clusters, total)

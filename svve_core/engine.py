@@ -71,8 +71,9 @@ def build_index(
 
     ``ids`` (n,) int64 defaults to ``arange(n)`` and must be unique.
     The file is written atomically: readers see the old file or the new one.
-    ``progress(done, total)`` is called between chunks (raising cancels the
-    build); without it, progress goes to the ``svve_core`` logger at INFO.
+    ``progress(done, total)`` is called between chunks; returning ``False``
+    cancels the build with ``BuildCancelledError`` and raising cancels it with
+    that exception. Without it, progress goes to the ``svve_core`` logger at INFO.
     Do not mutate the arrays from another thread during the call.
     """
     config = config if config is not None else IndexConfig()
@@ -126,10 +127,14 @@ class SearchEngine:
         return params.native()
 
     def _query(self, query: Any) -> np.ndarray:
-        if not isinstance(query, np.ndarray) or query.dtype != np.float32:
+        if not isinstance(query, np.ndarray):
             raise InvalidDTypeError(
-                "query must be a numpy.ndarray with dtype float32, got "
-                f"{getattr(query, 'dtype', type(query).__name__)}"
+                f"query must be a numpy.ndarray of float32, got {type(query).__name__}"
+            )
+        if query.dtype != np.float32:
+            raise InvalidDTypeError(
+                f"query must have dtype float32, got {query.dtype}; "
+                "convert with np.asarray(x, dtype=np.float32)"
             )
         if query.ndim != 1:
             raise InvalidShapeError(f"query must be 1-D (dim,), got shape {query.shape}")

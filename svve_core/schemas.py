@@ -6,10 +6,11 @@ native parameter object each ``SearchParams`` caches.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from svve_core import _svve_core
 from svve_core.exceptions import InvalidParameterError
@@ -18,7 +19,9 @@ Metric = Literal["cosine", "ip", "l2"]
 
 
 class _Model(BaseModel):
-    """Frozen, strict-about-extras base that raises our own error type."""
+    """Frozen, strict-about-extras base. Constructing a model with bad values
+    raises ``InvalidParameterError`` (``model_validate*`` and assignment raise
+    pydantic's ``ValidationError``, which is also a ``ValueError``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -80,14 +83,15 @@ class SearchParams(_Model):
         3.0, ge=0.0, allow_inf_nan=False, description="Width of the expansion error bound."
     )
 
-    _native: Optional[Any] = PrivateAttr(default=None)
-
     def native(self) -> Any:
-        """The validated Rust-side parameter object (built once, then cached)."""
-        if self._native is None:
-            fields = self.model_dump()
-            object.__setattr__(self, "_native", _svve_core._Params(**fields))
-        return self._native
+        """The validated Rust-side parameter object, cached per distinct value
+        (models are frozen and hashable), so copies and pickles stay plain data."""
+        return _native_params(self)
+
+
+@functools.lru_cache(maxsize=1024)
+def _native_params(params: SearchParams) -> Any:
+    return _svve_core._Params(**params.model_dump())
 
 
 class EngineConfig(_Model):

@@ -10,6 +10,8 @@ use crate::error::Error;
 use crate::index::{build_index as core_build, BuildConfig, Metric, Progress};
 
 /// Calls back into Python between chunks; remembers the first exception.
+/// The callback cancels by raising (that exception propagates) or by
+/// returning `False` (`BuildCancelledError`).
 struct PyProgress {
     callback: Option<Py<PyAny>>,
     error: Option<PyErr>,
@@ -19,11 +21,14 @@ impl Progress for PyProgress {
     fn report(&mut self, done: usize, total: usize) -> bool {
         Python::attach(|py| {
             let outcome = py.check_signals().and_then(|()| match &self.callback {
-                Some(cb) => cb.call1(py, (done, total)).map(drop),
-                None => Ok(()),
+                // Exactly `False` cancels; any other return value continues.
+                Some(cb) => cb
+                    .call1(py, (done, total))
+                    .map(|r| !matches!(r.extract::<bool>(py), Ok(false))),
+                None => Ok(true),
             });
             match outcome {
-                Ok(()) => true,
+                Ok(go_on) => go_on,
                 Err(e) => {
                     self.error = Some(e);
                     false

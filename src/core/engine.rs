@@ -315,6 +315,7 @@ fn run_query(
             exact_scan(view, &s.query.q, start, end, top);
         });
         s.best.drain_sorted(&mut s.out);
+        stats.rescored = n;
         return Ok(stats);
     }
     let parts = view.partitions();

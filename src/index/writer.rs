@@ -103,7 +103,8 @@ pub fn write_index(
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
+        // Name the target: the temporary name means nothing to the caller.
+        .map_err(|e| Error::io(path, e))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let io = |e| Error::io(&tmp, e);
     out.write_all(&vec![0u8; align_up(table_end) as usize])

@@ -1,0 +1,383 @@
+"""Pydantic models: defaults, validation, immutability, and their agreement
+with the Rust side (search-parameter defaults, manifest, IndexInfo)."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from support import read_manifest
+
+import svve_core
+from svve_core import (
+    EngineConfig,
+    IndexConfig,
+    IndexInfo,
+    IndexManifest,
+    SearchEngine,
+    SearchParams,
+    _svve_core,
+)
+from svve_core.exceptions import InvalidParameterError
+
+REPO = Path(__file__).resolve().parents[2]
+
+SEARCH_DEFAULTS: Dict[str, Any] = {
+    "exact": False,
+    "candidates": 0,
+    "nprobe": 0,
+    "expand_probes": 0,
+    "query_bits": 4,
+    "tier1": "asymmetric",
+    "segments": 1,
+    "vote_top": 64,
+    "min_votes": 2,
+    "expansion": True,
+    "epsilon": 3.0,
+}
+
+
+# --- defaults ---------------------------------------------------------------
+
+
+def test_search_params_defaults() -> None:
+    dump = SearchParams().model_dump()
+    for name, value in SEARCH_DEFAULTS.items():
+        assert dump[name] == value, name
+        assert type(dump[name]) is type(value), name
+
+
+def test_index_config_defaults() -> None:
+    config = IndexConfig()
+    assert config.center is True
+    assert config.partitions == 0  # automatic
+    assert config.seed == 0
+
+
+def test_engine_config_defaults() -> None:
+    config = EngineConfig()
+    assert config.verify is True
+    assert config.params == SearchParams()
+
+
+def test_engine_config_accepts_nested_dict() -> None:
+    config = EngineConfig(params={"exact": True, "candidates": 50})
+    assert isinstance(config.params, SearchParams)
+    assert config.params.exact is True
+    assert config.params.candidates == 50
+
+
+# --- validation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("candidates", -1),
+        ("query_bits", 0),
+        ("query_bits", 9),
+        ("tier1", "cosine"),
+        ("segments", 0),
+        ("vote_top", 0),
+        ("min_votes", 0),
+        ("epsilon", -0.5),
+        ("epsilon", math.nan),
+        ("epsilon", math.inf),
+        ("exact", "sometimes"),
+        ("candidates", 1.5),
+        ("nprobe", -1),
+        ("expand_probes", -1),
+    ],
+)
+def test_search_params_out_of_range(field: str, value: Any) -> None:
+    with pytest.raises(InvalidParameterError, match=field) as info:
+        SearchParams(**{field: value})
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs"),
+    [
+        (IndexConfig, {"center": "maybe"}),
+        (IndexConfig, {"partitions": -1}),
+        (IndexConfig, {"partitions": 2**32}),
+        (IndexConfig, {"seed": -1}),
+        (IndexConfig, {"seed": 2**64}),
+        (EngineConfig, {"verify": "maybe"}),
+        (EngineConfig, {"params": {"query_bits": 9}}),
+        (EngineConfig, {"params": "fast"}),
+    ],
+)
+def test_config_invalid_values(model: type, kwargs: Dict[str, Any]) -> None:
+    with pytest.raises(InvalidParameterError) as info:
+        model(**kwargs)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs"),
+    [
+        (SearchParams, {"k": 10}),  # k is an argument of search(), not a parameter
+        (SearchParams, {"ef_search": 64}),
+        (SearchParams, {"n_probe": 4}),
+        (IndexConfig, {"metric": "ip"}),
+        (EngineConfig, {"mmap": True}),
+        (EngineConfig, {"params": {"ef": 3}}),
+    ],
+)
+def test_extra_fields_rejected(model: type, kwargs: Dict[str, Any]) -> None:
+    with pytest.raises(InvalidParameterError, match=r"[Ee]xtra|not permitted"):
+        model(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("obj", "field", "value"),
+    [
+        (SearchParams(), "exact", True),
+        (SearchParams(), "epsilon", 1.0),
+        (IndexConfig(), "center", False),
+        (EngineConfig(), "verify", False),
+    ],
+)
+def test_models_are_frozen(obj: Any, field: str, value: Any) -> None:
+    before = obj.model_dump()
+    with pytest.raises((ValidationError, InvalidParameterError), match="frozen"):
+        setattr(obj, field, value)
+    assert obj.model_dump() == before
+
+
+def test_frozen_models_are_hashable_and_compare_by_value() -> None:
+    a, b = SearchParams(candidates=7), SearchParams(candidates=7)
+    a.native()  # the cached native object must not affect equality
+    assert a == b
+    assert hash(a) == hash(b)
+    assert SearchParams(candidates=8) != a
+
+
+# --- Python mirrors Rust ----------------------------------------------------
+
+
+def test_native_params_round_trip() -> None:
+    """Every Python default reaches Rust unchanged."""
+    text = repr(_svve_core._Params(**SearchParams().model_dump()))
+    for name, value in SearchParams().model_dump().items():
+        if isinstance(value, bool):
+            expected = str(value).lower()
+        elif name == "tier1":
+            expected = value.capitalize()
+        else:
+            expected = repr(value)
+        assert f"{name}: {expected}" in text, (name, text)
+
+
+def test_native_params_custom_values() -> None:
+    p = SearchParams(exact=True, candidates=123, query_bits=7, tier1="hamming", segments=3,
+                     vote_top=17, min_votes=5, expansion=False, epsilon=0.25)  # fmt: skip
+    text = repr(p.native())
+    for part in ("exact: true", "candidates: 123", "query_bits: 7", "tier1: Hamming",
+                 "segments: 3", "vote_top: 17", "min_votes: 5", "expansion: false",
+                 "epsilon: 0.25"):  # fmt: skip
+        assert part in text, (part, text)
+
+
+def test_native_is_cached() -> None:
+    p = SearchParams()
+    assert p.native() is p.native()
+
+
+def test_native_params_validate_on_their_own() -> None:
+    """Rust re-validates, so bypassing pydantic cannot smuggle bad values in."""
+    fields = SearchParams().model_dump()
+    for name, value in [("query_bits", 0), ("query_bits", 9), ("segments", 0),
+                        ("epsilon", -1.0), ("epsilon", math.inf), ("tier1", "other")]:  # fmt: skip
+        with pytest.raises(InvalidParameterError, match=name):
+            _svve_core._Params(**{**fields, name: value})
+
+
+def _rust_default_block() -> str:
+    src = REPO / "src" / "core" / "params.rs"
+    if not src.exists():
+        pytest.skip("Rust sources are not available (installed package)")
+    text = src.read_text()
+    m = re.search(r"impl Default for SearchParams \{.*?SearchParams \{(.*?)\}", text, re.S)
+    assert m, "could not find `impl Default for SearchParams` in src/core/params.rs"
+    return m.group(1)
+
+
+def test_python_fields_match_native_params() -> None:
+    """SearchParams.native() passes every field as a keyword to the compiled
+    `_Params`: both sides must name the same fields."""
+    native = inspect.signature(_svve_core._Params).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in native.values())
+    assert set(native) == set(SearchParams.model_fields)
+
+
+def test_python_defaults_equal_rust_defaults() -> None:
+    """Every field of schemas.SearchParams has the default of
+    `SearchParams::default()` in src/core/params.rs. (Rust fields that are not
+    exposed to Python yet are covered by test_python_fields_match_native_params.)"""
+    rust = dict(re.findall(r"(\w+):\s*([^,\n]+),", _rust_default_block()))
+    for name, value in SearchParams().model_dump().items():
+        assert name in rust, f"{name} has no default in src/core/params.rs"
+        text = rust[name].strip()
+        if isinstance(value, bool):
+            assert text == str(value).lower(), name
+        elif name == "tier1":
+            assert text == f"Tier1Mode::{value.capitalize()}", name
+        else:
+            assert float(text) == value, name
+
+
+def test_default_params_behave_like_explicit_defaults(
+    cosine_engine: SearchEngine, dataset: Any
+) -> None:
+    q = dataset.queries[0]
+    ids, scores, stats = cosine_engine.search_stats(q, 10)
+    ids2, scores2, stats2 = cosine_engine.search_stats(q, 10, SearchParams(**SEARCH_DEFAULTS))
+    np.testing.assert_array_equal(ids, ids2)
+    np.testing.assert_array_equal(scores, scores2)
+    assert stats == stats2
+
+
+# --- manifest ---------------------------------------------------------------
+
+
+@pytest.fixture
+def manifest(index_paths: Dict[str, Path]) -> Dict[str, Any]:
+    """A real manifest (of a 2000 x 64 cosine index), as stored in the file."""
+    return read_manifest(index_paths["cosine"])
+
+
+def _manifest(base: Dict[str, Any], **over: Any) -> Dict[str, Any]:
+    return {**base, **over}
+
+
+def test_manifest_as_stored_is_valid(manifest: Dict[str, Any]) -> None:
+    m = IndexManifest(**manifest)
+    assert m.model_dump() == manifest
+
+
+@pytest.mark.parametrize(("dim", "words"), [(1, 1), (63, 1), (64, 1), (65, 2), (128, 2), (384, 6)])
+def test_manifest_code_words_fit_dim(manifest: Dict[str, Any], dim: int, words: int) -> None:
+    assert IndexManifest(**_manifest(manifest, dim=dim, code_words=words)).code_words == words
+    for wrong in (words - 1, words + 1):
+        with pytest.raises(InvalidParameterError, match="code_words"):
+            IndexManifest(**_manifest(manifest, dim=dim, code_words=max(wrong, 0)))
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"format": "faiss"},
+        {"format_version": 0},
+        {"n": 0},
+        {"partitions": 0},
+        {"partitions": 2001},  # more partitions than rows
+        {"dim": 0},
+        {"metric": "hamming"},
+        {"build": {"pq": 8}},
+        {"extra": 1},
+    ],
+)
+def test_manifest_rejects_bad_values(manifest: Dict[str, Any], over: Dict[str, Any]) -> None:
+    with pytest.raises(InvalidParameterError):
+        IndexManifest(**_manifest(manifest, **over))
+
+
+def test_manifest_requires_every_field(manifest: Dict[str, Any]) -> None:
+    for name in manifest:
+        m = dict(manifest)
+        del m[name]
+        with pytest.raises(InvalidParameterError, match=name):
+            IndexManifest(**m)
+
+
+def test_manifest_of_built_index(index_paths: Dict[str, Path], dataset: Any) -> None:
+    for metric, path in index_paths.items():
+        m = IndexManifest(**read_manifest(path))
+        assert m.format == "svve-core"
+        assert m.format_version == svve_core.FORMAT_VERSION
+        assert m.library_version == svve_core.__version__
+        assert (m.n, m.dim, m.metric) == (*dataset.data.shape, metric)
+        assert m.code_words == math.ceil(dataset.data.shape[1] / 64)
+        assert m.build == IndexConfig()
+
+
+# --- IndexInfo --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "dim", "center"), [(300, 64, True), (257, 100, False), (1, 3, True)])
+def test_index_info_after_build(
+    tmp_path: Path, metric: str, n: int, dim: int, center: bool
+) -> None:
+    x = np.random.default_rng(n + dim).standard_normal((n, dim)).astype(np.float32)
+    path = tmp_path / "info.svve"
+    info = svve_core.build_index(path, x, metric=metric, config=IndexConfig(center=center))
+    assert isinstance(info, IndexInfo)
+    words = math.ceil(dim / 64)
+    assert info.path == os.fspath(path)
+    assert (info.n, info.dim, info.metric) == (n, dim, metric)
+    assert info.format_version == svve_core.FORMAT_VERSION == 1
+    assert info.library_version == svve_core.__version__
+    assert info.build == IndexConfig(center=center)
+    assert info.partitions == 1  # automatic: flat below 10k rows
+    assert info.bytes_tier2 == n * dim * 4
+    assert info.bytes_ids == n * 8
+    # codes + per-row factors + at least one centroid
+    assert info.bytes_tier1 >= n * words * 8 + 3 * n * 4 + dim * 4
+    assert info.bytes_file == path.stat().st_size
+    assert info.bytes_file >= info.bytes_tier1 + info.bytes_tier2 + info.bytes_ids
+    assert isinstance(info.isa, str)
+    assert info.isa
+    assert info.isa == _svve_core.isa()
+    assert SearchEngine(path).info() == info
+    with pytest.raises((ValidationError, InvalidParameterError)):
+        info.n = 5  # type: ignore[misc]
+
+
+# --- copying and pickling ---------------------------------------------------
+
+
+def test_pickle_and_copy_fresh_params() -> None:
+    p = SearchParams(exact=True, candidates=9)
+    assert pickle.loads(pickle.dumps(p)) == p
+    assert copy.deepcopy(p) == p
+    assert p.model_copy(update={"candidates": 10}).candidates == 10
+
+
+def test_model_copy_after_use_gets_its_own_native(index_paths, dataset) -> None:
+    engine = SearchEngine(index_paths["ip"])
+    p = SearchParams()
+    engine.search(dataset.queries[0], 10, p)  # caches p.native()
+    exact = p.model_copy(update={"exact": True})
+    assert exact.exact is True
+    assert "exact: true" in repr(exact.native())
+    # an exact search scans no codes and scores every row
+    stats = engine.search_stats(dataset.queries[0], 10, exact)[2]
+    assert stats["scanned"] == 0
+    assert stats["rescored"] == len(engine)
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy", "model_copy-deep", "engine-config"])
+def test_used_params_can_be_pickled_and_deep_copied(how: str, index_paths) -> None:
+    p = SearchParams(candidates=33)
+    p.native()
+    if how == "pickle":
+        assert pickle.loads(pickle.dumps(p)) == p
+    elif how == "deepcopy":
+        assert copy.deepcopy(p) == p
+    elif how == "model_copy-deep":
+        assert p.model_copy(deep=True) == p
+    else:
+        config = EngineConfig(params=SearchParams(candidates=33))
+        SearchEngine(index_paths["l2"], config)  # caches config.params.native()
+        assert pickle.loads(pickle.dumps(config)) == config
