@@ -115,6 +115,12 @@ def run(dataset: Optional[str] = None, k: int = 10, max_queries: Optional[int] =
             f"\nrecall is measured against exact search on the same index; "
             f"p50 speed-up over exact: {speedup:.1f}x"
         )
+        if len(base) < 10_000:
+            print(
+                "note: below 10 000 rows the index is one flat segment and exact search is\n"
+                "already fast; try `svve demo --dataset DIR` on a larger set "
+                "(e.g. ../shared/datasets/debian-minilm-384)."
+            )
         if gt is not None:
             print(
                 f"recall@{k} vs the dataset's ground truth: svve {recall(ids, gt, k):.4f}, "

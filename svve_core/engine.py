@@ -32,7 +32,8 @@ log = logging.getLogger("svve_core")
 _METRICS = ("cosine", "ip", "l2")
 
 
-def _float_matrix(x: Any, what: str) -> np.ndarray:
+def _float_array(x: Any, what: str, ndim: int, shape: str) -> np.ndarray:
+    """``x`` as a C-contiguous float32 array of rank ``ndim`` (copies only if strided)."""
     if not isinstance(x, np.ndarray):
         raise InvalidDTypeError(
             f"{what} must be a numpy.ndarray of float32, got {type(x).__name__}"
@@ -42,9 +43,13 @@ def _float_matrix(x: Any, what: str) -> np.ndarray:
             f"{what} must have dtype float32, got {x.dtype}; "
             "convert with np.asarray(x, dtype=np.float32)"
         )
-    if x.ndim != 2:
-        raise InvalidShapeError(f"{what} must be 2-D (n, dim), got shape {x.shape}")
-    return np.ascontiguousarray(x)
+    if x.ndim != ndim:
+        raise InvalidShapeError(f"{what} must be {ndim}-D {shape}, got shape {x.shape}")
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def _float_matrix(x: Any, what: str) -> np.ndarray:
+    return _float_array(x, what, 2, "(n, dim)")
 
 
 def _check_k(k: Any) -> int:
@@ -127,22 +132,12 @@ class SearchEngine:
         return params.native()
 
     def _query(self, query: Any) -> np.ndarray:
-        if not isinstance(query, np.ndarray):
-            raise InvalidDTypeError(
-                f"query must be a numpy.ndarray of float32, got {type(query).__name__}"
-            )
-        if query.dtype != np.float32:
-            raise InvalidDTypeError(
-                f"query must have dtype float32, got {query.dtype}; "
-                "convert with np.asarray(x, dtype=np.float32)"
-            )
-        if query.ndim != 1:
-            raise InvalidShapeError(f"query must be 1-D (dim,), got shape {query.shape}")
+        query = _float_array(query, "query", 1, "(dim,)")
         if query.shape[0] != self._dim:
             raise DimensionMismatchError(
                 f"query has {query.shape[0]} dimensions, the index has {self._dim}"
             )
-        return query if query.flags.c_contiguous else np.ascontiguousarray(query)
+        return query
 
     def search(
         self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
