@@ -105,39 +105,69 @@ def build_index(
     return SearchEngine(path, EngineConfig(verify=False)).info()
 
 
-class SearchEngine:
-    """A loaded, memory-mapped index. Thread-safe; share one per process.
+class _Loaded:
+    """One opened index and what the query path needs of it. Immutable: a
+    reload builds a new one and swaps the reference, so a query that has
+    read ``engine._state`` runs wholly against one index version."""
 
-    Open it once at server start. The index file is mapped read-only, so
-    worker processes that open the same file share its pages.
-    """
+    __slots__ = ("core", "default", "dim", "manifest")
 
-    __slots__ = ("_core", "_default", "_dim", "_manifest")
-
-    def __init__(self, path: PathLike, config: Optional[EngineConfig] = None) -> None:
-        config = config if config is not None else EngineConfig()
-        self._core = _svve_core._Engine(os.fspath(path), verify=config.verify)
+    def __init__(self, path: PathLike, config: EngineConfig) -> None:
+        self.core = _svve_core._Engine(os.fspath(path), verify=config.verify)
         try:
-            self._manifest = IndexManifest.model_validate_json(self._core.manifest_json())
+            self.manifest = IndexManifest.model_validate_json(self.core.manifest_json())
         except (ValidationError, InvalidParameterError) as e:
             raise CorruptIndexError(f"{os.fspath(path)}: manifest is not valid: {e}") from e
-        self._dim = self._manifest.dim
-        self._default = config.params.native()
+        self.dim = self.manifest.dim
+        self.default = config.params.native()
 
-    def _native(self, params: Optional[SearchParams]) -> Any:
+    def native(self, params: Optional[SearchParams]) -> Any:
         if params is None:
-            return self._default
+            return self.default
         if not isinstance(params, SearchParams):
             raise InvalidParameterError("params must be a svve_core.SearchParams")
         return params.native()
 
-    def _query(self, query: Any) -> np.ndarray:
+    def query(self, query: Any) -> np.ndarray:
         query = _float_array(query, "query", 1, "(dim,)")
-        if query.shape[0] != self._dim:
+        if query.shape[0] != self.dim:
             raise DimensionMismatchError(
-                f"query has {query.shape[0]} dimensions, the index has {self._dim}"
+                f"query has {query.shape[0]} dimensions, the index has {self.dim}"
             )
         return query
+
+
+class SearchEngine:
+    """A loaded, memory-mapped index. Thread-safe; share one per process.
+
+    Open it once at server start. The index file is mapped read-only, so
+    worker processes that open the same file share its pages. ``reload``
+    swaps in a new index version while queries keep running.
+    """
+
+    __slots__ = ("_config", "_state")
+
+    def __init__(self, path: PathLike, config: Optional[EngineConfig] = None) -> None:
+        self._config = config if config is not None else EngineConfig()
+        self._state = _Loaded(path, self._config)
+
+    def reload(
+        self, path: Optional[PathLike] = None, config: Optional[EngineConfig] = None
+    ) -> None:
+        """Open ``path`` (default: the current file, e.g. after it was replaced
+        by a new build) and swap it in atomically.
+
+        Queries already running finish on the old index; later ones use the
+        new one; no query sees a mix. The old mapping is released when the
+        last query using it returns. If opening fails, the error is raised and
+        the old index stays in service. Index files are never modified in
+        place: build a new file (``build_index`` renames it over the old path
+        atomically), then call ``reload``.
+        """
+        config = config if config is not None else self._config
+        target = path if path is not None else self._state.core.path
+        state = _Loaded(target, config)
+        self._config, self._state = config, state
 
     def search(
         self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
@@ -147,15 +177,15 @@ class SearchEngine:
         ``m = min(k, len(self))``. Scores are similarities for cosine/ip
         (descending) and squared L2 distances for l2 (ascending).
         """
-        return self._core.search(self._query(query), _check_k(k), self._native(params))
+        st = self._state
+        return st.core.search(st.query(query), _check_k(k), st.native(params))
 
     def search_stats(
         self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
     ) -> Tuple[np.ndarray, np.ndarray, dict]:
         """``search`` plus a dict of the rows each stage touched."""
-        (ids, scores), stats = self._core.search_stats(
-            self._query(query), _check_k(k), self._native(params)
-        )
+        st = self._state
+        (ids, scores), stats = st.core.search_stats(st.query(query), _check_k(k), st.native(params))
         return ids, scores, dict(stats)
 
     def search_batch(
@@ -165,17 +195,18 @@ class SearchEngine:
 
         Queries run in parallel on the library's thread pool.
         """
+        st = self._state
         queries = _float_matrix(queries, "queries")
-        if queries.shape[1] != self._dim:
+        if queries.shape[1] != st.dim:
             raise DimensionMismatchError(
-                f"queries have {queries.shape[1]} dimensions, the index has {self._dim}"
+                f"queries have {queries.shape[1]} dimensions, the index has {st.dim}"
             )
         k = _check_k(k)
-        native = self._native(params)
+        native = st.native(params)
         if queries.shape[0] == 0:
-            m = min(k, len(self))
+            m = min(k, st.manifest.n)
             return np.empty((0, m), np.int64), np.empty((0, m), np.float32)
-        return self._core.search_batch(queries, k, native)
+        return st.core.search_batch(queries, k, native)
 
     async def asearch(
         self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
@@ -196,10 +227,11 @@ class SearchEngine:
 
     def info(self) -> IndexInfo:
         """Size, metric, format and build parameters of the loaded index."""
-        m = self._manifest
-        sizes = dict(self._core.section_bytes())
+        st = self._state
+        m = st.manifest
+        sizes = dict(st.core.section_bytes())
         return IndexInfo(
-            path=os.fspath(self._core.path),
+            path=os.fspath(st.core.path),
             n=m.n,
             dim=m.dim,
             metric=m.metric,
@@ -211,18 +243,19 @@ class SearchEngine:
             bytes_file=sizes["file"],
             partitions=m.partitions,
             build=m.build,
-            isa=self._core.isa,
+            isa=st.core.isa,
         )
 
     @property
     def dim(self) -> int:
         """Dimensions per vector."""
-        return self._dim
+        return self._state.dim
 
     def __len__(self) -> int:
-        return self._manifest.n
+        return self._state.manifest.n
 
     def __repr__(self) -> str:
-        m = self._manifest
-        path = os.fspath(self._core.path)
+        st = self._state
+        m = st.manifest
+        path = os.fspath(st.core.path)
         return f"SearchEngine(path={path!r}, n={m.n}, dim={m.dim}, metric={m.metric!r})"
