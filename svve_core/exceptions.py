@@ -64,6 +64,10 @@ class BuildCancelledError(SVVEError):
     """A build was stopped by its progress callback."""
 
 
+class InternalError(SVVEError):
+    """A bug in svve-core (a Rust panic, caught before it reached Python). Please report it."""
+
+
 __all__ = [
     "BuildCancelledError",
     "CorruptIndexError",
@@ -71,6 +75,7 @@ __all__ = [
     "IndexFormatError",
     "IndexIOError",
     "IndexNotFoundError",
+    "InternalError",
     "InvalidDTypeError",
     "InvalidInputError",
     "InvalidParameterError",

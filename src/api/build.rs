@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
+use super::gil::enter;
 use crate::error::Error;
 use crate::index::{build_index as core_build, BuildConfig, Metric, Progress};
 
@@ -73,12 +74,13 @@ pub fn build_index(
         callback: progress,
         error: None,
     };
-    let result = py.detach(|| core_build(&path, data, dim, ids, metric, &config, &mut sink));
+    let result = enter(py, || {
+        let manifest = core_build(&path, data, dim, ids, metric, &config, &mut sink)?;
+        serde_json::to_string(&manifest).map_err(|e| Error::param("manifest", e.to_string()))
+    });
     match (result, sink.error) {
-        (Ok(m), _) => {
-            Ok(serde_json::to_string(&m).map_err(|e| Error::param("manifest", e.to_string()))?)
-        }
-        (Err(Error::Cancelled), Some(py_err)) => Err(py_err),
-        (Err(e), _) => Err(e.into()),
+        // A callback's own exception wins over the generic cancellation.
+        (Err(_), Some(py_err)) => Err(py_err),
+        (result, _) => result,
     }
 }

@@ -9,6 +9,7 @@ use numpy::{
 };
 use pyo3::prelude::*;
 
+use super::gil::enter;
 use super::params::PyParams;
 use crate::core::{Engine, SearchParams};
 use crate::error::Error;
@@ -39,7 +40,7 @@ impl PyEngine {
     #[new]
     #[pyo3(signature = (path, verify=true))]
     fn new(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<Self> {
-        let inner = py.detach(|| Engine::open(&path, LoadOptions { verify }))?;
+        let inner = enter(py, || Engine::open(&path, LoadOptions { verify }))?;
         Ok(PyEngine { inner })
     }
 
@@ -53,7 +54,7 @@ impl PyEngine {
     ) -> PyResult<Results<'py, Ix1>> {
         let q = query.as_slice()?.to_vec();
         let p = with_k(params, k);
-        let (ids, scores) = py.detach(|| self.inner.search(&q, &p))?;
+        let (ids, scores) = enter(py, || self.inner.search(&q, &p))?;
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
     }
 
@@ -67,7 +68,7 @@ impl PyEngine {
     ) -> PyResult<(Results<'py, Ix1>, StageCounts)> {
         let q = query.as_slice()?.to_vec();
         let p = with_k(params, k);
-        let (ids, scores, st) = py.detach(|| self.inner.search_with_stats(&q, &p))?;
+        let (ids, scores, st) = enter(py, || self.inner.search_with_stats(&q, &p))?;
         let stats = [
             ("probed", st.probed),
             ("scanned", st.scanned),
@@ -89,7 +90,7 @@ impl PyEngine {
         let b = queries.shape()[0];
         let q = queries.as_slice()?.to_vec();
         let p = with_k(params, k);
-        let r = py.detach(|| self.inner.search_batch(&q, &p))?;
+        let r = enter(py, || self.inner.search_batch(&q, &p))?;
         let ids = r.ids.into_pyarray(py).reshape([b, r.k])?;
         let scores = r.scores.into_pyarray(py).reshape([b, r.k])?;
         Ok((ids, scores))

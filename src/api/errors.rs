@@ -14,6 +14,7 @@ import_exception!(svve_core.exceptions, CorruptIndexError);
 import_exception!(svve_core.exceptions, VersionMismatchError);
 import_exception!(svve_core.exceptions, IndexIOError);
 import_exception!(svve_core.exceptions, BuildCancelledError);
+import_exception!(svve_core.exceptions, InternalError);
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {

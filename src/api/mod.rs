@@ -2,6 +2,7 @@
 mod build;
 mod engine;
 mod errors;
+mod gil;
 mod params;
 
 use pyo3::prelude::*;
@@ -17,7 +18,17 @@ fn _svve_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(isa, m)?)?;
+    m.add_function(wrap_pyfunction!(_debug_panic, m)?)?;
     Ok(())
+}
+
+/// Test hook: panics inside the core entry helper, to prove a panic
+/// surfaces as `svve_core.exceptions.InternalError`.
+#[pyfunction]
+fn _debug_panic(py: Python<'_>) -> PyResult<()> {
+    gil::enter(py, || -> crate::Result<()> {
+        panic!("deliberate panic for tests")
+    })
 }
 
 /// Sets the size of the library's thread pool (0 = one per CPU).

@@ -264,6 +264,9 @@ TRIGGERS: List[Tuple[Type[BaseException], str, Callable[[Env], Any]]] = [
     # returns exactly False (src/api/build.rs).
     (exc.BuildCancelledError, "callback returns False",
      lambda e: build_index(e.tmp / "x", e.data[:50], progress=lambda d, t: False)),
+    # InternalError: a Rust panic is caught at the boundary (src/api/gil.rs);
+    # the native test hook panics on purpose.
+    (exc.InternalError, "rust panic", lambda e: svve_core._svve_core._debug_panic()),
 ]  # fmt: skip
 
 
