@@ -149,6 +149,8 @@ class SearchEngine:
 
     def __init__(self, path: PathLike, config: Optional[EngineConfig] = None) -> None:
         self._config = config if config is not None else EngineConfig()
+        if self._config.threads:
+            _svve_core.set_num_threads(self._config.threads)
         self._state = _Loaded(path, self._config)
 
     def reload(

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from svve_core import _svve_core
 from svve_core.exceptions import InvalidParameterError
 
 Metric = Literal["cosine", "ip", "l2"]
+
+# The Rust side stores the integer knobs as usize and the float ones as f32:
+# larger values must fail here, at construction, with InvalidParameterError,
+# not later as an OverflowError (or a silent inf) at search time.
+_USIZE_MAX = 2 * sys.maxsize + 1
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class _Model(BaseModel):
@@ -54,17 +62,27 @@ class SearchParams(_Model):
 
     exact: bool = Field(False, description="Score every vector in float32 (brute force).")
     candidates: int = Field(
-        0, ge=0, description="Tier1 survivors handed to Tier2; 0 = auto (max(20 k, 200))."
+        0,
+        ge=0,
+        le=_USIZE_MAX,
+        description="Tier1 survivors handed to Tier2; 0 = auto (max(20 k, 200)).",
     )
     nprobe: int = Field(
-        0, ge=0, description="Partitions Tier1 always scans; 0 = auto (max(8, partitions / 16))."
+        0,
+        ge=0,
+        le=_USIZE_MAX,
+        description="Partitions Tier1 always scans; 0 = auto (max(8, partitions / 16)).",
     )
     expand_probes: int = Field(
-        0, ge=0, description="Most extra partitions expansion may open; 0 = auto (partitions / 2)."
+        0,
+        ge=0,
+        le=_USIZE_MAX,
+        description="Most extra partitions expansion may open; 0 = auto (partitions / 2).",
     )
     expand_ratio: float = Field(
         0.5,
         ge=0.0,
+        le=_F32_MAX,
         allow_inf_nan=False,
         description="Open an extra partition if its squared centroid distance is within "
         "(1 + expand_ratio) of the nearest centroid's.",
@@ -73,14 +91,22 @@ class SearchParams(_Model):
     tier1: Literal["asymmetric", "hamming"] = Field(
         "asymmetric", description="Tier1 scoring: float query vs codes, or code-vs-code Hamming."
     )
-    segments: int = Field(1, ge=1, description="Dimension segments that vote; 1 = no voting.")
-    vote_top: int = Field(64, ge=1, description="Each segment votes for its top vote_top rows.")
-    min_votes: int = Field(2, ge=1, description="Votes a row needs to be rescued.")
+    segments: int = Field(
+        1, ge=1, le=_USIZE_MAX, description="Dimension segments that vote; 1 = no voting."
+    )
+    vote_top: int = Field(
+        64, ge=1, le=_USIZE_MAX, description="Each segment votes for its top vote_top rows."
+    )
+    min_votes: int = Field(2, ge=1, le=_USIZE_MAX, description="Votes a row needs to be rescued.")
     expansion: bool = Field(
         True, description="Centroid expansion: skip survivors whose error bound cannot win."
     )
     epsilon: float = Field(
-        3.0, ge=0.0, allow_inf_nan=False, description="Width of the expansion error bound."
+        3.0,
+        ge=0.0,
+        le=_F32_MAX,
+        allow_inf_nan=False,
+        description="Width of the expansion error bound.",
     )
 
     def native(self) -> Any:
@@ -98,6 +124,13 @@ class EngineConfig(_Model):
     """Options for opening an index."""
 
     verify: bool = Field(True, description="Check every section's CRC32 when opening.")
+    threads: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="Size of this process's thread pool (batch search, builds); "
+        "0 leaves it as set by set_num_threads / SVVE_NUM_THREADS / the CPU count.",
+    )
     params: SearchParams = Field(
         default_factory=SearchParams, description="Default search parameters."
     )

@@ -576,3 +576,12 @@ def test_builds_are_reproducible(tmp_path: Path, dataset) -> None:
 
     a, b = build("a.svve", 5), build("b.svve", 5)
     assert a == b, "same data and seed must give the same file"
+
+
+def test_engine_config_threads_sizes_the_pool(index_paths, dataset) -> None:
+    try:
+        engine = SearchEngine(index_paths["ip"], EngineConfig(threads=3))
+        engine.search_batch(dataset.queries[:8])
+        assert svve_core.num_threads() == 3
+    finally:
+        svve_core.set_num_threads(0)  # back to one per CPU
