@@ -60,6 +60,17 @@ def _check_k(k: Any) -> int:
     return min(int(k), 2**62)
 
 
+def _checked(value: Any, cls: type, what: str) -> Any:
+    """``value`` if it is a ``cls`` (``None`` means the default), else an SVVE error."""
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise InvalidParameterError(
+            f"{what} must be a svve_core.{cls.__name__}, got {type(value).__name__}"
+        )
+    return value
+
+
 def _log_progress(done: int, total: int) -> None:
     log.info("build: %d/%d", done, total)
 
@@ -81,7 +92,9 @@ def build_index(
     that exception. Without it, progress goes to the ``svve_core`` logger at INFO.
     Do not mutate the arrays from another thread during the call.
     """
-    config = config if config is not None else IndexConfig()
+    config = _checked(config, IndexConfig, "config")
+    if progress is not None and not callable(progress):
+        raise InvalidParameterError(f"progress must be callable, got {type(progress).__name__}")
     if metric not in _METRICS:
         raise InvalidParameterError(f"metric must be one of {_METRICS}, got {metric!r}")
     vectors = _float_matrix(vectors, "vectors")
@@ -148,7 +161,7 @@ class SearchEngine:
     __slots__ = ("_config", "_state")
 
     def __init__(self, path: PathLike, config: Optional[EngineConfig] = None) -> None:
-        self._config = config if config is not None else EngineConfig()
+        self._config = _checked(config, EngineConfig, "config")
         if self._config.threads:
             _svve_core.set_num_threads(self._config.threads)
         self._state = _Loaded(path, self._config)
@@ -166,7 +179,7 @@ class SearchEngine:
         place: build a new file (``build_index`` renames it over the old path
         atomically), then call ``reload``.
         """
-        config = config if config is not None else self._config
+        config = self._config if config is None else _checked(config, EngineConfig, "config")
         target = path if path is not None else self._state.core.path
         state = _Loaded(target, config)
         self._config, self._state = config, state
