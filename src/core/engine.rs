@@ -401,7 +401,7 @@ fn probe_and_rescore(
     let hamming = params.tier1 == Tier1Mode::Hamming;
     if parallel && !voting && !hamming && rows >= PARALLEL_MIN_ROWS {
         let q = &s.query;
-        let cap = s.survivors.threshold_cap();
+        let cap = s.survivors.capacity();
         let parts: Vec<(TopK, Probe)> = pool::install(|| {
             s.route_order
                 .par_iter()
@@ -482,7 +482,7 @@ fn scan_rows(
     }
     let chunks = 4 * pool::current_threads();
     let step = n.div_ceil(chunks).max(1);
-    let cap = top.threshold_cap();
+    let cap = top.capacity();
     let parts: Vec<TopK> = pool::install(|| {
         (0..n)
             .into_par_iter()

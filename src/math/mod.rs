@@ -3,6 +3,7 @@
 //! so one wheel runs everywhere (no `target-cpu=native`).
 pub mod bits;
 pub mod float;
+pub mod prefetch;
 pub mod quantize;
 
 /// Function pointers to the kernels chosen for this CPU.
