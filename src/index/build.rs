@@ -96,7 +96,8 @@ pub fn build_index(
     progress: &mut dyn Progress,
 ) -> Result<Manifest> {
     let n = check_input(vectors, dim, ids)?;
-    let total = 2 * n;
+    // Work units: assignment to partitions, encoding, writing; n rows each.
+    let total = 3 * n;
     let norms = row_scales(vectors, dim, metric)?;
     let row = |i: usize, buf: &mut [f32]| {
         for (o, &x) in buf.iter_mut().zip(&vectors[i * dim..(i + 1) * dim]) {
@@ -116,7 +117,16 @@ pub fn build_index(
         }
         kmeans::train(&sample, dim, parts, config.seed, &kernels)
     };
-    let (order, offsets) = partition_order(n, dim, parts, &centroids, &row, &kernels);
+    let (order, offsets) = partition_order(
+        n,
+        dim,
+        parts,
+        &centroids,
+        &row,
+        &kernels,
+        &mut *progress,
+        total,
+    )?;
     let anchors = if config.center {
         centroids.clone()
     } else {
@@ -140,7 +150,7 @@ pub fn build_index(
     for start in (0..n).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n);
         enc.encode(start, end, &mut codes, &mut f);
-        if !progress.report(end, total) {
+        if !progress.report(n + end, total) {
             return Err(Error::Cancelled);
         }
     }
@@ -186,7 +196,7 @@ pub fn build_index(
                         .for_each(|(j, o)| row(order[start + j] as usize, o));
                 });
                 sink.write_pod(out)?;
-                if !progress.report(n + end, total) {
+                if !progress.report(2 * n + end, total) {
                     return Err(Error::Cancelled);
                 }
             }
@@ -208,7 +218,14 @@ fn plan(kind: SectionKind, rows: usize, cols: usize) -> SectionPlan {
     }
 }
 
-/// Checks shapes, finiteness and id uniqueness; returns `n`.
+/// Largest squared L2 norm a row may have (2^100, a norm of about 1.1e15).
+/// Scores and Tier1 factors are float32 (largest finite value about 2^128):
+/// this margin keeps every score, factor and Tier1 estimate built from such
+/// rows finite, even for 2^32 dimensions. Beyond it an overflow to infinity
+/// makes a row unreachable, and results come back short.
+pub const MAX_NORM2: f64 = 1_267_650_600_228_229_401_496_703_205_376.0; // 2^100
+
+/// Checks shapes, finiteness, magnitude and id uniqueness; returns `n`.
 fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize> {
     if dim == 0 || dim > u32::MAX as usize {
         return Err(Error::InvalidVector(format!(
@@ -241,6 +258,17 @@ fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize
             row: p / dim,
             col: p % dim,
         });
+    }
+    let big = pool::install(|| {
+        vectors
+            .par_chunks(dim)
+            .position_first(|r| r.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() > MAX_NORM2)
+    });
+    if let Some(row) = big {
+        return Err(Error::InvalidVector(format!(
+            "row {row} has a squared norm above 2^100: float32 scores of values this large \
+             overflow to infinity, and such a row could never be found"
+        )));
     }
     if let Some(ids) = ids {
         if ids.len() != n {
@@ -319,6 +347,7 @@ fn mean(vectors: &[f32], dim: usize, scales: &[f32]) -> Vec<f32> {
 /// Assigns every row to its nearest centroid and returns the storage order
 /// (rows grouped by partition, original order within one) and the
 /// partition offsets into it.
+#[allow(clippy::too_many_arguments)]
 fn partition_order(
     n: usize,
     dim: usize,
@@ -326,24 +355,31 @@ fn partition_order(
     centroids: &[f32],
     row: &(dyn Fn(usize, &mut [f32]) + Sync),
     kernels: &Kernels,
-) -> (Vec<u32>, Vec<u64>) {
-    let assign: Vec<u32> = if parts == 1 {
-        vec![0; n]
-    } else {
+    progress: &mut dyn Progress,
+    total: usize,
+) -> Result<(Vec<u32>, Vec<u64>)> {
+    let mut assign = vec![0u32; n];
+    if parts == 1 && !progress.report(n, total) {
+        return Err(Error::Cancelled);
+    }
+    if parts > 1 {
         let cn = kmeans::norms(centroids, dim, kernels);
-        pool::install(|| {
-            (0..n)
-                .into_par_iter()
-                .map_init(
+        for start in (0..n).step_by(CHUNK_ROWS) {
+            let end = (start + CHUNK_ROWS).min(n);
+            pool::install(|| {
+                assign[start..end].par_iter_mut().enumerate().for_each_init(
                     || vec![0.0f32; dim],
-                    |buf, i| {
-                        row(i, buf);
-                        kmeans::nearest(buf, centroids, &cn, kernels) as u32
+                    |buf, (j, a)| {
+                        row(start + j, buf);
+                        *a = kmeans::nearest(buf, centroids, &cn, kernels) as u32;
                     },
-                )
-                .collect()
-        })
-    };
+                );
+            });
+            if !progress.report(end, total) {
+                return Err(Error::Cancelled);
+            }
+        }
+    }
     let mut offsets = vec![0u64; parts + 1];
     for &p in &assign {
         offsets[p as usize + 1] += 1;
@@ -357,7 +393,7 @@ fn partition_order(
         order[next[p as usize] as usize] = i as u32;
         next[p as usize] += 1;
     }
-    (order, offsets)
+    Ok((order, offsets))
 }
 
 /// Encodes stored positions: the sign code of `x - anchor` and its factors,

@@ -433,20 +433,27 @@ class BoomError(Exception):
     pass
 
 
-def test_progress_reports_both_phases(tmp_path: Path, dataset) -> None:
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_progress_reports_every_phase(tmp_path: Path, dataset, partitions: int) -> None:
     calls: List[Tuple[int, int]] = []
-    build_index(tmp_path / "p.svve", dataset.data, progress=lambda d, t: calls.append((d, t)))
+    build_index(
+        tmp_path / "p.svve",
+        dataset.data,
+        config=svve_core.IndexConfig(partitions=partitions),
+        progress=lambda d, t: calls.append((d, t)),
+    )
     n = len(dataset.data)
     assert calls, "progress was never called"
-    assert all(t == 2 * n for _, t in calls)
+    assert all(t == 3 * n for _, t in calls)
     dones = [d for d, _ in calls]
     assert dones == sorted(dones)
-    assert dones[-1] == 2 * n
-    assert any(d <= n for d in dones)  # encoding
-    assert any(d > n for d in dones)  # writing
+    assert dones[-1] == 3 * n
+    assert any(d <= n for d in dones)  # assignment to partitions
+    assert any(n < d <= 2 * n for d in dones)  # encoding
+    assert any(d > 2 * n for d in dones)  # writing
 
 
-@pytest.mark.parametrize("fail_at", [1, 2], ids=["encode-phase", "write-phase"])
+@pytest.mark.parametrize("fail_at", [1, 2, 3], ids=["assign-phase", "encode-phase", "write-phase"])
 def test_raising_callback_propagates_and_leaves_no_file(tmp_path: Path, dataset, fail_at) -> None:
     calls = []
     error = BoomError("stop here")
@@ -534,7 +541,7 @@ def _failing_build(path: Path, data: np.ndarray, spec: dict) -> None:
         n = len(data)
 
         def progress(done: int, total: int) -> None:
-            if done > n:  # the write phase: a temporary file exists by now
+            if done > 2 * n:  # the write phase: a temporary file exists by now
                 raise BoomError("late")
 
     build_index(path, vectors, ids=ids, metric=spec.get("metric", "cosine"), progress=progress)
