@@ -43,16 +43,19 @@ fn slot(kind: SectionKind) -> usize {
 impl IndexFile {
     /// Opens and validates `path`. Errors name the file and the problem.
     pub fn open(path: &Path, opts: LoadOptions) -> Result<Arc<Self>> {
-        let file = File::open(path).map_err(|e| match e.kind() {
+        let not_found = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => Error::IndexNotFound {
                 path: path.to_path_buf(),
             },
             _ => Error::io(path, e),
-        })?;
+        };
+        // Look before opening: `open` on a FIFO blocks until a writer
+        // appears, and a device may stream forever. Only regular files
+        // (or links to them) can be indexes.
+        check_regular(path, &std::fs::metadata(path).map_err(not_found)?)?;
+        let file = File::open(path).map_err(not_found)?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        if meta.is_dir() {
-            return Err(Error::corrupt(path, "is a directory, not an index file"));
-        }
+        check_regular(path, &meta)?;
         let len = meta.len();
         if len < HEADER_LEN as u64 {
             return Err(Error::corrupt(
@@ -220,6 +223,20 @@ impl IndexFile {
     }
 }
 
+/// Refuses directories, FIFOs, sockets and devices.
+fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    if meta.is_dir() {
+        Err(Error::corrupt(path, "is a directory, not an index file"))
+    } else if !meta.is_file() {
+        Err(Error::corrupt(
+            path,
+            "is not a regular file (a FIFO, socket or device cannot be an index)",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Decodes the section table and checks each payload lies inside the file.
 fn read_table(
     path: &Path,
@@ -273,6 +290,39 @@ fn read_table(
         out.push(
             e.ok_or_else(|| Error::corrupt(path, format!("{} section is missing", kind.name())))?,
         );
+    }
+    // The writer lays sections out one after another; payloads that share
+    // bytes can only come from a damaged or crafted table.
+    let mut spans: Vec<&SectionEntry> = out.iter().filter(|e| e.len > 0).collect();
+    spans.sort_by_key(|e| e.offset);
+    if let Some(w) = spans
+        .windows(2)
+        .find(|w| w[0].offset + w[0].len > w[1].offset)
+    {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "{} and {} sections overlap",
+                w[0].kind.name(),
+                w[1].kind.name()
+            ),
+        ));
+    }
+    // ... and the file ends where the last section ends: bytes beyond it are
+    // an extension that the header length was resealed to hide.
+    let end = out
+        .iter()
+        .map(|e| e.offset + e.len)
+        .max()
+        .unwrap_or(table_end as u64);
+    if end != len {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "{} bytes follow the last section (truncated or extended)",
+                len - end
+            ),
+        ));
     }
     out.try_into()
         .map_err(|_| Error::corrupt(path, "section table is incomplete"))

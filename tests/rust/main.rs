@@ -1,6 +1,9 @@
 //! Integration tests of the pure-Rust core (no Python needed):
 //! `cargo test --test rust_tests`.
 mod common;
+mod corruption;
+mod craft;
 mod format;
 mod kernels;
+mod limits;
 mod search;
