@@ -1,6 +1,7 @@
 """Type stubs of the native module (src/api). Use the wrappers in svve_core instead."""
 
 from os import PathLike
+from pathlib import Path
 from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
@@ -44,7 +45,7 @@ class _Engine:
     def manifest_json(self) -> str: ...
     def section_bytes(self) -> List[Tuple[str, int]]: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> Path: ...
     @property
     def isa(self) -> str: ...
 
