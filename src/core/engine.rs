@@ -350,6 +350,14 @@ fn run_query(
     }
     probe_and_rescore(view, params, s, parallel, &mut stats);
     s.best.drain_sorted(&mut s.out);
+    if s.out.len() < params.k.min(n) {
+        // Every query must get min(k, n) rows. Only estimates that are not
+        // finite can leave Tier1 short; answer such a query exactly.
+        s.best.reset(params.k.min(n));
+        exact_scan(view, &s.query.q, 0, n, &mut s.best);
+        s.best.drain_sorted(&mut s.out);
+        stats.rescored += n;
+    }
     Ok(stats)
 }
 

@@ -131,7 +131,7 @@ impl SearchParams {
 /// this cap, decides how many are rescored; a larger cap mostly costs heap
 /// work in the scan.
 pub fn auto_candidates(k: usize) -> usize {
-    (20 * k).max(200)
+    k.saturating_mul(20).max(200)
 }
 
 /// Default probes before expansion: 1/16 of the partitions, at least 8.

@@ -7,8 +7,8 @@
 //! the second term does not depend on the query, so the builder folds it
 //! into each row's bias and one encoding of `q` serves every partition.
 use crate::error::{Error, Result};
+use crate::index::build::MAX_NORM2;
 use crate::index::Metric;
-use crate::math::float::norm;
 use crate::math::quantize::{sign_code, words_for, QueryPlanes};
 
 /// The checked query and its Tier1 encoding.
@@ -49,9 +49,17 @@ impl PreparedQuery {
                 col,
             });
         }
+        let norm2: f64 = query.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        if norm2 > MAX_NORM2 {
+            return Err(Error::InvalidVector(
+                "the query has a squared norm above 2^100: float32 scores of values this \
+                 large overflow to infinity"
+                    .into(),
+            ));
+        }
         self.q.clear();
         self.q.extend_from_slice(query);
-        let n = norm(query);
+        let n = norm2.sqrt() as f32;
         if metric == Metric::Cosine {
             if n == 0.0 {
                 return Err(Error::InvalidVector(

@@ -1,7 +1,5 @@
 //! Numeric limits at the edges of the API: huge `k`, huge magnitudes, and
-//! the smallest indexes. Two tests are `#[ignore]`d: they reproduce bugs in
-//! `src/core` (owned elsewhere) and must pass once those are fixed; run them
-//! with `cargo test --test rust_tests limits -- --include-ignored`.
+//! the smallest indexes.
 use _svve_core::core::{Engine, SearchParams};
 use _svve_core::index::build::MAX_NORM2;
 use _svve_core::index::{build_index, BuildConfig, LoadOptions, Metric};
@@ -105,7 +103,6 @@ fn huge_k_returns_every_row(
 }
 
 #[test]
-#[ignore = "src/core/params.rs auto_candidates: `20 * k` overflows (debug-build panic) for k > usize::MAX / 20; use saturating_mul"]
 fn huge_k_does_not_overflow() {
     let dir = TempDir::new("k-max");
     let data = clustered(100, DIM, 3);
@@ -120,7 +117,6 @@ fn huge_k_does_not_overflow() {
 }
 
 #[test]
-#[ignore = "src/core: an l2 query with values >= ~1e19 gets -inf Tier1 estimates, which the scan never admits: search returns 0 rows and search_batch panics in copy_from_slice (engine.rs)"]
 fn short_approximate_results_in_a_batch() {
     let dir = TempDir::new("short");
     let data = clustered(100, DIM, 4);
