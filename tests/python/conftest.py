@@ -13,6 +13,7 @@ from typing import Dict, NamedTuple
 
 import numpy as np
 import pytest
+
 import svve_core._svve_core as _native  # before anything else of ours: a missing build fails here
 
 # Everything the Python layer calls on the extension; an extension built from
@@ -40,9 +41,8 @@ if _missing or _native.__version__ != _dist_version:
         "rebuild it with `uv sync --dev` (or `uv run pytest`)"
     )
 
-from support import METRICS, clustered  # noqa: E402
-
 import svve_core  # noqa: E402
+from support import METRICS, clustered  # noqa: E402
 
 N = 2000  # indexed rows
 Q = 50  # held-out queries

@@ -12,9 +12,9 @@ from typing import Any, Callable, List, NamedTuple, Tuple, Type
 
 import numpy as np
 import pytest
-from support import HEADER_LEN, flip_bit, reseal, sections
 
 import svve_core
+from support import HEADER_LEN, flip_bit, reseal, sections
 from svve_core import EngineConfig, SearchEngine, SearchParams, build_index
 from svve_core import exceptions as exc
 

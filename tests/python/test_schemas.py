@@ -15,9 +15,9 @@ from typing import Any, Dict
 import numpy as np
 import pytest
 from pydantic import ValidationError
-from support import read_manifest
 
 import svve_core
+from support import read_manifest
 from svve_core import (
     EngineConfig,
     IndexConfig,

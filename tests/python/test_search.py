@@ -9,6 +9,8 @@ from typing import Dict
 
 import numpy as np
 import pytest
+
+import svve_core
 from support import (
     assert_matches_brute_force,
     best_first,
@@ -17,8 +19,6 @@ from support import (
     recall,
     topk_ids,
 )
-
-import svve_core
 from svve_core import EngineConfig, IndexInfo, SearchEngine, SearchParams
 
 EXACT = SearchParams(exact=True)
