@@ -6,9 +6,20 @@ use super::params::{SearchParams, Tier1Mode};
 use super::query::{PreparedQuery, Probe};
 use super::topk::TopK;
 use crate::index::Metric;
+use crate::math::bits::{word_of, BLOCK};
 
-/// Rows per kernel call: the block's output stays in L1.
-const BLOCK_ROWS: usize = 256;
+/// Rows per kernel call (a multiple of the code block): its output stays in L1.
+const CHUNK_ROWS: usize = 256;
+
+/// Block-aligned row ranges `(r0, r1)` of at most [`CHUNK_ROWS`] rows that
+/// cover rows `start..end`. The kernels work on whole blocks of
+/// [`BLOCK`] rows; rows outside `start..end` are computed and ignored.
+fn block_chunks(start: usize, end: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (first, last) = (start / BLOCK * BLOCK, end.div_ceil(BLOCK) * BLOCK);
+    (first..last)
+        .step_by(CHUNK_ROWS)
+        .map(move |r0| (r0, (r0 + CHUNK_ROWS).min(last)))
+}
 
 /// Weight of the estimated inner product in a row's score: 1 for ip and
 /// cosine, 2 for l2 (`-||q - x||^2 = ... + 2 <q - mu, x - mu>`).
@@ -65,12 +76,14 @@ fn scan_asymmetric(
     let g = estimate_weight(view.metric);
     let bits = usize::from(params.query_bits);
     let voting = !out.segment_top.is_empty();
-    out.block.resize(2 * nseg * BLOCK_ROWS, 0);
-    for b0 in (start..end).step_by(BLOCK_ROWS) {
-        let b1 = (b0 + BLOCK_ROWS).min(end);
-        let codes = &view.codes[b0 * view.words..b1 * view.words];
-        let block = &mut out.block[..2 * nseg * (b1 - b0)];
+    out.block.resize(2 * nseg * CHUNK_ROWS, 0);
+    for (r0, r1) in block_chunks(start, end) {
+        // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
+        let codes = &view.codes[r0 * view.words..r1 * view.words];
+        let block = &mut out.block[..2 * nseg * (r1 - r0)];
         (view.kernels.plane_scan)(codes, view.words, &q.planes.planes, bits, seg_words, block);
+        let (b0, b1) = (r0.max(start), r1.min(end));
+        let block = &block[2 * nseg * (b0 - r0)..2 * nseg * (b1 - r0)];
         if voting {
             score_block_voting(
                 view,
@@ -153,13 +166,13 @@ fn score_block_voting(
 }
 
 fn scan_hamming(view: &View<'_>, q: &PreparedQuery, start: usize, end: usize, out: ScanOut<'_>) {
-    out.block.resize(BLOCK_ROWS, 0);
-    for b0 in (start..end).step_by(BLOCK_ROWS) {
-        let b1 = (b0 + BLOCK_ROWS).min(end);
-        let codes = &view.codes[b0 * view.words..b1 * view.words];
-        let block = &mut out.block[..b1 - b0];
+    out.block.resize(CHUNK_ROWS, 0);
+    for (r0, r1) in block_chunks(start, end) {
+        let codes = &view.codes[r0 * view.words..r1 * view.words];
+        let block = &mut out.block[..r1 - r0];
         (view.kernels.hamming_scan)(codes, view.words, &q.sign, block);
-        for (i, &h) in block.iter().enumerate() {
+        let (b0, b1) = (r0.max(start), r1.min(end));
+        for (i, &h) in block[b0 - r0..b1 - r0].iter().enumerate() {
             // Hamming distances are comparable across partitions only
             // roughly; the baseline is meant for one partition.
             out.survivors.push(-(h as f32), (b0 + i) as u32);
@@ -175,22 +188,20 @@ pub fn estimate_row(
     params: &SearchParams,
     row: usize,
 ) -> f32 {
-    let (nseg, seg_words) = segment_layout(view.words, params.segments);
-    let mut pairs = [0u32; 2 * 64];
-    let mut heap_pairs;
-    let buf: &mut [u32] = if 2 * nseg <= pairs.len() {
-        &mut pairs[..2 * nseg]
-    } else {
-        heap_pairs = vec![0u32; 2 * nseg];
-        &mut heap_pairs
-    };
-    let code = &view.codes[row * view.words..(row + 1) * view.words];
+    let (_, seg_words) = segment_layout(view.words, params.segments);
     let bits = usize::from(params.query_bits);
-    (view.kernels.plane_scan)(code, view.words, &q.planes.planes, bits, seg_words, buf);
-    let t: f32 = buf
-        .chunks_exact(2)
-        .enumerate()
-        .map(|(s, p)| q.planes.signed_dot(s, p[0], p[1]))
-        .sum();
+    let planes = &q.planes.planes;
+    let mut t = 0.0f32;
+    for (seg, start) in (0..view.words).step_by(seg_words).enumerate() {
+        let (mut dot, mut pop) = (0u32, 0u32);
+        for w in start..(start + seg_words).min(view.words) {
+            let c = word_of(view.codes, view.words, row, w);
+            pop += c.count_ones();
+            for j in 0..bits {
+                dot += (c & planes[j * view.words + w]).count_ones() << j;
+            }
+        }
+        t += q.planes.signed_dot(seg, dot, pop);
+    }
     probe.offset + view.bias[row] + estimate_weight(view.metric) * view.scale[row] * t
 }

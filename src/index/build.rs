@@ -13,6 +13,7 @@ use super::manifest::{Manifest, Metric};
 use super::writer::{write_index, SectionPlan};
 use crate::core::pool;
 use crate::error::{Error, Result};
+use crate::math::bits::{to_blocked, BLOCK};
 use crate::math::float::norm;
 use crate::math::quantize::{sign_code, words_for};
 use crate::math::Kernels;
@@ -162,7 +163,7 @@ pub fn build_index(
         plan(SectionKind::Manifest, manifest_json.len(), 1),
         plan(SectionKind::Centroid, parts, dim),
         plan(SectionKind::Offsets, parts + 1, 1),
-        plan(SectionKind::Codes, n, words),
+        plan(SectionKind::Codes, n.div_ceil(BLOCK), BLOCK * words),
         plan(SectionKind::Factors, 3, n),
         plan(SectionKind::Vectors, n, dim),
         plan(SectionKind::Ids, n, 1),
@@ -179,7 +180,7 @@ pub fn build_index(
         SectionKind::Manifest => sink.write(&manifest_json),
         SectionKind::Centroid => sink.write_pod(&centroids),
         SectionKind::Offsets => sink.write_pod(&offsets),
-        SectionKind::Codes => sink.write_pod(&codes),
+        SectionKind::Codes => sink.write_pod(&to_blocked(&codes, words)),
         SectionKind::Factors => {
             sink.write_pod(&f.scale)?;
             sink.write_pod(&f.bias)?;

@@ -28,7 +28,8 @@ pub enum SectionKind {
     Centroid,
     /// Partition boundaries: row offsets (rows = partitions + 1, cols = 1, u64).
     Offsets,
-    /// Tier1 sign codes (rows = n, cols = words, u64).
+    /// Tier1 sign codes in blocks of 8 rows, word-major (rows = ceil(n / 8),
+    /// cols = 8 * words, u64; see `math::bits`).
     Codes,
     /// Tier1 per-row factors (rows = 3, cols = n, f32): scale, bias, error.
     Factors,

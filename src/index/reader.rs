@@ -354,7 +354,8 @@ fn check_shapes(path: &Path, m: &Manifest, s: &[SectionEntry]) -> Result<()> {
     }
     expect(SectionKind::Centroid, m.partitions, m.dim)?;
     expect(SectionKind::Offsets, m.partitions + 1, 1)?;
-    expect(SectionKind::Codes, m.n, m.code_words)?;
+    // Codes are stored in blocks of 8 rows (math::bits), the last one padded.
+    expect(SectionKind::Codes, m.n.div_ceil(8), 8 * m.code_words)?;
     expect(SectionKind::Factors, 3, m.n)?;
     expect(SectionKind::Vectors, m.n, m.dim)?;
     expect(SectionKind::Ids, m.n, 1)

@@ -1,21 +1,50 @@
-//! Popcount kernels over 1-bit codes stored as little-endian `u64` words.
+//! Popcount kernels over 1-bit codes stored in blocks of [`BLOCK`] rows.
 //!
-//! A code row has `words` words; dimension `i` is bit `i % 64` of word `i / 64`.
+//! A code row has `words` little-endian `u64` words; dimension `i` is bit
+//! `i % 64` of word `i / 64`. Rows are stored in blocks of 8, word-major:
+//! word `w` of row `8 b + l` is `blocks[(b * words + w) * 8 + l]`. One
+//! 64-byte load then holds the same word of 8 rows, so a vector kernel sums
+//! 8 rows in its lanes with no horizontal reduction, and the scan streams
+//! memory in whole cache lines.
+//!
 //! Query bit-planes are stored plane after plane: `planes[j * words + w]` is
 //! bit `j` of the levels of the dimensions in word `w`.
 
-/// `(codes, words, planes, bits, seg_words, out)`: see [`plane_scan_portable`].
+/// Rows per block.
+pub const BLOCK: usize = 8;
+
+/// `(blocks, words, planes, bits, seg_words, out)`: see [`plane_scan_portable`].
 pub type PlaneScanFn = fn(&[u64], usize, &[u64], usize, usize, &mut [u32]);
-/// `(codes, words, query_code, out)`: see [`hamming_scan_portable`].
+/// `(blocks, words, query_code, out)`: see [`hamming_scan_portable`].
 pub type HammingScanFn = fn(&[u64], usize, &[u64], &mut [u32]);
 
-/// For each row and each segment of `seg_words` words, writes the pair
-/// `(sum_j 2^j * popcount(code & plane_j), popcount(code))` to
+/// Rearranges row-major codes (`n` rows of `words`) into blocks of 8 rows,
+/// zero-padding the last block.
+pub fn to_blocked(codes: &[u64], words: usize) -> Vec<u64> {
+    let n = codes.len() / words.max(1);
+    let mut out = vec![0u64; n.div_ceil(BLOCK) * BLOCK * words];
+    for (r, row) in codes.chunks_exact(words).enumerate() {
+        let (b, l) = (r / BLOCK, r % BLOCK);
+        for (w, &x) in row.iter().enumerate() {
+            out[(b * words + w) * BLOCK + l] = x;
+        }
+    }
+    out
+}
+
+/// Word `w` of row `row` in blocked codes.
+#[inline]
+pub fn word_of(blocks: &[u64], words: usize, row: usize, w: usize) -> u64 {
+    blocks[((row / BLOCK) * words + w) * BLOCK + row % BLOCK]
+}
+
+/// For each row of each block and each segment of `seg_words` words, writes
+/// the pair `(sum_j 2^j * popcount(code & plane_j), popcount(code))` to
 /// `out[2 * (row * nseg + seg)..][..2]`: the dot product of the row's bits
 /// with the query's integer levels, and the number of set bits.
 #[inline(always)]
 fn plane_scan_impl(
-    codes: &[u64],
+    blocks: &[u64],
     words: usize,
     planes: &[u64],
     bits: usize,
@@ -23,56 +52,71 @@ fn plane_scan_impl(
     out: &mut [u32],
 ) {
     let nseg = words.div_ceil(seg_words);
-    for (row, o) in codes
-        .chunks_exact(words)
-        .zip(out.chunks_exact_mut(2 * nseg))
+    for (blk, o) in blocks
+        .chunks_exact(BLOCK * words)
+        .zip(out.chunks_exact_mut(BLOCK * 2 * nseg))
     {
-        for (seg, slot) in o.chunks_exact_mut(2).enumerate() {
-            let start = seg * seg_words;
-            let end = (start + seg_words).min(words);
-            let (mut acc, mut pop) = (0u32, 0u32);
-            for (w, &c) in row.iter().enumerate().take(end).skip(start) {
-                pop += c.count_ones();
+        for seg in 0..nseg {
+            let (start, end) = (seg * seg_words, ((seg + 1) * seg_words).min(words));
+            let mut acc = [0u32; BLOCK];
+            let mut pop = [0u32; BLOCK];
+            for w in start..end {
+                let c = &blk[w * BLOCK..(w + 1) * BLOCK];
+                for l in 0..BLOCK {
+                    pop[l] += c[l].count_ones();
+                }
                 for j in 0..bits {
-                    acc += (c & planes[j * words + w]).count_ones() << j;
+                    let p = planes[j * words + w];
+                    for l in 0..BLOCK {
+                        acc[l] += (c[l] & p).count_ones() << j;
+                    }
                 }
             }
-            slot[0] = acc;
-            slot[1] = pop;
+            for l in 0..BLOCK {
+                o[2 * (l * nseg + seg)] = acc[l];
+                o[2 * (l * nseg + seg) + 1] = pop[l];
+            }
         }
     }
 }
 
 /// Hamming distance of every row to `query`, written to `out[row]`.
 #[inline(always)]
-fn hamming_scan_impl(codes: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
-    for (row, o) in codes.chunks_exact(words).zip(out.iter_mut()) {
-        *o = row
-            .iter()
-            .zip(query)
-            .map(|(a, b)| (a ^ b).count_ones())
-            .sum();
+fn hamming_scan_impl(blocks: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
+    for (blk, o) in blocks
+        .chunks_exact(BLOCK * words)
+        .zip(out.chunks_exact_mut(BLOCK))
+    {
+        let mut acc = [0u32; BLOCK];
+        for (w, &q) in query.iter().enumerate().take(words) {
+            for l in 0..BLOCK {
+                acc[l] += (blk[w * BLOCK + l] ^ q).count_ones();
+            }
+        }
+        o.copy_from_slice(&acc);
     }
 }
 
-/// Portable build of the bit-plane scan (no target features).
+/// Portable build of the bit-plane scan (no target features). `blocks`
+/// holds whole blocks; `out` gets `2 * nseg` values per row of every block.
 pub fn plane_scan_portable(
-    codes: &[u64],
+    blocks: &[u64],
     words: usize,
     planes: &[u64],
     bits: usize,
     seg_words: usize,
     out: &mut [u32],
 ) {
-    plane_scan_impl(codes, words, planes, bits, seg_words, out);
+    plane_scan_impl(blocks, words, planes, bits, seg_words, out);
 }
 
-/// Portable build of the Hamming scan.
-pub fn hamming_scan_portable(codes: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
-    hamming_scan_impl(codes, words, query, out);
+/// Portable build of the Hamming scan over whole blocks.
+pub fn hamming_scan_portable(blocks: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
+    hamming_scan_impl(blocks, words, query, out);
 }
 
-/// Bit-by-bit reference for [`plane_scan_portable`], used only by tests.
+/// Bit-by-bit reference for [`plane_scan_portable`] over row-major codes,
+/// used only by tests.
 pub fn plane_scan_reference(
     codes: &[u64],
     words: usize,
@@ -99,157 +143,152 @@ pub fn plane_scan_reference(
     }
 }
 
-/// x86_64 builds of the kernels with the `popcnt` instruction enabled.
+/// x86_64 builds of the kernels.
 #[cfg(target_arch = "x86_64")]
 pub mod x86 {
+    use super::BLOCK;
+
     #[target_feature(enable = "popcnt")]
     unsafe fn plane_scan_inner(
-        codes: &[u64],
+        blocks: &[u64],
         words: usize,
         planes: &[u64],
         bits: usize,
         seg_words: usize,
         out: &mut [u32],
     ) {
-        super::plane_scan_impl(codes, words, planes, bits, seg_words, out);
+        super::plane_scan_impl(blocks, words, planes, bits, seg_words, out);
     }
 
     #[target_feature(enable = "popcnt")]
-    unsafe fn hamming_scan_inner(codes: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
-        super::hamming_scan_impl(codes, words, query, out);
+    unsafe fn hamming_scan_inner(blocks: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
+        super::hamming_scan_impl(blocks, words, query, out);
     }
 
-    /// AVX-512 VPOPCNTDQ build: a segment's words (up to 8 per register) are
-    /// ANDed with every plane and popcounted in one vector each, and the
-    /// lane sums are reduced once per segment.
+    /// AVX-512 VPOPCNTDQ build: each 64-byte load is one word of 8 rows; the
+    /// AND with a broadcast plane word, popcount and shifted add run in all 8
+    /// lanes at once. Lane `l` holds row `l`'s level dot in its low 32 bits
+    /// and its popcount in the high 32 bits (neither can overflow: a segment
+    /// has < 2^24 bits and levels are < 2^8).
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     unsafe fn plane_scan_avx512_inner(
-        codes: &[u64],
+        blocks: &[u64],
         words: usize,
         planes: &[u64],
         bits: usize,
         seg_words: usize,
         out: &mut [u32],
     ) {
-        let nseg = words.div_ceil(seg_words);
-        if nseg == 1 && words <= 8 && bits <= 8 {
-            // SAFETY: same contract as this function.
-            return unsafe { plane_scan_avx512_short(codes, words, planes, bits, out) };
-        }
         use std::arch::x86_64::*;
-        debug_assert!(planes.len() >= bits * words);
-        for (row, o) in codes
-            .chunks_exact(words)
-            .zip(out.chunks_exact_mut(2 * nseg))
-        {
-            for (seg, slot) in o.chunks_exact_mut(2).enumerate() {
-                let start = seg * seg_words;
-                let end = (start + seg_words).min(words);
-                // Low 32 bits of each lane: level dot; high 32 bits: popcount.
-                // One reduction per segment instead of two; neither half can
-                // overflow (a segment has < 2^24 bits, levels < 2^8).
-                let mut acc = _mm512_setzero_si512();
-                for w in (start..end).step_by(8) {
-                    let lanes = (end - w).min(8);
-                    let m: __mmask8 = (0xFFu16 >> (8 - lanes)) as u8;
-                    // SAFETY: lanes beyond `end - w` are masked off, so the
-                    // loads read only `row[w..end]` and `planes[j*words+w..]`,
-                    // which are in bounds (row has `words`, planes `bits*words`).
-                    let c = unsafe { _mm512_maskz_loadu_epi64(m, row.as_ptr().add(w).cast()) };
-                    acc = _mm512_add_epi64(acc, _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c)));
-                    for j in 0..bits {
-                        // SAFETY: see above.
-                        let p = unsafe {
-                            _mm512_maskz_loadu_epi64(m, planes.as_ptr().add(j * words + w).cast())
-                        };
-                        let cnt = _mm512_popcnt_epi64(_mm512_and_si512(c, p));
-                        acc = _mm512_add_epi64(
-                            acc,
-                            _mm512_sllv_epi64(cnt, _mm512_set1_epi64(j as i64)),
-                        );
+        let nseg = words.div_ceil(seg_words);
+        let step = BLOCK * words;
+        let nblocks = (blocks.len() / step).min(out.len() / (BLOCK * 2 * nseg));
+        // Broadcast plane words, once per call: pv[j * words + w].
+        let pv: Vec<__m512i> = planes[..bits * words]
+            .iter()
+            .map(|&p| _mm512_set1_epi64(p as i64))
+            .collect();
+        let mut lanes = [0u64; BLOCK];
+        for b in 0..nblocks {
+            let blk = &blocks[b * step..(b + 1) * step];
+            if (b + 2) * step <= blocks.len() {
+                // Stream ahead: two blocks (>= 768 bytes for 384-d codes).
+                // SAFETY: the address is inside `blocks`; a prefetch never
+                // faults and has no visible effect.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(blocks.as_ptr().add((b + 2) * step).cast()) };
+            }
+            let o = &mut out[b * BLOCK * 2 * nseg..(b + 1) * BLOCK * 2 * nseg];
+            for seg in 0..nseg {
+                let (start, end) = (seg * seg_words, ((seg + 1) * seg_words).min(words));
+                // One accumulator per plane: the shifts by 2^j happen once
+                // per segment instead of once per word.
+                let mut acc = [_mm512_setzero_si512(); 8];
+                let mut pop = _mm512_setzero_si512();
+                for w in start..end {
+                    // SAFETY: `blk` has `words * 8` words, so words
+                    // `w*8..w*8+8` are in bounds for `w < words`.
+                    let c = unsafe { _mm512_loadu_si512(blk.as_ptr().add(w * BLOCK).cast()) };
+                    pop = _mm512_add_epi64(pop, _mm512_popcnt_epi64(c));
+                    for (j, a) in acc.iter_mut().enumerate().take(bits) {
+                        let cnt = _mm512_popcnt_epi64(_mm512_and_si512(c, pv[j * words + w]));
+                        *a = _mm512_add_epi64(*a, cnt);
                     }
                 }
-                let both = _mm512_reduce_add_epi64(acc) as u64;
-                slot[0] = both as u32;
-                slot[1] = (both >> 32) as u32;
+                let mut total = _mm512_slli_epi64::<32>(pop);
+                for (j, a) in acc.iter().enumerate().take(bits) {
+                    total =
+                        _mm512_add_epi64(total, _mm512_sllv_epi64(*a, _mm512_set1_epi64(j as i64)));
+                }
+                // SAFETY: `lanes` is 8 u64 = 64 bytes, the size of the store.
+                unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), total) };
+                for (l, &v) in lanes.iter().enumerate() {
+                    o[2 * (l * nseg + seg)] = v as u32;
+                    o[2 * (l * nseg + seg) + 1] = (v >> 32) as u32;
+                }
             }
         }
     }
 
-    /// Rows of at most 8 words, one segment: the planes stay in registers,
-    /// and rows are read with full-width loads (the lanes past the row are
-    /// zeroed) except where that would run past the slice.
+    /// AVX-512 VPOPCNTDQ Hamming scan: XOR and popcount 8 rows per load.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    unsafe fn plane_scan_avx512_short(
-        codes: &[u64],
+    unsafe fn hamming_scan_avx512_inner(
+        blocks: &[u64],
         words: usize,
-        planes: &[u64],
-        bits: usize,
+        query: &[u64],
         out: &mut [u32],
     ) {
         use std::arch::x86_64::*;
-        let m: __mmask8 = (0xFFu16 >> (8 - words)) as u8;
-        let mut pv = [_mm512_setzero_si512(); 8];
-        for (j, v) in pv.iter_mut().enumerate().take(bits) {
-            // SAFETY: the mask keeps the load inside `planes[j*words..][..words]`.
-            *v = unsafe { _mm512_maskz_loadu_epi64(m, planes.as_ptr().add(j * words).cast()) };
-        }
-        let rows = codes.len() / words;
-        for (r, slot) in out.chunks_exact_mut(2).enumerate().take(rows) {
-            let at = r * words;
-            if at + 128 < codes.len() {
-                // Hardware prefetchers lose track of 48-byte strides across
-                // pages; ask for the line 1 KiB ahead explicitly (measured best of
-                // 0.5, 1 and 2 KiB with benches/kernels.rs).
-                // SAFETY: a prefetch of an in-bounds address has no effect
-                // on program state.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(codes.as_ptr().add(at + 128).cast()) };
+        let step = BLOCK * words;
+        let nblocks = (blocks.len() / step).min(out.len() / BLOCK);
+        let mut lanes = [0u64; BLOCK];
+        for b in 0..nblocks {
+            let blk = &blocks[b * step..(b + 1) * step];
+            let mut acc = _mm512_setzero_si512();
+            for (w, &q) in query.iter().enumerate().take(words) {
+                // SAFETY: as in the plane scan, `w < words` keeps the load in `blk`.
+                let c = unsafe { _mm512_loadu_si512(blk.as_ptr().add(w * BLOCK).cast()) };
+                let x = _mm512_xor_si512(c, _mm512_set1_epi64(q as i64));
+                acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
             }
-            let c = if at + 8 <= codes.len() {
-                // SAFETY: `at + 8 <= codes.len()`, so the full load is in bounds;
-                // lanes past this row are zeroed by the mask.
-                _mm512_maskz_mov_epi64(m, unsafe {
-                    _mm512_loadu_si512(codes.as_ptr().add(at).cast())
-                })
-            } else {
-                // SAFETY: masked to this row's `words` words, all in bounds.
-                unsafe { _mm512_maskz_loadu_epi64(m, codes.as_ptr().add(at).cast()) }
-            };
-            let mut acc = _mm512_slli_epi64::<32>(_mm512_popcnt_epi64(c));
-            for (j, p) in pv.iter().enumerate().take(bits) {
-                let cnt = _mm512_popcnt_epi64(_mm512_and_si512(c, *p));
-                acc = _mm512_add_epi64(acc, _mm512_sllv_epi64(cnt, _mm512_set1_epi64(j as i64)));
+            // SAFETY: 64-byte store into an 8 x u64 array.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), acc) };
+            for (o, &v) in out[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(&lanes) {
+                *o = v as u32;
             }
-            let both = _mm512_reduce_add_epi64(acc) as u64;
-            slot[0] = both as u32;
-            slot[1] = (both >> 32) as u32;
         }
     }
 
-    /// Bit-plane scan with AVX-512 VPOPCNTDQ; handed out only after run-time
-    /// detection of `avx512f` and `avx512vpopcntdq`.
+    /// Bit-plane scan with AVX-512 VPOPCNTDQ; handed out by `Kernels::detect`
+    /// only after run-time detection of `avx512f` and `avx512vpopcntdq`.
     pub fn plane_scan_avx512(
-        codes: &[u64],
+        blocks: &[u64],
         words: usize,
         planes: &[u64],
         bits: usize,
         seg_words: usize,
         out: &mut [u32],
     ) {
-        if planes.len() < bits * words
-            || out.len() < 2 * words.div_ceil(seg_words) * (codes.len() / words.max(1))
-        {
-            return super::plane_scan_portable(codes, words, planes, bits, seg_words, out);
+        if words == 0 || bits > 8 || planes.len() < bits * words {
+            return super::plane_scan_portable(blocks, words, planes, bits, seg_words, out);
         }
-        // SAFETY: `Kernels::detect` checked both features; slice lengths are
-        // checked above, so the masked loads stay in bounds.
-        unsafe { plane_scan_avx512_inner(codes, words, planes, bits, seg_words, out) }
+        // SAFETY: `Kernels::detect` checked both features; every load is
+        // bounded by the block count computed from the slice lengths.
+        unsafe { plane_scan_avx512_inner(blocks, words, planes, bits, seg_words, out) }
+    }
+
+    /// Hamming scan with AVX-512 VPOPCNTDQ; same contract as [`plane_scan_avx512`].
+    pub fn hamming_scan_avx512(blocks: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
+        if words == 0 || query.len() < words {
+            return super::hamming_scan_portable(blocks, words, query, out);
+        }
+        // SAFETY: as above.
+        unsafe { hamming_scan_avx512_inner(blocks, words, query, out) }
     }
 
     /// Bit-plane scan with `popcnt`. Only handed out by `Kernels::detect`
     /// after `is_x86_feature_detected!("popcnt")`.
     pub fn plane_scan_popcnt(
-        codes: &[u64],
+        blocks: &[u64],
         words: usize,
         planes: &[u64],
         bits: usize,
@@ -258,12 +297,12 @@ pub mod x86 {
     ) {
         // SAFETY: `Kernels::detect` hands out this function only after the
         // CPU reported `popcnt`.
-        unsafe { plane_scan_inner(codes, words, planes, bits, seg_words, out) }
+        unsafe { plane_scan_inner(blocks, words, planes, bits, seg_words, out) }
     }
 
     /// Hamming scan with `popcnt`; same contract as [`plane_scan_popcnt`].
-    pub fn hamming_scan_popcnt(codes: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
+    pub fn hamming_scan_popcnt(blocks: &[u64], words: usize, query: &[u64], out: &mut [u32]) {
         // SAFETY: as above, only reachable after run-time detection.
-        unsafe { hamming_scan_inner(codes, words, query, out) }
+        unsafe { hamming_scan_inner(blocks, words, query, out) }
     }
 }

@@ -69,6 +69,7 @@ impl Kernels {
                 && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
             {
                 k.plane_scan = bits::x86::plane_scan_avx512;
+                k.hamming_scan = bits::x86::hamming_scan_avx512;
                 isa.push("avx512vpopcntdq");
             }
             if std::arch::is_x86_feature_detected!("avx2")

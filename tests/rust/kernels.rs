@@ -1,5 +1,7 @@
 //! Every kernel against its bit-by-bit or scalar reference.
-use _svve_core::math::bits::{hamming_scan_portable, plane_scan_reference};
+use _svve_core::math::bits::{
+    hamming_scan_portable, plane_scan_reference, to_blocked, word_of, BLOCK,
+};
 use _svve_core::math::quantize::{words_for, QueryPlanes};
 use _svve_core::math::Kernels;
 use rstest::rstest;
@@ -40,10 +42,19 @@ fn plane_scan_matches_reference(
     let nseg = words.div_ceil(seg_words);
     let mut want = vec![0u32; rows * nseg * 2];
     plane_scan_reference(&codes, words, &levels, seg_words, &mut want);
+    let blocked = to_blocked(&codes, words);
+    let padded = rows.div_ceil(BLOCK) * BLOCK;
     for k in kernel_sets() {
-        let mut got = vec![0u32; rows * nseg * 2];
-        (k.plane_scan)(&codes, words, &planes.planes, bits, seg_words, &mut got);
-        assert_eq!(got, want, "kernel {} dim {dim} bits {bits}", k.isa);
+        let mut got = vec![0u32; padded * nseg * 2];
+        (k.plane_scan)(&blocked, words, &planes.planes, bits, seg_words, &mut got);
+        assert_eq!(
+            &got[..rows * nseg * 2],
+            &want[..],
+            "kernel {} dim {dim} bits {bits}",
+            k.isa
+        );
+        // Padding rows are all-zero codes.
+        assert!(got[rows * nseg * 2..].iter().all(|&x| x == 0), "{}", k.isa);
     }
 }
 
@@ -64,8 +75,9 @@ fn quantized_levels_reconstruct_the_query(#[values(4, 8)] bits: usize) {
             }
         })
         .collect();
-    let mut out = vec![0u32; 2];
-    (Kernels::portable().plane_scan)(&all_ones, words, &p.planes, bits, words, &mut out);
+    let mut out = vec![0u32; 2 * BLOCK];
+    let blocked = to_blocked(&all_ones, words);
+    (Kernels::portable().plane_scan)(&blocked, words, &p.planes, bits, words, &mut out);
     let est = p.signed_dot(0, out[0], out[1]);
     let exact: f32 = q.iter().sum();
     let tol = p.delta * q.len() as f32 / 2.0;
@@ -85,12 +97,13 @@ fn hamming_scan_matches_xor_popcount(#[values(1, 6, 24)] words: usize) {
                 .count() as u32
         })
         .collect();
-    let mut got = vec![0u32; 11];
-    hamming_scan_portable(&codes, words, &q, &mut got);
-    assert_eq!(got, want);
+    let blocked = to_blocked(&codes, words);
+    let mut got = vec![0u32; 16];
+    hamming_scan_portable(&blocked, words, &q, &mut got);
+    assert_eq!(&got[..11], &want[..]);
     for k in kernel_sets() {
-        (k.hamming_scan)(&codes, words, &q, &mut got);
-        assert_eq!(got, want, "{}", k.isa);
+        (k.hamming_scan)(&blocked, words, &q, &mut got);
+        assert_eq!(&got[..11], &want[..], "{}", k.isa);
     }
 }
 
@@ -120,5 +133,18 @@ fn float_kernels_match_f64_reference(#[values(1, 7, 8, 9, 384, 1537)] dim: usize
             "{}",
             k.isa
         );
+    }
+}
+
+#[rstest]
+fn blocked_layout_round_trips(#[values(1, 6, 24)] words: usize, #[values(1, 8, 13)] rows: usize) {
+    let mut rng = Rng::new(99);
+    let codes: Vec<u64> = (0..rows * words).map(|_| rng.next_u64()).collect();
+    let blocked = to_blocked(&codes, words);
+    assert_eq!(blocked.len(), rows.div_ceil(BLOCK) * BLOCK * words);
+    for r in 0..rows {
+        for w in 0..words {
+            assert_eq!(word_of(&blocked, words, r, w), codes[r * words + w]);
+        }
     }
 }
