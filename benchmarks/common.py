@@ -1,0 +1,163 @@
+"""Shared helpers: datasets, recall, latency summaries, process memory, machine facts."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+# Percentiles kept per run for latency plots (0.1 % steps in the tail).
+LAT_QUANTILES = [*range(0, 100), 99.5, 99.9, 100]
+
+
+def load_dataset(
+    directory: str, with_base: bool = True
+) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray, dict]:
+    """(base float32 or None, queries float32, gt int ids, meta) of a dataset directory.
+
+    float16 files (the developer copy of debian-minilm-384) are cast to float32;
+    float32 files are memory-mapped and copied once, so a 1M x 384 set costs
+    one 1.5 GB array per process that asks for the base.
+    """
+    d = Path(directory)
+    base = None
+    if with_base:
+        base = np.ascontiguousarray(np.load(d / "base.npy", mmap_mode="r"), dtype=np.float32)
+    queries = np.ascontiguousarray(np.load(d / "queries.npy"), dtype=np.float32)
+    gt = np.load(d / "gt.npy")
+    meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
+    return base, queries, gt, meta
+
+
+def dataset_metric(meta: dict) -> str:
+    """The metric ground truth was computed with: inner product for cosine/unit-norm sets."""
+    m = str(meta.get("metric", "ip")).lower()
+    return {"cosine": "ip", "angular": "ip", "dot": "ip", "euclidean": "l2"}.get(m, m)
+
+
+def recall_at(found: np.ndarray, gt: np.ndarray, k: int) -> float:
+    """Mean |found[i,:k] & gt[i,:k]| / k over the rows of ``found`` (ids; -1 = none)."""
+    hits = 0
+    for f, t in zip(found, gt[: len(found)]):
+        hits += len(set(f[:k].tolist()) & set(t[:k].tolist()))
+    return hits / (k * len(found)) if len(found) else float("nan")
+
+
+def latency_summary(lat_s: np.ndarray) -> Dict[str, object]:
+    us = np.asarray(lat_s, dtype=np.float64) * 1e6
+    return {
+        "n": len(us),
+        "qps": float(len(us) / (us.sum() / 1e6)) if len(us) else 0.0,
+        "mean_us": float(us.mean()),
+        "p50_us": float(np.percentile(us, 50)),
+        "p99_us": float(np.percentile(us, 99)),
+        "p999_us": float(np.percentile(us, 99.9)),
+        "max_us": float(us.max()),
+        "quantiles_us": [round(float(v), 1) for v in np.percentile(us, LAT_QUANTILES)],
+    }
+
+
+def memory() -> Dict[str, float]:
+    """This process's resident memory in MiB: total, file-backed vs anonymous
+    (from /proc/self/status), and PSS split from /proc/self/smaps_rollup."""
+    out: Dict[str, float] = {}
+    want = {"VmRSS": "rss_mb", "RssAnon": "rss_anon_mb", "RssFile": "rss_file_mb"}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key = line.split(":")[0]
+            if key in want:
+                out[want[key]] = int(line.split()[1]) / 1024
+        roll = {"Pss": "pss_mb", "Pss_Anon": "pss_anon_mb", "Pss_File": "pss_file_mb"}
+        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+            key = line.split(":")[0]
+            if key in roll:
+                out[roll[key]] = int(line.split()[1]) / 1024
+    except OSError:  # not Linux
+        import resource
+
+        out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def loadavg() -> Optional[float]:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def dir_bytes(path: str) -> int:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> Optional[str]:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine_info(command: Optional[str] = None) -> dict:
+    """What a reader needs to judge the figures: CPU, cores, memory, versions, commit."""
+    import svve_core
+
+    so = Path(svve_core._svve_core.__file__)
+    mem_gb = None
+    with contextlib.suppress(ValueError, OSError):
+        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    dirty = _git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", "svve_core")
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "svve_core": svve_core.__version__,
+        "svve_isa": svve_core._svve_core.isa(),
+        "svve_build_sha256": hashlib.sha256(so.read_bytes()).hexdigest()[:16],
+        "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "git_dirty_core": [line for line in dirty.splitlines() if line],
+        "versions": {
+            d: _version(d) for d in ("faiss-cpu", "hnswlib", "usearch", "scann", "matplotlib")
+        },
+        "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
+    }

@@ -1,0 +1,251 @@
+"""One benchmark job in its own process (started by ``benchmarks.run``), so
+memory and thread settings of one library never leak into another's figures.
+
+    python -m benchmarks.worker JOB.json RESULT.jsonl
+
+Jobs (``job["job"]``): ``build`` (build and save one index), ``search``
+(open a saved index in a fresh process, then one record per query setting:
+recall, single-query latency on one thread, batch QPS on all threads),
+``threads`` (svve: single-query latency while T Python threads share one
+engine), ``loadgen`` (one of P processes doing the same), ``memory`` (svve:
+RSS sampled over many single queries). Each record is appended to RESULT as
+one JSON line as soon as it exists, so a job killed at its time limit keeps
+what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from typing import List
+
+import numpy as np
+
+from benchmarks import adapters
+from benchmarks.common import (
+    dir_bytes,
+    latency_summary,
+    load_dataset,
+    loadavg,
+    memory,
+    peak_rss_mb,
+    recall_at,
+)
+
+
+def _emit(path: str, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def job_build(job: dict, out: str) -> None:
+    base, _, _, _ = load_dataset(job["dataset"])
+    ad = adapters.make(job["adapter"], base.shape[1], job["build"])
+    ad.set_threads(job.get("threads") or os.cpu_count() or 1)
+    rss0 = memory().get("rss_mb")
+    load0 = loadavg()
+    start = time.perf_counter()
+    ad.build(base, job["index_dir"])
+    secs = time.perf_counter() - start
+    _emit(
+        out,
+        {
+            "build_s": secs,
+            "index_bytes": dir_bytes(job["index_dir"]),
+            "build_peak_rss_mb": peak_rss_mb(),
+            "rss_before_build_mb": rss0,
+            "loadavg": [load0, loadavg()],
+        },
+    )
+
+
+def single_loop(ad, queries: np.ndarray, k: int, budget_s: float, min_queries: int):
+    """One query per call on this thread, as a service makes them. Stops after
+    ``budget_s`` seconds (at least ``min_queries`` queries)."""
+    for q in queries[: min(20, len(queries))]:  # warm caches and thread-local buffers
+        ad.search(q, k)
+    ids = np.full((len(queries), k), -1, np.int64)
+    lat = np.empty(len(queries))
+    spent = 0.0
+    done = 0
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        found = ad.search(q, k)
+        lat[i] = time.perf_counter() - t
+        ids[i, : len(found)] = found[:k]
+        spent += lat[i]
+        done = i + 1
+        if spent > budget_s and done >= min_queries:
+            break
+    return ids[:done], lat[:done]
+
+
+def job_search(job: dict, out: str) -> None:
+    # The base set is not loaded: the index holds what it needs, and the memory
+    # figures are the index's alone.
+    _, queries, gt, _ = load_dataset(job["dataset"], with_base=False)
+    dim = queries.shape[1]
+    k = job["k"]
+    queries = queries[: job.get("queries") or len(queries)]
+    ad = adapters.make(job["adapter"], dim, job["build"])
+    before = memory()
+    start = time.perf_counter()
+    ad.load(job["index_dir"])
+    load_s = time.perf_counter() - start
+    after = memory()
+    cpus = os.cpu_count() or 1
+    for qp in job["settings"]:
+        ad.set_query(**qp)
+        load0 = loadavg()
+        ad.set_threads(1)
+        ids, lat = single_loop(ad, queries, k, job["budget_s"], job["min_queries"])
+        single = latency_summary(lat)
+        ad.set_threads(cpus)
+        ad.search_batch(queries[: min(50, len(queries))], k)  # warm-up
+        t = time.perf_counter()
+        batch_ids = ad.search_batch(queries, k)
+        batch_s = time.perf_counter() - t
+        rec = {
+            "query": qp,
+            "recall": recall_at(batch_ids, gt, k),
+            "recall_single": recall_at(ids, gt, k),
+            "single": single,
+            "batch": {"qps": len(queries) / batch_s, "threads": cpus, "n": len(queries)},
+            "load_s": load_s,
+            "mem_before_load": before,
+            "mem_after_load": after,
+            "mem_after_search": memory(),
+            "loadavg": [load0, loadavg()],
+        }
+        stats = ad.stats(queries, k)
+        if stats:
+            rec["stats"] = stats
+        _emit(out, rec)
+
+
+def _open_svve(job: dict):
+    import svve_core
+
+    return svve_core.SearchEngine(os.path.join(job["index_dir"], "index.svve"))
+
+
+def job_threads(job: dict, out: str) -> None:
+    """T Python threads, one engine, each a loop of single queries for ``seconds``."""
+    import svve_core
+
+    _, queries, _, _ = load_dataset(job["dataset"], with_base=False)
+    engine = _open_svve(job)
+    params = svve_core.SearchParams(**job.get("params", {}))
+    k, nthreads, seconds = job["k"], job["threads"], job["seconds"]
+    for q in queries[:20]:
+        engine.search(q, k, params)
+    lats: List[List[float]] = [[] for _ in range(nthreads)]
+    barrier = threading.Barrier(nthreads + 1)
+
+    def worker(slot: int) -> None:
+        rng = np.random.default_rng(slot)
+        order = rng.permutation(len(queries))
+        mine = lats[slot]
+        barrier.wait()
+        stop = time.perf_counter() + seconds
+        i = 0
+        while time.perf_counter() < stop:
+            q = queries[order[i % len(order)]]
+            t = time.perf_counter()
+            engine.search(q, k, params)
+            mine.append(time.perf_counter() - t)
+            i += 1
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(nthreads)]
+    for t in threads:
+        t.start()
+    load0 = loadavg()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    all_lat = np.concatenate([np.asarray(x) for x in lats])
+    summary = latency_summary(all_lat)
+    _emit(
+        out,
+        {
+            "threads": nthreads,
+            "seconds": wall,
+            "total_qps": len(all_lat) / wall,
+            "latency": summary,
+            "per_thread_queries": [len(x) for x in lats],
+            "mem": memory(),
+            "loadavg": [load0, loadavg()],
+        },
+    )
+
+
+def job_loadgen(job: dict, out: str) -> None:
+    """One of P processes: open the shared index, wait for the common start, loop."""
+    import svve_core
+
+    _, queries, _, _ = load_dataset(job["dataset"], with_base=False)
+    engine = _open_svve(job)
+    params = svve_core.SearchParams(**job.get("params", {}))
+    k = job["k"]
+    for q in queries[:20]:
+        engine.search(q, k, params)
+    order = np.random.default_rng(job["slot"]).permutation(len(queries))
+    delay = job["start_at"] - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    lat = []
+    start = time.perf_counter()
+    stop = start + job["seconds"]
+    i = 0
+    while time.perf_counter() < stop:
+        q = queries[order[i % len(order)]]
+        t = time.perf_counter()
+        engine.search(q, k, params)
+        lat.append(time.perf_counter() - t)
+        i += 1
+    wall = time.perf_counter() - start
+    np.save(job["lat_path"], np.asarray(lat, np.float64))
+    _emit(out, {"slot": job["slot"], "seconds": wall, "queries": len(lat), "mem": memory()})
+
+
+def job_memory(job: dict, out: str) -> None:
+    """RSS sampled every ``every`` single queries over ``total`` queries."""
+    import svve_core
+
+    _, queries, _, _ = load_dataset(job["dataset"], with_base=False)
+    engine = _open_svve(job)
+    params = svve_core.SearchParams(**job.get("params", {}))
+    k, total, every = job["k"], job["total"], job["every"]
+    samples = [{"queries": 0, **memory()}]
+    start = time.perf_counter()
+    for i in range(total):
+        engine.search(queries[i % len(queries)], k, params)
+        if (i + 1) % every == 0:
+            samples.append({"queries": i + 1, **memory()})
+    _emit(out, {"samples": samples, "seconds": time.perf_counter() - start, "total": total})
+
+
+JOBS = {
+    "build": job_build,
+    "search": job_search,
+    "threads": job_threads,
+    "loadgen": job_loadgen,
+    "memory": job_memory,
+}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0]) as f:
+        job = json.load(f)
+    JOBS[job["job"]](job, argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
