@@ -22,9 +22,11 @@ from typing import Dict, List, Optional
 
 THRESHOLDS = (0.90, 0.95, 0.99)
 NOISE = (
-    "Measured on a shared 2-core virtual machine while other engineers were building and "
-    "benchmarking on it: every figure is noisy (the load average during each run is in the "
-    "records). Compare ratios within one run, not absolute figures across runs."
+    "Measured on a shared 2-core virtual machine while other engineers were building, fuzzing "
+    "and load-testing on it: every figure is noisy. Each run records the 1-minute load average "
+    "and the CPU share its measuring thread actually got (single-query loop / batch; 100 % = a "
+    "core to itself), shown in the tables: read a low share as a slowed-down run. Compare "
+    "ratios within one run, not absolute figures across runs."
 )
 
 
@@ -81,6 +83,15 @@ def mem_cell(before: dict, after: dict) -> str:
         return after.get(key, 0.0) - before.get(key, 0.0)
 
     return f"+{d('rss_mb'):,.0f} ({d('rss_file_mb'):,.0f} / {d('rss_anon_mb'):,.0f})"
+
+
+def pct(x: Optional[float]) -> str:
+    return "-" if x is None else f"{100 * x:.0f} %"
+
+
+def share(r: dict) -> str:
+    """CPU the measuring thread got during the single-query loop / the batch (all cores)."""
+    return f"{pct(r['single'].get('cpu_share'))} / {pct(r['batch'].get('cpu_share'))}"
 
 
 def fmt(x: Optional[float], digits: int = 0) -> str:
@@ -292,8 +303,9 @@ def dataset_section(ds: dict, recs: List[dict], out: Path, figs: List[str]) -> L
     lines += [
         "### Pareto frontier per library (single-query, one thread)",
         "",
-        "| library | setting | recall@10 | QPS | p50 us | p99 us | p99.9 us | batch QPS |",
-        "|---|---|---|---|---|---|---|---|",
+        "| library | setting | recall@10 | QPS | p50 us | p99 us | p99.9 us | batch QPS "
+        "| CPU share |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for g in sorted(groups, key=lambda g: (g != "svve", g)):
         for r in pareto(groups[g], single_qps):
@@ -301,7 +313,7 @@ def dataset_section(ds: dict, recs: List[dict], out: Path, figs: List[str]) -> L
             lines.append(
                 f"| {g} | {r['label']} {q_label(r)} | {r['recall']:.4f} | {fmt(s['qps'])} | "
                 f"{fmt(s['p50_us'])} | {fmt(s['p99_us'])} | {fmt(s['p999_us'])} | "
-                f"{fmt(r['batch']['qps'])} |"
+                f"{fmt(r['batch']['qps'])} | {share(r)} |"
             )
     lines.append("")
     if skips:
@@ -310,8 +322,8 @@ def dataset_section(ds: dict, recs: List[dict], out: Path, figs: List[str]) -> L
         "<details><summary>Every run</summary>",
         "",
         "| build | query | recall@10 | single QPS | p50 us | p99 us | p99.9 us | batch QPS | "
-        "single queries | loadavg | svve rows scanned / rescored |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "single queries | CPU share | loadavg | svve rows scanned / rescored |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         s, st = r["single"], r.get("stats") or {}
@@ -320,7 +332,8 @@ def dataset_section(ds: dict, recs: List[dict], out: Path, figs: List[str]) -> L
         lines.append(
             f"| {r['label']} | {q_label(r)} | {r['recall']:.4f} | {fmt(s['qps'])} | "
             f"{fmt(s['p50_us'])} | {fmt(s['p99_us'])} | {fmt(s['p999_us'])} | "
-            f"{fmt(r['batch']['qps'])} | {s['n']} | {', '.join(map(str, la))} | {rows} |"
+            f"{fmt(r['batch']['qps'])} | {s['n']} | {share(r)} | {', '.join(map(str, la))} "
+            f"| {rows} |"
         )
     lines += ["", "</details>", ""]
     lines += load_section(ds, recs, out, figs)
@@ -342,28 +355,32 @@ def load_section(ds: dict, recs: List[dict], out: Path, figs: List[str]) -> List
     lines = ["### svve under load (default parameters, single queries)", ""]
     if th or pr:
         lines += [
-            "| load | total QPS | p50 us | p99 us | p99.9 us | queries | loadavg |",
-            "|---|---|---|---|---|---|---|",
+            "| load | total QPS | p50 us | p99 us | p99.9 us | queries | CPU share | loadavg |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in th:
             la = r["latency"]
             lines.append(
                 f"| {r['threads']} Python thread(s), one engine | {fmt(r['total_qps'])} | "
                 f"{fmt(la['p50_us'])} | {fmt(la['p99_us'])} | {fmt(la['p999_us'])} | "
-                f"{la['n']:,} | {', '.join(map(str, r.get('loadavg') or []))} |"
+                f"{la['n']:,} | {pct(r.get('cpu_share'))} | "
+                f"{', '.join(map(str, r.get('loadavg') or []))} |"
             )
         for r in pr:
             la = r["latency"]
             lines.append(
                 f"| {r['processes']} process(es), same file | {fmt(r['total_qps'])} | "
                 f"{fmt(la['p50_us'])} | {fmt(la['p99_us'])} | {fmt(la['p999_us'])} | "
-                f"{la['n']:,} | {', '.join(map(str, r.get('loadavg') or []))} |"
+                f"{la['n']:,} | {pct(r.get('cpu_share'))} | "
+                f"{', '.join(map(str, r.get('loadavg') or []))} |"
             )
         lines += [
             "",
             f"The machine has {ds.get('cores', 'few')} cores: beyond that, threads and "
             "processes queue for CPU, so total QPS flattens and the tail grows by design of "
-            "the test, not of the library.",
+            "the test, not of the library. CPU share: CPU time the searching threads got "
+            "over wall time, per core they could use (100 % = they had their cores to "
+            "themselves).",
             "",
         ]
     for r in mem:
@@ -523,6 +540,34 @@ def render(out: Path, rel: str = "") -> str:
     return text
 
 
+def headline(outs: List[Path]) -> str:
+    """svve against the best peer at each recall threshold, over every dataset given."""
+    lines = [
+        "| dataset | recall@10 >= | svve single-query QPS | best peer | svve / peer "
+        "| svve batch QPS | best peer (batch) | svve / peer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for out in outs:
+        recs = load(out)
+        for ds in [r for r in recs if r.get("kind") == "dataset"]:
+            runs = [r for r in recs if r.get("kind") == "search" and r["dataset"] == ds["dataset"]]
+            svve = [r for r in runs if r["adapter"] == "svve"]
+            peers = [r for r in runs if r["adapter"] != "svve"]
+            for t in (0.95, 0.99):
+                cells = [f"{ds['dataset']} ({ds['n']:,})", f"{t:.2f}"]
+                for key in (single_qps, batch_qps):
+                    s, p = best_at(svve, t, key), best_at(peers, t, key)
+                    cells.append(f"{fmt(key(s))} ({setting(s)})" if s else "not reached")
+                    cells.append(
+                        f"{fmt(key(p))} ({group_of(p)} {setting(p)}; build {p['build_s']:.0f} s)"
+                        if p
+                        else "none"
+                    )
+                    cells.append(f"{key(s) / key(p):.2f}x" if s and p else "-")
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write(out: Path) -> Path:
     path = out / "report.md"
     path.write_text("# svve-core benchmark report\n\n" + render(out))
@@ -543,7 +588,9 @@ def main(argv=None) -> int:
             parts.append(render(Path(r), rel=rel))
     if a.markdown:
         head = Path(a.preamble).read_text() if a.preamble else ""
-        Path(a.markdown).write_text(head + "\n".join(parts))
+        summary = "## Headline: svve against the best peer\n\n" + NOISE + "\n\n"
+        summary += headline([Path(r) for r in a.results]) + "\n"
+        Path(a.markdown).write_text(head + summary + "\n".join(parts))
         print(a.markdown)
     return 0
 

@@ -42,7 +42,8 @@ from benchmarks.common import latency_summary, load_dataset, loadavg, machine_in
 
 ROOT = Path(__file__).resolve().parent
 CACHE = ROOT / ".cache"
-GRAPH = {"hnswlib", "faiss-hnsw", "usearch"}  # builds that grow ~ n log n and are slow here
+# Exact searches: recall@10 must be 1.0 (up to float ties), or the harness is wrong.
+EXACT = {"faiss-flat": {}, "svve": {"exact": True}}
 
 
 def _ef(values):
@@ -156,6 +157,7 @@ class Suite:
         self.machine = machine_info(f"uv run --group bench python -m benchmarks.run {argv}")
         self.build_times: Dict[str, tuple] = {}  # label -> (n, seconds) of the last build
         self.svve_failures: List[str] = []
+        self.harness_failures: List[str] = []  # exact search that did not give recall 1
 
     # -- plumbing
     def emit(self, record: dict) -> None:
@@ -291,6 +293,8 @@ class Suite:
         for r in recs:
             rec = {**head, **built, **r}
             self.emit(rec)
+            if r["query"] == EXACT.get(name) and r["recall"] < 0.999:
+                self.harness_failures.append(f"{label} {r['query']}: recall {r['recall']:.4f}")
             s = r["single"]
             self.log(
                 f"    {json.dumps(r['query']):42s} recall {r['recall']:.4f}  "
@@ -394,6 +398,7 @@ class Suite:
                 "processes": nproc,
                 "ok": len(per),
                 "total_qps": len(lat) / wall,
+                "cpu_share": sum(r["cpu_share"] for r in per) / min(nproc, os.cpu_count() or 1),
                 "latency": latency_summary(lat),
                 "per_process": per,
                 "loadavg": [load_before, load_after],
@@ -483,7 +488,9 @@ def main(argv=None) -> int:
     print(f"done in {time.time() - start:.0f} s: {out / 'report.md'}", flush=True)
     for failure in suite.svve_failures:  # peers may be missing; svve itself must run
         print(f"svve failed: {failure}", file=sys.stderr)
-    return 1 if suite.svve_failures else 0
+    for failure in suite.harness_failures:
+        print(f"harness check failed (exact search below recall 0.999): {failure}", file=sys.stderr)
+    return 1 if suite.svve_failures or suite.harness_failures else 0
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ def single_loop(ad, queries: np.ndarray, k: int, budget_s: float, min_queries: i
     lat = np.empty(len(queries))
     spent = 0.0
     done = 0
+    cpu0, wall0 = time.thread_time(), time.perf_counter()
     for i, q in enumerate(queries):
         t = time.perf_counter()
         found = ad.search(q, k)
@@ -80,7 +81,9 @@ def single_loop(ad, queries: np.ndarray, k: int, budget_s: float, min_queries: i
         done = i + 1
         if spent > budget_s and done >= min_queries:
             break
-    return ids[:done], lat[:done]
+    # Share of one CPU this thread got: well below 1 means other processes took the core.
+    cpu_share = (time.thread_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+    return ids[:done], lat[:done], cpu_share
 
 
 def job_search(job: dict, out: str) -> None:
@@ -101,19 +104,25 @@ def job_search(job: dict, out: str) -> None:
         ad.set_query(**qp)
         load0 = loadavg()
         ad.set_threads(1)
-        ids, lat = single_loop(ad, queries, k, job["budget_s"], job["min_queries"])
-        single = latency_summary(lat)
+        ids, lat, share = single_loop(ad, queries, k, job["budget_s"], job["min_queries"])
+        single = {**latency_summary(lat), "cpu_share": share}
         ad.set_threads(cpus)
         ad.search_batch(queries[: min(50, len(queries))], k)  # warm-up
-        t = time.perf_counter()
+        t, cpu0 = time.perf_counter(), time.process_time()
         batch_ids = ad.search_batch(queries, k)
         batch_s = time.perf_counter() - t
+        batch_share = (time.process_time() - cpu0) / batch_s / cpus
         rec = {
             "query": qp,
             "recall": recall_at(batch_ids, gt, k),
             "recall_single": recall_at(ids, gt, k),
             "single": single,
-            "batch": {"qps": len(queries) / batch_s, "threads": cpus, "n": len(queries)},
+            "batch": {
+                "qps": len(queries) / batch_s,
+                "threads": cpus,
+                "n": len(queries),
+                "cpu_share": batch_share,
+            },
             "load_s": load_s,
             "mem_before_load": before,
             "mem_after_load": after,
@@ -164,10 +173,12 @@ def job_threads(job: dict, out: str) -> None:
         t.start()
     load0 = loadavg()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    cpus = min(nthreads, os.cpu_count() or 1)
+    cpu_share = (time.process_time() - cpu0) / wall / cpus
     all_lat = np.concatenate([np.asarray(x) for x in lats])
     summary = latency_summary(all_lat)
     _emit(
@@ -176,6 +187,7 @@ def job_threads(job: dict, out: str) -> None:
             "threads": nthreads,
             "seconds": wall,
             "total_qps": len(all_lat) / wall,
+            "cpu_share": cpu_share,
             "latency": summary,
             "per_thread_queries": [len(x) for x in lats],
             "mem": memory(),
@@ -199,7 +211,7 @@ def job_loadgen(job: dict, out: str) -> None:
     if delay > 0:
         time.sleep(delay)
     lat = []
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.thread_time()
     stop = start + job["seconds"]
     i = 0
     while time.perf_counter() < stop:
@@ -209,8 +221,18 @@ def job_loadgen(job: dict, out: str) -> None:
         lat.append(time.perf_counter() - t)
         i += 1
     wall = time.perf_counter() - start
+    share = (time.thread_time() - cpu0) / wall
     np.save(job["lat_path"], np.asarray(lat, np.float64))
-    _emit(out, {"slot": job["slot"], "seconds": wall, "queries": len(lat), "mem": memory()})
+    _emit(
+        out,
+        {
+            "slot": job["slot"],
+            "seconds": wall,
+            "queries": len(lat),
+            "cpu_share": share,
+            "mem": memory(),
+        },
+    )
 
 
 def job_memory(job: dict, out: str) -> None:
