@@ -3,6 +3,7 @@
 mod common;
 mod corruption;
 mod craft;
+mod decode;
 mod format;
 mod kernels;
 mod limits;
