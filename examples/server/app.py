@@ -26,7 +26,7 @@ Settings (environment variables, read when the app starts):
     SVVE_MAX_BATCH        most queries in one /search/batch (default 256)
     SVVE_OPEN_AT_IMPORT   1: open the index when this module is imported, i.e.
                           in the gunicorn master under --preload (before fork);
-                          gunicorn.conf.py sets it when SVVE_PRELOAD=1
+                          gunicorn.conf.py sets it from SVVE_PRELOAD
     SVVE_NUM_THREADS      (read by svve_core) batch-search threads per worker;
                           set it to cores / workers
 """

@@ -3,8 +3,16 @@
     SVVE_INDEX_DIR=/srv/index uv run --group serve \\
         gunicorn -c examples/server/gunicorn.conf.py app:app
 
-SVVE_PRELOAD=1 opens the index in the master before it forks the workers
-(``--preload``); the default opens it in each worker. README.md compares them.
+SVVE_PRELOAD chooses what happens in the master before it forks the workers:
+
+    0      (default) nothing: each worker imports the app and opens the index
+    code   ``--preload``: the master imports the app (Python, numpy, FastAPI,
+           svve_core), the workers share those pages copy-on-write and each
+           opens the index itself
+    index  (or 1) ``--preload`` and the master also opens the index, so the
+           workers inherit the open engine
+
+README.md compares them (the index is shared by every worker in all three).
 """
 
 import os
@@ -15,7 +23,9 @@ worker_class = "uvicorn_worker.UvicornWorker"
 chdir = os.path.dirname(os.path.abspath(__file__))  # so that "app:app" imports app.py
 graceful_timeout = 10
 
-preload_app = os.environ.get("SVVE_PRELOAD", "0") == "1"
-if preload_app:
-    # Read by app.py when the master imports it: open the index before fork.
-    os.environ["SVVE_OPEN_AT_IMPORT"] = "1"
+_preload = os.environ.get("SVVE_PRELOAD", "0").lower()
+if _preload not in ("0", "code", "index", "1"):
+    raise RuntimeError(f"SVVE_PRELOAD must be 0, code or index, got {_preload!r}")
+preload_app = _preload != "0"
+# Read by app.py when the master imports it.
+os.environ["SVVE_OPEN_AT_IMPORT"] = "1" if _preload in ("index", "1") else "0"

@@ -113,6 +113,7 @@ async def _client(args: argparse.Namespace) -> Dict[str, Any]:
     start = time.monotonic() + args.warmup
     end = start + args.duration
     budget = [args.max_requests]
+    sent = [0]  # warm-up included
     records: List[Tuple[float, float, int]] = []  # (start, latency, status)
 
     async def run(reader: Any, writer: Any, seed: int) -> None:
@@ -128,6 +129,7 @@ async def _client(args: argparse.Namespace) -> Dict[str, Any]:
                 writer.close()
                 reader, writer = await asyncio.open_connection(HOST, args.port)
             t1 = time.monotonic()
+            sent[0] += 1
             if t0 >= start:
                 records.append((t0, t1 - t0, status))
                 budget[0] -= 1
@@ -146,6 +148,7 @@ async def _client(args: argparse.Namespace) -> Dict[str, Any]:
     return {
         "connections_per_worker": sorted(per_worker.values()),
         "client_cpu_s": usage.ru_utime + usage.ru_stime,
+        "sent": sent[0],
         "measured_s": min(args.duration, max(time.monotonic() - start, 1e-9)),
     }
 
@@ -291,7 +294,8 @@ class Server:
                 "warning",
                 "app:app",
             ]
-            env.update(SVVE_WORKERS=str(workers), SVVE_PRELOAD="1" if "preload" in mode else "0")
+            preload = {"gunicorn": "0", "gunicorn-preload": "index"}.get(mode, "code")
+            env.update(SVVE_WORKERS=str(workers), SVVE_PRELOAD=preload)
         self.log = log
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
@@ -367,6 +371,13 @@ def build(dataset: Path, index_dir: Path) -> Path:
 
     index_dir.mkdir(parents=True, exist_ok=True)
     path = index_dir / "current.svve"
+    try:
+        svve_core.SearchEngine(path)
+    except svve_core.exceptions.IndexNotFoundError:
+        pass
+    except svve_core.exceptions.IndexFormatError as e:  # built by another library version
+        print(f"rebuilding: {e}", file=sys.stderr)
+        path.unlink()
     if not path.exists():
         base = np.load(dataset / "base.npy").astype(np.float32)
         t = time.perf_counter()
@@ -466,6 +477,7 @@ def run_one(
         "p99_ms": float(np.percentile(lat, 99)),
         "recall10": recall,
         "server_cpu_s": cpu1 - cpu0,
+        "server_us_per_request": (cpu1 - cpu0) / max(summary["sent"], 1) * 1e6,
         "client_cpu_s": summary["client_cpu_s"],
         "other_cpu_s": max(other, 0.0),
         "wall_s": (total1 - total0) / (os.cpu_count() or 1),
@@ -498,9 +510,10 @@ def machine() -> str:
 
 def table(rows: List[Dict[str, Any]], index_mib: float) -> str:
     lines = [
-        "| server | workers | req/s | req/s range | p50 ms | p99 ms | failed | PSS workers MiB "
-        "| RSS workers MiB | PSS all MiB | index PSS MiB | index file MiB | other CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | workers | req/s | req/s range | p50 ms | p99 ms | failed | server CPU us/req "
+        "| PSS workers MiB | RSS workers MiB | PSS all MiB | index PSS MiB | index file MiB "
+        "| other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["swap"]:
@@ -510,7 +523,8 @@ def table(rows: List[Dict[str, Any]], index_mib: float) -> str:
         lines.append(
             f"| {name} | {r['workers']} | {r['rps']:,.0f} | "
             f"{r['rps_range'][0]:,.0f}-{r['rps_range'][1]:,.0f} | {r['p50_ms']:.2f} | "
-            f"{r['p99_ms']:.2f} | {r['failed']} | {r['pss_workers']:.0f} | "
+            f"{r['p99_ms']:.2f} | {r['failed']} | {r['server_us_per_request']:.0f} | "
+            f"{r['pss_workers']:.0f} | "
             f"{r['rss_workers']:.0f} | {r['pss_all']:.0f} | {r['index_pss']:.1f} | "
             f"{index_mib:.1f} | {other:.2f} cores |"
         )
@@ -546,7 +560,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "--modes",
         nargs="+",
         default=["uvicorn", "gunicorn-preload"],
-        choices=("uvicorn", "gunicorn", "gunicorn-preload"),
+        choices=("uvicorn", "gunicorn", "gunicorn-preload", "gunicorn-preload-code"),
     )
     p.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")

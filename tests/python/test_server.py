@@ -14,6 +14,7 @@ import http.client
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -203,10 +204,13 @@ def test_admin_reload_needs_a_token_and_stays_in_the_directory(
         assert client.post("/admin/reload", headers=auth).status_code == 200  # same file again
 
 
-def test_file_watch_reloads_and_survives_a_broken_file(index_dir: Path, dataset) -> None:
+def test_file_watch_reloads_and_survives_a_broken_file(
+    index_dir: Path, tmp_path: Path, dataset
+) -> None:
     holder = server.IndexHolder(server.Settings(index_dir=index_dir, watch_interval=0))
     q = dataset.queries[0]
     assert not holder.check()
+    shutil.copyfile(index_dir / "current.svve", index_dir / "v1.svve")
     broken = index_dir / "broken.tmp"
     broken.write_bytes(b"not an index" * 100)
     os.replace(broken, index_dir / "current.svve")
@@ -217,6 +221,17 @@ def test_file_watch_reloads_and_survives_a_broken_file(index_dir: Path, dataset)
     assert holder.check()
     assert holder.engine.search(q)[0].min() >= V2_OFFSET
     assert holder.reloads == 1
+    # A symlink flip is a change too; one that leads outside the directory is refused.
+    (index_dir / "link.tmp").symlink_to(tmp_path / "elsewhere.svve")
+    shutil.copyfile(index_dir / "v1.svve", tmp_path / "elsewhere.svve")
+    os.replace(index_dir / "link.tmp", index_dir / "current.svve")
+    assert not holder.check()
+    assert holder.engine.search(q)[0].min() >= V2_OFFSET
+    (index_dir / "link.tmp").symlink_to("v1.svve")
+    os.replace(index_dir / "link.tmp", index_dir / "current.svve")
+    assert holder.check()
+    assert holder.engine.search(q)[0].max() < V2_OFFSET
+    assert holder.describe()["path"] == os.fspath(index_dir.resolve() / "v1.svve")
 
 
 # --- real servers ---------------------------------------------------------------
@@ -453,7 +468,7 @@ def test_gunicorn_preload_forks_workers_that_serve_and_reload(
         "warning",
         "app:app",
     ]
-    env = {**_env(index_dir), "SVVE_PRELOAD": "1", "SVVE_WORKERS": "2"}
+    env = {**_env(index_dir), "SVVE_PRELOAD": "index", "SVVE_WORKERS": "2"}
     s = start_server(argv, env)
     workers = s.worker_pids(2)
     assert len(workers) == 2
