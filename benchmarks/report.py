@@ -31,8 +31,13 @@ NOISE = (
 
 
 def load(out: Path) -> List[dict]:
+    """The records of ``out/runs.jsonl``. A dataset run again into the same
+    directory replaces its earlier (e.g. interrupted) run: only the records
+    after its last ``dataset`` record count."""
     path = out / "runs.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    last = {r["dataset"]: i for i, r in enumerate(recs) if r.get("kind") == "dataset"}
+    return [r for i, r in enumerate(recs) if i >= last.get(r.get("dataset"), 0)]
 
 
 def group_of(r: dict) -> str:
@@ -211,7 +216,12 @@ def dataset_section(ds: dict, recs: List[dict], out: Path, figs: List[str]) -> L
     groups: Dict[str, List[dict]] = defaultdict(list)
     for r in runs:
         groups[group_of(r)].append(r)
-    lines = [f"## {name}: {ds['n']:,} x {ds['dim']}, {ds['queries']} queries, k={ds['k']}", ""]
+    lines = [
+        f"## {name}: {ds['n']:,} x {ds['dim']}, {ds['queries']} queries, k={ds['k']}",
+        "",
+        f"Command: `{ds['machine']['command']}`",
+        "",
+    ]
     if not runs:
         return [*lines, "No runs.", ""]
     # Harness checks
@@ -522,8 +532,6 @@ def render(out: Path, rel: str = "") -> str:
             + "), "
             + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
             + ".",
-            "",
-            f"Command: `{m['command']}`",
             "",
             NOISE,
             "",
