@@ -15,6 +15,7 @@ SVVE_PRELOAD chooses what happens in the master before it forks the workers:
 README.md compares them (the index is shared by every worker in all three).
 """
 
+import gc
 import os
 
 bind = os.environ.get("SVVE_BIND", "127.0.0.1:8000")
@@ -29,3 +30,10 @@ if _preload not in ("0", "code", "index", "1"):
 preload_app = _preload != "0"
 # Read by app.py when the master imports it.
 os.environ["SVVE_OPEN_AT_IMPORT"] = "1" if _preload in ("index", "1") else "0"
+
+
+def pre_fork(server, worker):
+    # Move everything imported so far out of the collector's reach, so that
+    # collections in the workers do not write to (and so copy) the pages they
+    # share with the master.
+    gc.freeze()

@@ -559,7 +559,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument(
         "--modes",
         nargs="+",
-        default=["uvicorn", "gunicorn-preload"],
+        default=["uvicorn", "gunicorn", "gunicorn-preload-code", "gunicorn-preload"],
         choices=("uvicorn", "gunicorn", "gunicorn-preload", "gunicorn-preload-code"),
     )
     p.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
