@@ -313,6 +313,8 @@ class Server:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Any]:
+    if os.name != "posix":
+        pytest.skip("starts the server in its own process group (POSIX)")
     servers: List[Server] = []
 
     def start(argv: List[str], env: Dict[str, str]) -> Server:
