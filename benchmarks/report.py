@@ -219,7 +219,8 @@ def dataset_section(ds: dict, recs: List[dict], out: Path, figs: List[str]) -> L
     lines = [
         f"## {name}: {ds['n']:,} x {ds['dim']}, {ds['queries']} queries, k={ds['k']}",
         "",
-        f"Command: `{ds['machine']['command']}`",
+        f"Command: `{ds['machine']['command']}` (svve-core commit "
+        f"{ds['machine']['git_commit']}, extension sha256 {ds['machine']['svve_build_sha256']})",
         "",
     ]
     if not runs:
