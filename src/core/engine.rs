@@ -12,7 +12,7 @@ use super::pool;
 use super::query::{PreparedQuery, Probe};
 use super::scratch::{with_scratch, Scratch};
 use super::tier1::{scan, segment_layout, ScanOut};
-use super::topk::{Scored, TopK};
+use super::topk::{best_first, Scored, TopK};
 use super::vote::rescue;
 use crate::error::{Error, Result};
 use crate::index::format::SectionKind;
@@ -72,7 +72,7 @@ impl View<'_> {
 
     /// Routing score of partition `p` for vector `v` (higher is better):
     /// `<v, c_p>` for ip and cosine, `-||v - c_p||^2` for l2.
-    fn route_score(&self, v: &[f32], p: usize) -> f32 {
+    pub(crate) fn route_score(&self, v: &[f32], p: usize) -> f32 {
         let c = &self.centroids[p * self.dim..(p + 1) * self.dim];
         match self.metric {
             Metric::Cosine | Metric::Ip => (self.kernels.dot)(v, c),
@@ -88,18 +88,31 @@ impl View<'_> {
         }
     }
 
-    /// The probe of partition `p` for query `q`.
-    pub(crate) fn probe(&self, q: &PreparedQuery, p: usize) -> Probe {
+    /// The probe of partition `route.row` for query `q`, from its routing
+    /// score (`<q, c_p>` for ip and cosine, `-||q - c_p||^2` for l2), so a
+    /// probe costs no second dot product.
+    pub(crate) fn probe(&self, q: &PreparedQuery, route: &Scored) -> Probe {
+        let p = route.row as usize;
         if !self.centered {
             return Probe::new(p, self.metric, 0.0, q.norm2, 0.0);
         }
-        let c = &self.centroids[p * self.dim..(p + 1) * self.dim];
-        Probe::new(
-            p,
-            self.metric,
-            (self.kernels.dot)(&q.q, c),
-            q.norm2,
-            self.anchor_norms[p],
+        let a2 = self.anchor_norms[p];
+        let q_dot_a = match self.metric {
+            Metric::Cosine | Metric::Ip => route.score,
+            Metric::L2 => 0.5 * (q.norm2 + a2 + route.score),
+        };
+        Probe::new(p, self.metric, q_dot_a, q.norm2, a2)
+    }
+
+    /// The probe of partition `p`, routing score computed here.
+    pub(crate) fn probe_of(&self, q: &PreparedQuery, p: usize) -> Probe {
+        let score = self.route_score(&q.q, p);
+        self.probe(
+            q,
+            &Scored {
+                score,
+                row: p as u32,
+            },
         )
     }
 }
@@ -331,23 +344,13 @@ fn run_query(
     };
     route(
         view,
-        &s.query.q,
-        nprobe + extra,
+        &s.query,
+        params,
+        nprobe,
+        extra,
         &s.probed,
-        &mut s.routes,
         &mut s.route_order,
     );
-    if extra > 0 {
-        // Centroid expansion: beyond the first `nprobe`, open a partition
-        // only if its centroid is nearly as close as the nearest one.
-        let d2 = |r: &Scored| view.centroid_dist2(&s.query, r.row as usize, r.score);
-        let limit = s.route_order.first().map_or(0.0, d2) * (1.0 + params.expand_ratio);
-        let mut i = 0;
-        s.route_order.retain(|r| {
-            i += 1;
-            i <= nprobe || d2(r) <= limit
-        });
-    }
     probe_and_rescore(view, params, s, parallel, &mut stats);
     s.best.drain_sorted(&mut s.out);
     if s.out.len() < params.k.min(n) {
@@ -361,23 +364,55 @@ fn run_query(
     Ok(stats)
 }
 
-/// Ranks the partitions not yet probed for vector `v`; keeps the best `take`
-/// in `order`, best first.
+/// Chooses the partitions to probe, best routing score first, into `order`
+/// (`row` = partition, `score` = its routing score): the `nprobe` best,
+/// plus, with `extra > 0` (centroid expansion), up to `extra` of the next
+/// best whose squared centroid distance is within `(1 + expand_ratio)` of
+/// the best one's. Selection is linear; only the chosen few are sorted.
 fn route(
     view: &View<'_>,
-    v: &[f32],
-    take: usize,
+    q: &PreparedQuery,
+    params: &SearchParams,
+    nprobe: usize,
+    extra: usize,
     probed: &[bool],
-    routes: &mut TopK,
     order: &mut Vec<Scored>,
 ) {
-    routes.reset(take);
-    for (p, &done) in probed.iter().enumerate() {
-        if !done {
-            routes.push(view.route_score(v, p), p as u32);
-        }
+    order.clear();
+    order.extend(
+        probed
+            .iter()
+            .enumerate()
+            .filter(|(_, &done)| !done)
+            .map(|(p, _)| Scored {
+                score: view.route_score(&q.q, p),
+                row: p as u32,
+            }),
+    );
+    select_best(order, nprobe + extra);
+    if extra > 0 && order.len() > nprobe {
+        // The `nprobe` best first (the rest stay behind them, unordered).
+        order.select_nth_unstable_by(nprobe - 1, best_first);
+        let d2 = |r: &Scored| view.centroid_dist2(q, r.row as usize, r.score);
+        let first = order[..nprobe].iter().copied().min_by(best_first);
+        let limit = first.map_or(0.0, |r| d2(&r)) * (1.0 + params.expand_ratio);
+        let mut i = 0;
+        order.retain(|r| {
+            i += 1;
+            i <= nprobe || d2(r) <= limit
+        });
     }
-    routes.drain_sorted(order);
+    order.sort_unstable_by(best_first);
+}
+
+/// Keeps the best `m` entries of `v` (in no particular order).
+fn select_best(v: &mut Vec<Scored>, m: usize) {
+    if m == 0 {
+        v.clear();
+    } else if v.len() > m {
+        v.select_nth_unstable_by(m - 1, best_first);
+        v.truncate(m);
+    }
 }
 
 /// Tier1 over the partitions in `s.route_order`, then voting, then exact
@@ -414,13 +449,14 @@ fn probe_and_rescore(
             s.route_order
                 .par_iter()
                 .map(|r| {
-                    let probe = view.probe(q, r.row as usize);
+                    let probe = view.probe(q, r);
                     let mut top = TopK::default();
                     top.reset(cap);
-                    let (mut block, mut est) = (Vec::new(), Vec::new());
+                    let (mut block, mut est, mut mask) = (Vec::new(), Vec::new(), Vec::new());
                     let out = ScanOut {
                         block: &mut block,
                         est: &mut est,
+                        mask: &mut mask,
                         survivors: &mut top,
                         segment_top: &mut [],
                     };
@@ -435,7 +471,7 @@ fn probe_and_rescore(
         }
     } else {
         for r in &s.route_order {
-            let probe = view.probe(&s.query, r.row as usize);
+            let probe = view.probe(&s.query, r);
             s.probe_norms[probe.partition] = probe.centered_norm;
             if hamming {
                 s.query.encode_sign(view.anchor(probe.partition));
@@ -443,6 +479,7 @@ fn probe_and_rescore(
             let out = ScanOut {
                 block: &mut s.block,
                 est: &mut s.est,
+                mask: &mut s.mask,
                 survivors: &mut s.survivors,
                 segment_top: &mut s.segment_top,
             };

@@ -10,8 +10,6 @@ use super::topk::{Scored, TopK};
 pub struct Scratch {
     /// The prepared query.
     pub query: PreparedQuery,
-    /// Partitions ranked for probing.
-    pub routes: TopK,
     /// Partitions in probe order.
     pub route_order: Vec<Scored>,
     /// `||q - anchor_p||` per partition (valid for probed ones).
@@ -20,8 +18,10 @@ pub struct Scratch {
     pub probed: Vec<bool>,
     /// Kernel output for one block of rows.
     pub block: Vec<u32>,
-    /// Tier1 estimates for one block of rows.
+    /// Tier1 estimates for one chunk of rows.
     pub est: Vec<f32>,
+    /// Pass masks for one chunk of rows.
+    pub mask: Vec<u8>,
     /// Tier1 survivors by total estimate.
     pub survivors: TopK,
     /// Tier1 top rows per segment (voting only).

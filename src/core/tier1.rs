@@ -7,6 +7,7 @@ use super::query::{PreparedQuery, Probe};
 use super::topk::TopK;
 use crate::index::Metric;
 use crate::math::bits::{word_of, BLOCK};
+use crate::math::estimate::EstimateParams;
 
 /// Rows per kernel call (a multiple of the code block): its output stays in L1.
 const CHUNK_ROWS: usize = 256;
@@ -40,8 +41,10 @@ pub fn segment_layout(words: usize, segments: usize) -> (usize, usize) {
 pub struct ScanOut<'s> {
     /// Kernel output buffer (reused).
     pub block: &'s mut Vec<u32>,
-    /// Estimates of one block (reused).
+    /// Estimates of one chunk of rows (reused).
     pub est: &'s mut Vec<f32>,
+    /// Per block of a chunk: rows whose estimate beat the threshold (reused).
+    pub mask: &'s mut Vec<u8>,
     /// Best rows by total estimate.
     pub survivors: &'s mut TopK,
     /// Best rows per segment; empty when voting is off.
@@ -72,67 +75,89 @@ fn scan_asymmetric(
     end: usize,
     out: ScanOut<'_>,
 ) {
+    if !out.segment_top.is_empty() {
+        return scan_voting(view, q, probe, params, start, end, out);
+    }
+    let n = view.scale.len();
+    let bits = usize::from(params.query_bits);
+    let (level_sum, dims) = q.planes.seg_sums[0];
+    let mut c = EstimateParams {
+        offset: probe.offset,
+        g: estimate_weight(view.metric),
+        lo2: 2.0 * q.planes.lo,
+        d2: 2.0 * q.planes.delta,
+        all: q.planes.lo * dims as f32 + q.planes.delta * level_sum as f32,
+        threshold: f32::NEG_INFINITY,
+    };
+    out.est.resize(CHUNK_ROWS, 0.0);
+    out.mask.resize(CHUNK_ROWS / BLOCK, 0);
+    let survivors = out.survivors;
+    for (r0, r1) in block_chunks(start, end) {
+        // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
+        let codes = &view.codes[r0 * view.words..r1 * view.words];
+        let nb = (r1 - r0) / BLOCK;
+        let f1 = r1.min(n);
+        c.threshold = survivors.threshold();
+        (view.kernels.estimate_scan)(
+            codes,
+            view.words,
+            &q.planes.planes,
+            bits,
+            &view.scale[r0..f1],
+            &view.bias[r0..f1],
+            &c,
+            &mut out.est[..nb * BLOCK],
+            &mut out.mask[..nb],
+        );
+        // Only rows above the chunk's starting threshold have their bit set;
+        // most blocks have none once the survivors fill up.
+        for (b, &m) in out.mask[..nb].iter().enumerate() {
+            let mut m = m;
+            while m != 0 {
+                let i = b * BLOCK + m.trailing_zeros() as usize;
+                m &= m - 1;
+                let row = r0 + i;
+                let e = out.est[i];
+                if (start..end).contains(&row) && e > survivors.threshold() {
+                    survivors.push(e, row as u32);
+                }
+            }
+        }
+    }
+}
+
+/// The scan with voting: per-segment counts from the plane kernel, turned
+/// into per-segment partial estimates that feed the votes.
+fn scan_voting(
+    view: &View<'_>,
+    q: &PreparedQuery,
+    probe: &Probe,
+    params: &SearchParams,
+    start: usize,
+    end: usize,
+    out: ScanOut<'_>,
+) {
     let (nseg, seg_words) = segment_layout(view.words, params.segments);
     let g = estimate_weight(view.metric);
     let bits = usize::from(params.query_bits);
-    let voting = !out.segment_top.is_empty();
     out.block.resize(2 * nseg * CHUNK_ROWS, 0);
     for (r0, r1) in block_chunks(start, end) {
-        // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
         let codes = &view.codes[r0 * view.words..r1 * view.words];
         let block = &mut out.block[..2 * nseg * (r1 - r0)];
         (view.kernels.plane_scan)(codes, view.words, &q.planes.planes, bits, seg_words, block);
         let (b0, b1) = (r0.max(start), r1.min(end));
         let block = &block[2 * nseg * (b0 - r0)..2 * nseg * (b1 - r0)];
-        if voting {
-            score_block_voting(
-                view,
-                q,
-                probe.offset,
-                g,
-                b0,
-                block,
-                nseg,
-                out.survivors,
-                out.segment_top,
-            );
-        } else {
-            score_block(view, q, probe.offset, g, b0, block, out.est, out.survivors);
-        }
-    }
-}
-
-/// One segment: estimates in a branch-free loop the compiler vectorises,
-/// then a filter that rarely pushes.
-#[allow(clippy::too_many_arguments)]
-fn score_block(
-    view: &View<'_>,
-    q: &PreparedQuery,
-    offset: f32,
-    g: f32,
-    b0: usize,
-    block: &[u32],
-    est: &mut Vec<f32>,
-    survivors: &mut TopK,
-) {
-    let n = block.len() / 2;
-    let (level_sum, dims) = q.planes.seg_sums[0];
-    let (lo2, d2) = (2.0 * q.planes.lo, 2.0 * q.planes.delta);
-    let all = q.planes.lo * dims as f32 + q.planes.delta * level_sum as f32;
-    est.clear();
-    est.extend(
-        block
-            .chunks_exact(2)
-            .zip(&view.scale[b0..b0 + n])
-            .zip(&view.bias[b0..b0 + n])
-            .map(|((p, &a), &b)| offset + b + g * a * (lo2 * p[1] as f32 + d2 * p[0] as f32 - all)),
-    );
-    let mut threshold = survivors.threshold();
-    for (i, &e) in est.iter().enumerate() {
-        if e > threshold {
-            survivors.push(e, (b0 + i) as u32);
-            threshold = survivors.threshold();
-        }
+        score_block_voting(
+            view,
+            q,
+            probe.offset,
+            g,
+            b0,
+            block,
+            nseg,
+            out.survivors,
+            out.segment_top,
+        );
     }
 }
 

@@ -20,7 +20,7 @@ pub struct Scored {
 
 /// Best first: higher score, then lower row.
 #[inline]
-fn best_first(a: &Scored, b: &Scored) -> Ordering {
+pub fn best_first(a: &Scored, b: &Scored) -> Ordering {
     b.score.total_cmp(&a.score).then(a.row.cmp(&b.row))
 }
 

@@ -33,7 +33,7 @@ pub fn rescue(
     let before = ranked.len();
     for (&row, &n) in votes.iter() {
         if n as usize >= params.min_votes {
-            let probe = view.probe(q, view.partition_of(row as usize));
+            let probe = view.probe_of(q, view.partition_of(row as usize));
             let est = estimate_row(view, q, &probe, params, row as usize);
             ranked.push(Scored { score: est, row });
         }

@@ -183,11 +183,6 @@ pub mod x86 {
         let nseg = words.div_ceil(seg_words);
         let step = BLOCK * words;
         let nblocks = (blocks.len() / step).min(out.len() / (BLOCK * 2 * nseg));
-        // Broadcast plane words, once per call: pv[j * words + w].
-        let pv: Vec<__m512i> = planes[..bits * words]
-            .iter()
-            .map(|&p| _mm512_set1_epi64(p as i64))
-            .collect();
         let mut lanes = [0u64; BLOCK];
         for b in 0..nblocks {
             let blk = &blocks[b * step..(b + 1) * step];
@@ -200,25 +195,9 @@ pub mod x86 {
             let o = &mut out[b * BLOCK * 2 * nseg..(b + 1) * BLOCK * 2 * nseg];
             for seg in 0..nseg {
                 let (start, end) = (seg * seg_words, ((seg + 1) * seg_words).min(words));
-                // One accumulator per plane: the shifts by 2^j happen once
-                // per segment instead of once per word.
-                let mut acc = [_mm512_setzero_si512(); 8];
-                let mut pop = _mm512_setzero_si512();
-                for w in start..end {
-                    // SAFETY: `blk` has `words * 8` words, so words
-                    // `w*8..w*8+8` are in bounds for `w < words`.
-                    let c = unsafe { _mm512_loadu_si512(blk.as_ptr().add(w * BLOCK).cast()) };
-                    pop = _mm512_add_epi64(pop, _mm512_popcnt_epi64(c));
-                    for (j, a) in acc.iter_mut().enumerate().take(bits) {
-                        let cnt = _mm512_popcnt_epi64(_mm512_and_si512(c, pv[j * words + w]));
-                        *a = _mm512_add_epi64(*a, cnt);
-                    }
-                }
-                let mut total = _mm512_slli_epi64::<32>(pop);
-                for (j, a) in acc.iter().enumerate().take(bits) {
-                    total =
-                        _mm512_add_epi64(total, _mm512_sllv_epi64(*a, _mm512_set1_epi64(j as i64)));
-                }
+                // SAFETY: same features as this function; `blk` is one block.
+                let (dot, pop) = unsafe { block_sums(blk, words, planes, bits, start, end) };
+                let total = _mm512_add_epi64(_mm512_slli_epi64::<32>(pop), dot);
                 // SAFETY: `lanes` is 8 u64 = 64 bytes, the size of the store.
                 unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), total) };
                 for (l, &v) in lanes.iter().enumerate() {
@@ -227,6 +206,51 @@ pub mod x86 {
                 }
             }
         }
+    }
+
+    /// Per lane (row) of one block `blk` (`words * 8` words): the level dot
+    /// `sum_j 2^j popcount(code & plane_j)` and the popcount over words
+    /// `start..end`. Each 64-byte load is one word of 8 rows; the AND with a
+    /// broadcast plane word, popcount and add run in all 8 lanes at once.
+    /// Neither sum can overflow its lane (segments have < 2^24 bits, levels
+    /// are < 2^8).
+    ///
+    /// # Safety
+    /// The CPU must support `avx512f` and `avx512vpopcntdq`;
+    /// `blk.len() >= words * 8`, `end <= words`, `planes.len() >= bits * words`.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    #[inline]
+    pub(crate) unsafe fn block_sums(
+        blk: &[u64],
+        words: usize,
+        planes: &[u64],
+        bits: usize,
+        start: usize,
+        end: usize,
+    ) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+        use std::arch::x86_64::*;
+        // One accumulator per plane: the shifts by 2^j happen once per
+        // block instead of once per word.
+        let mut acc = [_mm512_setzero_si512(); 8];
+        let mut pop = _mm512_setzero_si512();
+        for w in start..end {
+            // SAFETY: `w < words` and `blk` has `words * 8` words.
+            let c = unsafe { _mm512_loadu_si512(blk.as_ptr().add(w * BLOCK).cast()) };
+            pop = _mm512_add_epi64(pop, _mm512_popcnt_epi64(c));
+            for (j, a) in acc.iter_mut().enumerate().take(bits) {
+                // A broadcast load folds into the AND (no buffer of
+                // broadcast planes: allocating one per call cost ~5%).
+                // SAFETY: `j < bits`, `w < words`, planes has `bits * words`.
+                let p = _mm512_set1_epi64(unsafe { *planes.get_unchecked(j * words + w) } as i64);
+                let cnt = _mm512_popcnt_epi64(_mm512_and_si512(c, p));
+                *a = _mm512_add_epi64(*a, cnt);
+            }
+        }
+        let mut dot = _mm512_setzero_si512();
+        for (j, a) in acc.iter().enumerate().take(bits) {
+            dot = _mm512_add_epi64(dot, _mm512_sllv_epi64(*a, _mm512_set1_epi64(j as i64)));
+        }
+        (dot, pop)
     }
 
     /// AVX-512 VPOPCNTDQ Hamming scan: XOR and popcount 8 rows per load.

@@ -2,6 +2,7 @@
 //! [`Kernels::detect`] picks the fastest one this CPU supports at run time,
 //! so one wheel runs everywhere (no `target-cpu=native`).
 pub mod bits;
+pub mod estimate;
 pub mod float;
 pub mod prefetch;
 pub mod quantize;
@@ -15,6 +16,8 @@ pub struct Kernels {
     pub l2sq: fn(&[f32], &[f32]) -> f32,
     /// Bit-plane popcount scan, see [`bits::plane_scan_portable`].
     pub plane_scan: bits::PlaneScanFn,
+    /// Fused bit-plane scan and Tier1 estimate, see [`estimate::estimate_scan_portable`].
+    pub estimate_scan: estimate::EstimateScanFn,
     /// Hamming distances of rows to one code, see [`bits::hamming_scan_portable`].
     pub hamming_scan: bits::HammingScanFn,
     /// Name of the instruction set in use, for `info()` and benchmarks.
@@ -31,6 +34,7 @@ impl Kernels {
         dot: float::dot_portable,
         l2sq: float::l2sq_portable,
         plane_scan: bits::plane_scan_portable,
+        estimate_scan: estimate::estimate_scan_portable,
         hamming_scan: bits::hamming_scan_portable,
         isa: "portable",
     };
@@ -44,6 +48,7 @@ impl Kernels {
             if std::arch::is_x86_feature_detected!("popcnt") {
                 out.push(Kernels {
                     plane_scan: bits::x86::plane_scan_popcnt,
+                    estimate_scan: estimate::x86::estimate_scan_popcnt,
                     hamming_scan: bits::x86::hamming_scan_popcnt,
                     isa: "x86_64+popcnt",
                     ..Self::PORTABLE
@@ -62,6 +67,7 @@ impl Kernels {
             let mut isa = vec!["x86_64"];
             if std::arch::is_x86_feature_detected!("popcnt") {
                 k.plane_scan = bits::x86::plane_scan_popcnt;
+                k.estimate_scan = estimate::x86::estimate_scan_popcnt;
                 k.hamming_scan = bits::x86::hamming_scan_popcnt;
                 isa.push("popcnt");
             }
@@ -71,6 +77,11 @@ impl Kernels {
                 k.plane_scan = bits::x86::plane_scan_avx512;
                 k.hamming_scan = bits::x86::hamming_scan_avx512;
                 isa.push("avx512vpopcntdq");
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    k.estimate_scan = estimate::x86::estimate_scan_avx512;
+                }
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")

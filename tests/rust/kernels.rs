@@ -2,6 +2,7 @@
 use _svve_core::math::bits::{
     hamming_scan_portable, plane_scan_reference, to_blocked, word_of, BLOCK,
 };
+use _svve_core::math::estimate::EstimateParams;
 use _svve_core::math::quantize::{words_for, QueryPlanes};
 use _svve_core::math::Kernels;
 use rstest::rstest;
@@ -55,6 +56,73 @@ fn plane_scan_matches_reference(
         );
         // Padding rows are all-zero codes.
         assert!(got[rows * nseg * 2..].iter().all(|&x| x == 0), "{}", k.isa);
+    }
+}
+
+#[rstest]
+fn estimate_scan_matches_plane_scan_and_formula(
+    #[values(1, 64, 65, 384, 1536)] dim: usize,
+    #[values(1, 4, 8)] bits: usize,
+    #[values(37, 40)] rows: usize,
+) {
+    let mut rng = Rng::new(dim as u64 * 17 + bits as u64);
+    let words = words_for(dim);
+    let codes: Vec<u64> = (0..rows * words).map(|_| rng.next_u64()).collect();
+    let q: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
+    let mut planes = QueryPlanes::default();
+    planes.encode(&q, bits, words);
+    let scale: Vec<f32> = (0..rows).map(|_| rng.unit() + 1.5).collect();
+    let bias: Vec<f32> = (0..rows).map(|_| rng.unit()).collect();
+    let blocked = to_blocked(&codes, words);
+    let nb = rows.div_ceil(BLOCK);
+    let mut pairs = vec![0u32; nb * BLOCK * 2];
+    (Kernels::portable().plane_scan)(&blocked, words, &planes.planes, bits, words, &mut pairs);
+    let p = EstimateParams {
+        offset: 0.25,
+        g: 2.0,
+        lo2: 2.0 * planes.lo,
+        d2: 2.0 * planes.delta,
+        all: planes.lo * dim as f32 + planes.delta * planes.seg_sums[0].0 as f32,
+        threshold: 0.0,
+    };
+    let want: Vec<f32> = (0..rows)
+        .map(|r| {
+            let t = p.lo2 * pairs[2 * r + 1] as f32 + p.d2 * pairs[2 * r] as f32 - p.all;
+            p.offset + bias[r] + p.g * scale[r] * t
+        })
+        .collect();
+    for k in kernel_sets() {
+        let mut est = vec![f32::NAN; nb * BLOCK];
+        let mut mask = vec![0xAAu8; nb];
+        (k.estimate_scan)(
+            &blocked,
+            words,
+            &planes.planes,
+            bits,
+            &scale,
+            &bias,
+            &p,
+            &mut est,
+            &mut mask,
+        );
+        for r in 0..nb * BLOCK {
+            let bit = (mask[r / BLOCK] >> (r % BLOCK)) & 1 == 1;
+            if r >= rows {
+                assert_eq!(est[r], f32::NEG_INFINITY, "{} padding row {r}", k.isa);
+                assert!(!bit, "{} padding row {r} passed", k.isa);
+                continue;
+            }
+            // FMA may round differently from the scalar formula.
+            let tol = 1e-5 * (1.0 + want[r].abs() + p.g * scale[r] * p.all.abs());
+            assert!(
+                (est[r] - want[r]).abs() <= tol,
+                "{} row {r}: {} vs {}",
+                k.isa,
+                est[r],
+                want[r]
+            );
+            assert_eq!(bit, est[r] > p.threshold, "{} row {r} mask", k.isa);
+        }
     }
 }
 
