@@ -50,17 +50,76 @@ pub fn norm(a: &[f32]) -> f32 {
         .sqrt() as f32
 }
 
-/// x86_64 builds with AVX2 and FMA enabled.
+/// x86_64 builds with AVX2 and FMA: explicit intrinsics, four 8-lane
+/// accumulators. (The portable loop, compiled for AVX2, kept one register
+/// and was bound by the add latency, ~3 cycles per 8 dimensions; an
+/// auto-vectorised 32-lane version came out as 2-lane code.)
 #[cfg(target_arch = "x86_64")]
 pub mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Horizontal sum of 8 lanes.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
-        super::dot_impl(a, b)
+    #[inline]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// `sum f(a[i], b[i])` where `step` folds 8 lanes into an accumulator.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn fold(
+        a: &[f32],
+        b: &[f32],
+        step: impl Fn(__m256, __m256, __m256) -> __m256,
+        tail: impl Fn(f32, f32) -> f32,
+    ) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, r) in acc.iter_mut().enumerate() {
+                // SAFETY: `i + 8 j + 8 <= n`, inside both slices.
+                let (x, y) = unsafe {
+                    (
+                        _mm256_loadu_ps(pa.add(i + 8 * j)),
+                        _mm256_loadu_ps(pb.add(i + 8 * j)),
+                    )
+                };
+                *r = step(x, y, *r);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            // SAFETY: `i + 8 <= n`.
+            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            acc[0] = step(x, y, acc[0]);
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        hsum(v) + a[i..n].iter().zip(&b[i..n]).map(|(&x, &y)| tail(x, y)).sum::<f32>()
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn l2sq_inner(a: &[f32], b: &[f32]) -> f32 {
-        super::l2sq_impl(a, b)
+    fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |x, y, acc| _mm256_fmadd_ps(x, y, acc), |x, y| x * y)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn l2sq_inner(a: &[f32], b: &[f32]) -> f32 {
+        fold(
+            a,
+            b,
+            |x, y, acc| {
+                let d = _mm256_sub_ps(x, y);
+                _mm256_fmadd_ps(d, d, acc)
+            },
+            |x, y| (x - y) * (x - y),
+        )
     }
 
     /// AVX2 inner product; handed out only after run-time detection.
