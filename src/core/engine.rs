@@ -10,6 +10,7 @@ use super::expand::{exact_scan, rescore};
 use super::params::{SearchParams, Tier1Mode};
 use super::pool;
 use super::query::{PreparedQuery, Probe};
+use super::router::Router;
 use super::scratch::{with_scratch, Scratch};
 use super::tier1::{scan, segment_layout, ScanOut};
 use super::topk::{best_first, Scored, TopK};
@@ -36,6 +37,7 @@ pub struct View<'a> {
     pub(crate) zero: &'a [f32],
     pub(crate) centered: bool,
     pub(crate) anchor_norms: &'a [f32],
+    pub(crate) router: &'a Router,
     pub(crate) dim: usize,
     pub(crate) words: usize,
     pub(crate) metric: Metric,
@@ -77,6 +79,16 @@ impl View<'_> {
         match self.metric {
             Metric::Cosine | Metric::Ip => (self.kernels.dot)(v, c),
             Metric::L2 => -(self.kernels.l2sq)(v, c),
+        }
+    }
+
+    /// Approximate routing score of partition `p` from the int8 router;
+    /// ranks partitions only (probes use [`View::route_score`]).
+    fn rank_score(&self, q: &PreparedQuery, p: usize) -> f32 {
+        let dot = self.router.dot(self.kernels, &q.q, p);
+        match self.metric {
+            Metric::Cosine | Metric::Ip => dot,
+            Metric::L2 => 2.0 * dot - self.anchor_norms[p] - q.norm2,
         }
     }
 
@@ -141,6 +153,8 @@ pub struct Engine {
     /// `||c_p||^2` of every partition centroid, computed once at open
     /// (used for routing distances and, when centred, for probes).
     anchor_norms: Arc<[f32]>,
+    /// Int8 copy of the centroids for ranking partitions.
+    router: Arc<Router>,
 }
 
 /// Results of a batch: `rows x k` ids and scores, row-major.
@@ -168,11 +182,13 @@ impl Engine {
             .chunks_exact(file.dim())
             .map(|c| (kernels.dot)(c, c))
             .collect();
+        let router = Arc::new(Router::new(centroids, file.dim()));
         Engine {
             file,
             kernels,
             zero,
             anchor_norms,
+            router,
         }
     }
 
@@ -223,6 +239,7 @@ impl Engine {
             zero: &self.zero,
             centered: f.manifest().build.center,
             anchor_norms: &self.anchor_norms,
+            router: &self.router,
             dim: f.dim(),
             words: f.words(),
             metric: f.metric(),
@@ -365,10 +382,11 @@ fn run_query(
 }
 
 /// Chooses the partitions to probe, best routing score first, into `order`
-/// (`row` = partition, `score` = its routing score): the `nprobe` best,
-/// plus, with `extra > 0` (centroid expansion), up to `extra` of the next
-/// best whose squared centroid distance is within `(1 + expand_ratio)` of
-/// the best one's. Selection is linear; only the chosen few are sorted.
+/// (`row` = partition, `score` = its exact routing score): the `nprobe`
+/// best, plus, with `extra > 0` (centroid expansion), up to `extra` of the
+/// next best whose squared centroid distance is within `(1 + expand_ratio)`
+/// of the best one's. Ranking uses the int8 router; selection is linear;
+/// only the chosen partitions get exact scores and are sorted.
 fn route(
     view: &View<'_>,
     q: &PreparedQuery,
@@ -385,7 +403,7 @@ fn route(
             .enumerate()
             .filter(|(_, &done)| !done)
             .map(|(p, _)| Scored {
-                score: view.route_score(&q.q, p),
+                score: view.rank_score(q, p),
                 row: p as u32,
             }),
     );
@@ -401,6 +419,9 @@ fn route(
             i += 1;
             i <= nprobe || d2(r) <= limit
         });
+    }
+    for r in order.iter_mut() {
+        r.score = view.route_score(&q.q, r.row as usize);
     }
     order.sort_unstable_by(best_first);
 }

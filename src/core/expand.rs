@@ -31,6 +31,10 @@ pub fn exact_score(view: &View<'_>, q: &[f32], row: usize) -> f32 {
 /// prefetched: enough to cover a DRAM round trip (~100 ns) per row.
 const PREFETCH_AHEAD: usize = 4;
 
+/// Survivors ahead whose error factor (one random 4-byte read each, needed
+/// by the skip test) is prefetched.
+const FACTOR_AHEAD: usize = 16;
+
 /// Rescores `ranked` into `best` and returns how many rows were scored.
 /// `probe_norms[p]` is `||q - anchor_p||` for every probed partition `p`.
 pub fn rescore(
@@ -44,10 +48,18 @@ pub fn rescore(
     let bounded = params.expansion && params.tier1 == super::Tier1Mode::Asymmetric;
     let margin = estimate_weight(view.metric) * params.epsilon;
     let mut scored = 0;
+    if bounded {
+        for s in ranked.iter().take(FACTOR_AHEAD) {
+            prefetch(&view.error[s.row as usize..][..1]);
+        }
+    }
     for (i, s) in ranked.iter().enumerate() {
         if let Some(ahead) = ranked.get(i + PREFETCH_AHEAD) {
             let r = ahead.row as usize;
             prefetch(&view.vectors[r * view.dim..(r + 1) * view.dim]);
+        }
+        if let Some(ahead) = ranked.get(i + FACTOR_AHEAD).filter(|_| bounded) {
+            prefetch(&view.error[ahead.row as usize..][..1]);
         }
         let row = s.row as usize;
         if bounded && best.is_full() {

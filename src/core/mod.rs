@@ -7,6 +7,7 @@ pub mod expand;
 pub mod params;
 pub mod pool;
 pub mod query;
+pub mod router;
 pub mod scratch;
 pub mod tier1;
 pub mod topk;

@@ -24,11 +24,42 @@ pub fn best_first(a: &Scored, b: &Scored) -> Ordering {
     b.score.total_cmp(&a.score).then(a.row.cmp(&b.row))
 }
 
+/// An entry packed so that a larger `u64` is a better entry: the score's
+/// bits mapped to an order-preserving `u32` (the order of `total_cmp`) in
+/// the high half, the complemented row in the low half (so ties go to the
+/// lower row). Selecting and sorting plain integers is several times
+/// cheaper than comparing `(score, row)` pairs with a closure.
+#[inline]
+fn pack(score: f32, row: u32) -> u64 {
+    let b = score.to_bits();
+    let ord = if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    };
+    (u64::from(ord) << 32) | u64::from(!row)
+}
+
+/// The inverse of [`pack`].
+#[inline]
+fn unpack(key: u64) -> Scored {
+    let ord = (key >> 32) as u32;
+    let b = if ord & 0x8000_0000 != 0 {
+        ord & 0x7FFF_FFFF
+    } else {
+        !ord
+    };
+    Scored {
+        score: f32::from_bits(b),
+        row: !(key as u32),
+    }
+}
+
 /// The best `cap` entries seen so far.
 #[derive(Debug, Clone)]
 pub struct TopK {
     cap: usize,
-    buf: Vec<Scored>,
+    buf: Vec<u64>,
     threshold: f32,
 }
 
@@ -86,7 +117,7 @@ impl TopK {
         if self.cap == 0 || score < self.threshold {
             return;
         }
-        self.buf.push(Scored { score, row });
+        self.buf.push(pack(score, row));
         let n = self.buf.len();
         if n >= 2 * self.cap || (n == self.cap && self.threshold == f32::NEG_INFINITY) {
             self.select();
@@ -97,27 +128,63 @@ impl TopK {
     fn select(&mut self) {
         let k = self.cap;
         if self.buf.len() > k {
-            self.buf.select_nth_unstable_by(k - 1, best_first);
+            self.buf.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
             self.buf.truncate(k);
-        }
-        if let Some(worst) = self.buf.iter().map(|s| s.score).reduce(f32::min) {
-            self.threshold = self.threshold.max(worst);
+            // After the selection, position k - 1 holds the k-th best.
+            self.threshold = self.threshold.max(unpack(self.buf[k - 1]).score);
+        } else if let Some(&worst) = self.buf.iter().min() {
+            self.threshold = self.threshold.max(unpack(worst).score);
         }
     }
 
     /// Offers every entry of another selection.
     pub fn merge(&mut self, other: &TopK) {
-        for s in &other.buf {
+        for &key in &other.buf {
+            let s = unpack(key);
             self.push(s.score, s.row);
         }
     }
 
     /// Moves the best `cap` entries into `out`, best first.
     pub fn drain_sorted(&mut self, out: &mut Vec<Scored>) {
-        self.buf.sort_unstable_by(best_first);
-        self.buf.truncate(self.cap);
+        // Select first: the buffer can hold up to twice the kept entries.
+        if self.buf.len() > self.cap {
+            self.select();
+        }
+        self.buf.sort_unstable_by(|a, b| b.cmp(a));
         out.clear();
-        out.append(&mut self.buf);
+        out.extend(self.buf.drain(..).map(unpack));
         self.threshold = f32::NEG_INFINITY;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_orders_like_total_cmp_then_row() {
+        let xs = [
+            f32::NEG_INFINITY,
+            -1e30,
+            -1.0,
+            -0.0,
+            0.0,
+            1e-40,
+            1.0,
+            f32::INFINITY,
+        ];
+        for a in xs {
+            for b in xs {
+                for (ra, rb) in [(1u32, 2u32), (2, 1), (3, 3)] {
+                    let want =
+                        best_first(&Scored { score: a, row: ra }, &Scored { score: b, row: rb });
+                    let got = pack(b, rb).cmp(&pack(a, ra));
+                    assert_eq!(got, want, "{a} {ra} vs {b} {rb}");
+                    assert_eq!(unpack(pack(a, ra)).score.to_bits(), a.to_bits());
+                    assert_eq!(unpack(pack(a, ra)).row, ra);
+                }
+            }
+        }
     }
 }

@@ -42,6 +42,20 @@ pub fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
     l2sq_impl(a, b)
 }
 
+/// Portable `<q, c>` for an int8 vector `c` (the router's centroid copy).
+pub fn dot_i8_portable(q: &[f32], c: &[i8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (cq, cc) = (q.chunks_exact(8), c.chunks_exact(8));
+    let (rq, rc) = (cq.remainder(), cc.remainder());
+    for (x, y) in cq.zip(cc) {
+        for i in 0..8 {
+            acc[i] += x[i] * f32::from(y[i]);
+        }
+    }
+    let tail: f32 = rq.iter().zip(rc).map(|(x, &y)| x * f32::from(y)).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Euclidean norm, accumulated in f64 so long vectors stay accurate.
 pub fn norm(a: &[f32]) -> f32 {
     a.iter()
@@ -101,7 +115,12 @@ pub mod x86 {
             i += 8;
         }
         let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        hsum(v) + a[i..n].iter().zip(&b[i..n]).map(|(&x, &y)| tail(x, y)).sum::<f32>()
+        hsum(v)
+            + a[i..n]
+                .iter()
+                .zip(&b[i..n])
+                .map(|(&x, &y)| tail(x, y))
+                .sum::<f32>()
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -120,6 +139,41 @@ pub mod x86 {
             },
             |x, y| (x - y) * (x - y),
         )
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_i8_inner(q: &[f32], c: &[i8]) -> f32 {
+        let n = q.len().min(c.len());
+        let (pq, pc) = (q.as_ptr(), c.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, r) in acc.iter_mut().enumerate() {
+                // SAFETY: `i + 8 j + 8 <= n`: 8 floats and 8 bytes in bounds.
+                let (x, y) = unsafe {
+                    (
+                        _mm256_loadu_ps(pq.add(i + 8 * j)),
+                        _mm_loadl_epi64(pc.add(i + 8 * j).cast()),
+                    )
+                };
+                let y = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(y));
+                *r = _mm256_fmadd_ps(x, y, *r);
+            }
+            i += 32;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        hsum(v)
+            + q[i..n]
+                .iter()
+                .zip(&c[i..n])
+                .map(|(&x, &y)| x * f32::from(y))
+                .sum::<f32>()
+    }
+
+    /// AVX2 `<q, c>` for int8 `c`; handed out only after run-time detection.
+    pub fn dot_i8_avx2(q: &[f32], c: &[i8]) -> f32 {
+        // SAFETY: `Kernels::detect` checked avx2 and fma before handing this out.
+        unsafe { dot_i8_inner(q, c) }
     }
 
     /// AVX2 inner product; handed out only after run-time detection.

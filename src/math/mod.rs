@@ -12,6 +12,8 @@ pub mod quantize;
 pub struct Kernels {
     /// Inner product of two equal-length slices.
     pub dot: fn(&[f32], &[f32]) -> f32,
+    /// `<q, c>` for a float32 `q` and an int8 `c` of equal length.
+    pub dot_i8: fn(&[f32], &[i8]) -> f32,
     /// Squared Euclidean distance of two equal-length slices.
     pub l2sq: fn(&[f32], &[f32]) -> f32,
     /// Bit-plane popcount scan, see [`bits::plane_scan_portable`].
@@ -32,6 +34,7 @@ impl Kernels {
 
     const PORTABLE: Kernels = Kernels {
         dot: float::dot_portable,
+        dot_i8: float::dot_i8_portable,
         l2sq: float::l2sq_portable,
         plane_scan: bits::plane_scan_portable,
         estimate_scan: estimate::estimate_scan_portable,
@@ -87,6 +90,7 @@ impl Kernels {
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 k.dot = float::x86::dot_avx2;
+                k.dot_i8 = float::x86::dot_i8_avx2;
                 k.l2sq = float::x86::l2sq_avx2;
                 isa.push("avx2");
             }
