@@ -18,7 +18,7 @@ pub struct Router {
 impl Router {
     /// Quantizes `centroids` (`L x dim`, row-major) symmetrically per row.
     pub fn new(centroids: &[f32], dim: usize) -> Self {
-        let rows = if dim == 0 { 0 } else { centroids.len() / dim };
+        let rows = centroids.len().checked_div(dim).unwrap_or(0);
         let mut codes = Vec::with_capacity(rows * dim);
         let mut scales = Vec::with_capacity(rows);
         for c in centroids.chunks_exact(dim.max(1)).take(rows) {
