@@ -113,8 +113,15 @@ class Svve(Adapter):
 
         self.query_params = params
         params = dict(params)
-        if params.get("nprobe", 0) < 0:  # a multiple of the automatic nprobe
-            params["nprobe"] = -params["nprobe"] * max(8, self.partitions // 16)
+        # Sweeps give probes as a fraction of the partitions (like ScaNN's
+        # leaves), so one plan fits every n; `expand_x` caps expansion at a
+        # multiple of those probes.
+        frac = params.pop("probe_frac", None)
+        if frac is not None:
+            params["nprobe"] = max(1, round(frac * self.partitions))
+        mult = params.pop("expand_x", None)
+        if mult is not None:
+            params["expand_probes"] = max(1, round(mult * params.get("nprobe", 1)))
         self.params = svve_core.SearchParams(**params)
 
     def set_threads(self, n):

@@ -78,23 +78,15 @@ def plan(n: int, quick: bool) -> List[dict]:
                 "settings": [{"leaves": max(1, leaves // 10), "reorder": 100}],
             },
         ]
-    svve = [
-        {"exact": True},
-        {"expansion": False},
-        {"expand_ratio": 0.1},
-        {"expand_ratio": 0.2},
-        {"expand_ratio": 0.3},
-        {},  # the defaults: expand_ratio 0.5, candidates auto (200 for k=10)
-        {"candidates": 100},
-        {"candidates": 400},
-        {"expand_ratio": 0.8},
-        {"expand_ratio": 1.2},
-        {"nprobe": -2},
-        {"nprobe": -4},
-        {"expand_ratio": 1.2, "candidates": 400},
-        {"expand_ratio": 2.0, "candidates": 1000},
-        {"expand_ratio": 3.0, "candidates": 1000, "epsilon": 4.0},
-    ]
+    # Probes as a fraction of the partitions: fixed (no expansion), and with
+    # centroid expansion capped at twice the base probes; candidates grow
+    # with the probes. Plus the defaults.
+    probe_fracs = [0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5]
+    svve = [{"exact": True}, {}]
+    for f in probe_fracs:
+        c = 100 if f <= 0.05 else 200 if f <= 0.18 else 400
+        svve.append({"probe_frac": f, "expansion": False, "candidates": c})
+        svve.append({"probe_frac": f, "expand_x": 2, "expand_ratio": 0.7, "candidates": c})
     fracs = [0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5]
     scann = [
         {"leaves": max(1, round(f * leaves)), "reorder": r}

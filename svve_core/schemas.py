@@ -71,16 +71,16 @@ class SearchParams(_Model):
         0,
         ge=0,
         le=_USIZE_MAX,
-        description="Partitions Tier1 always scans; 0 = auto (max(8, partitions / 16)).",
+        description="Partitions Tier1 always scans; 0 = auto (max(8, partitions / 10)).",
     )
     expand_probes: int = Field(
         0,
         ge=0,
         le=_USIZE_MAX,
-        description="Most extra partitions expansion may open; 0 = auto (partitions / 2).",
+        description="Most extra partitions expansion may open; 0 = auto (2 nprobe).",
     )
     expand_ratio: float = Field(
-        0.5,
+        0.7,
         ge=0.0,
         le=_F32_MAX,
         allow_inf_nan=False,

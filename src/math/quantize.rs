@@ -41,8 +41,9 @@ impl QueryPlanes {
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| {
                 (l.min(x), h.max(x))
             });
-        let top = ((1u32 << bits) - 1) as f32;
-        let delta = if hi > lo { (hi - lo) / top } else { 0.0 };
+        let top = (1u32 << bits) - 1;
+        let delta = if hi > lo { (hi - lo) / top as f32 } else { 0.0 };
+        let inv = if delta > 0.0 { 1.0 / delta } else { 0.0 };
         self.bits = bits;
         self.lo = if q.is_empty() { 0.0 } else { lo };
         self.delta = delta;
@@ -51,19 +52,26 @@ impl QueryPlanes {
         self.seg_sums.clear();
         self.seg_sums
             .resize(words.div_ceil(seg_words.max(1)), (0, 0));
-        for (i, &x) in q.iter().enumerate() {
-            let level = if delta > 0.0 {
-                ((x - lo) / delta).round().clamp(0.0, top) as u32
-            } else {
-                0
-            };
-            let (w, b) = (i / 64, i % 64);
-            for j in 0..bits {
-                self.planes[j * words + w] |= u64::from((level >> j) & 1) << b;
+        // One word (64 dimensions) at a time, in loops without calls or
+        // bounds checks (this encoding was a fifth of a small query's time
+        // with a `round()` call and a bit-by-bit update per dimension).
+        let mut levels = [0u32; 64];
+        for (w, chunk) in q.chunks(64).enumerate() {
+            levels.fill(0);
+            for (l, &x) in levels.iter_mut().zip(chunk) {
+                // Round to nearest (x >= lo, so +0.5 and truncation do it).
+                *l = (((x - lo) * inv + 0.5) as u32).min(top);
             }
             let seg = &mut self.seg_sums[w / seg_words.max(1)];
-            seg.0 += level;
-            seg.1 += 1;
+            seg.0 += levels.iter().sum::<u32>();
+            seg.1 += chunk.len() as u32;
+            for j in 0..bits {
+                let word = levels
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |acc, (b, &l)| acc | (u64::from((l >> j) & 1) << b));
+                self.planes[j * words + w] = word;
+            }
         }
     }
 
