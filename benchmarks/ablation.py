@@ -21,6 +21,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 import svve_core
+from benchmarks.adapters import open_svve
 from svve_core import IndexConfig, SearchEngine, SearchParams, build_index
 from svve_core.demo import _metric_of, load_dataset, recall
 
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
                 path, base, metric=metric, config=IndexConfig(**cfg), progress=lambda d, t: None
             )
             secs = time.perf_counter() - start
-            engines[key] = SearchEngine(path)
+            engines[key] = open_svve(path)[0]
             print(f"build {cfg}: {secs:.2f} s, {engines[key].info().partitions} partitions")
         print()
         exact_p50 = None

@@ -82,6 +82,22 @@ class Adapter:
 # --------------------------------------------------------------------- svve
 
 
+def open_svve(index: str):
+    """(SearchEngine, pinned?) for ``index``, pinned in RAM where allowed.
+
+    Pinned like the peers' indexes, which live in anonymous memory the kernel
+    cannot evict (no swap here). Unpinned, proactive reclaim (DAMON on these
+    machines) drops file pages idle for about a minute, and the next query
+    that needs one reads it from disk.
+    """
+    import svve_core
+
+    try:
+        return svve_core.SearchEngine(index, svve_core.EngineConfig(lock_pages=True)), True
+    except svve_core.exceptions.IndexIOError:
+        return svve_core.SearchEngine(index), False
+
+
 @register
 class Svve(Adapter):
     """svve-core itself. Build params go to IndexConfig, query params to SearchParams."""
@@ -102,9 +118,8 @@ class Svve(Adapter):
         )
 
     def load(self, path):
-        import svve_core
 
-        self.engine = svve_core.SearchEngine(os.path.join(path, "index.svve"))
+        self.engine, self.locked = open_svve(os.path.join(path, "index.svve"))
         self.partitions = self.engine.info().partitions
         self.set_query()
 

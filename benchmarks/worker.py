@@ -136,9 +136,7 @@ def job_search(job: dict, out: str) -> None:
 
 
 def _open_svve(job: dict):
-    import svve_core
-
-    return svve_core.SearchEngine(os.path.join(job["index_dir"], "index.svve"))
+    return adapters.open_svve(os.path.join(job["index_dir"], "index.svve"))[0]
 
 
 def job_threads(job: dict, out: str) -> None:

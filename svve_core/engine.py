@@ -126,7 +126,9 @@ class _Loaded:
     __slots__ = ("core", "default", "dim", "manifest")
 
     def __init__(self, path: PathLike, config: EngineConfig) -> None:
-        self.core = _svve_core._Engine(os.fspath(path), verify=config.verify)
+        self.core = _svve_core._Engine(
+            os.fspath(path), verify=config.verify, lock_pages=config.lock_pages
+        )
         try:
             self.manifest = IndexManifest.model_validate_json(self.core.manifest_json())
         except (ValidationError, InvalidParameterError) as e:

@@ -124,6 +124,13 @@ class EngineConfig(_Model):
     """Options for opening an index."""
 
     verify: bool = Field(True, description="Check every section's CRC32 when opening.")
+    lock_pages: bool = Field(
+        False,
+        description="Pin the mapped index in RAM (mlock) so the kernel never evicts its pages "
+        "(an evicted page costs a disk read on the query that needs it). Pages stay shared "
+        "between processes. Needs RLIMIT_MEMLOCK >= the file size or CAP_IPC_LOCK; "
+        "otherwise opening fails with IndexIOError.",
+    )
     threads: int = Field(
         0,
         ge=0,

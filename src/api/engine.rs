@@ -38,9 +38,15 @@ fn with_k(params: &PyParams, k: usize) -> SearchParams {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (path, verify=true))]
-    fn new(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<Self> {
-        let inner = enter(py, || Engine::open(&path, LoadOptions { verify }))?;
+    #[pyo3(signature = (path, verify=true, lock_pages=false))]
+    fn new(py: Python<'_>, path: PathBuf, verify: bool, lock_pages: bool) -> PyResult<Self> {
+        let inner = enter(py, || {
+            let engine = Engine::open(&path, LoadOptions { verify })?;
+            if lock_pages {
+                engine.file().lock_in_memory()?;
+            }
+            Ok(engine)
+        })?;
         Ok(PyEngine { inner })
     }
 

@@ -161,6 +161,23 @@ impl IndexFile {
         self.manifest.code_words as usize
     }
 
+    /// Pins every page of the mapping in RAM (`mlock`), faulting them in
+    /// now, so the kernel cannot evict index pages under memory pressure or
+    /// proactive reclaim (DAMON): an evicted page costs a disk read on the
+    /// query that touches it. Pages stay shared with other processes that
+    /// map the file. Undone when the mapping is dropped. Needs
+    /// `RLIMIT_MEMLOCK` of at least the file size (or `CAP_IPC_LOCK`).
+    pub fn lock_in_memory(&self) -> Result<()> {
+        self.map.lock().map_err(|e| {
+            let hint = format!(
+                "cannot lock {} bytes in memory ({e}); raise RLIMIT_MEMLOCK \
+                 (ulimit -l) or open without lock_pages",
+                self.map.len()
+            );
+            Error::io(&self.path, std::io::Error::new(e.kind(), hint))
+        })
+    }
+
     /// Total file size in bytes.
     pub fn file_len(&self) -> usize {
         self.map.len()
