@@ -261,7 +261,8 @@ impl Engine {
     ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
         params.validate()?;
         let view = self.view();
-        let parallel = self.len() >= PARALLEL_MIN_ROWS;
+        // With a one-thread pool a pool hop only adds latency.
+        let parallel = self.len() >= PARALLEL_MIN_ROWS && pool::configured_threads() > 1;
         with_scratch(|s| {
             let stats = run_query(&view, query, params, s, parallel)?;
             let (ids, scores) = finish(&view, &s.out);
