@@ -62,11 +62,11 @@ VARIANTS: List[Tuple[str, Dict, Dict]] = [
         {"candidates": 200, "expansion": False},
     ),
     ("flat, asymmetric + bound skipping", FLAT, {"candidates": 200}),
-    ("segments, fixed nprobe=auto, no expansion", {}, {"expansion": False}),
-    ("segments, fixed nprobe=2x auto, no expansion", {}, {"expansion": False, "nprobe": -2}),
-    ("segments, fixed nprobe=4x auto, no expansion", {}, {"expansion": False, "nprobe": -4}),
-    ("segments + centroid expansion (DEFAULT)", {}, {}),
-    ("segments + expansion, ratio 0.3", {}, {"expand_ratio": 0.3}),
+    ("segments, fixed nprobe=auto (L/10), no expansion", {}, {"expansion": False}),
+    ("segments, fixed nprobe=3x auto, no expansion", {}, {"expansion": False, "nprobe": -3}),
+    ("segments + centroid expansion (DEFAULT: at most +2x nprobe)", {}, {}),
+    ("segments + expansion uncapped (up to L/2)", {}, {"expand_probes": -1}),
+    ("segments + expansion, C=100", {}, {"candidates": 100}),
     ("segments + expansion + voting (3 dim segments, top-64, >=2)", {}, {"segments": 3}),
     ("segments + expansion, not centred", {"center": False}, {}),
 ]
@@ -131,9 +131,11 @@ def main(argv=None) -> int:
         print("|---|---|---|---|---|---|---|---|---|")
         for label, cfg, kw in VARIANTS:
             engine = engines[repr(sorted(cfg.items()))]
+            parts = engine.info().partitions
             if kw.get("nprobe", 0) < 0:  # a multiple of the automatic nprobe
-                auto = max(8, engine.info().partitions // 16)
-                kw = {**kw, "nprobe": -kw["nprobe"] * auto}
+                kw = {**kw, "nprobe": -kw["nprobe"] * max(8, parts // 10)}
+            if kw.get("expand_probes", 0) < 0:  # the old, uncapped rule
+                kw = {**kw, "expand_probes": max(1, parts // 2)}
             ids, lat, scanned, surv, resc, rescored = measure(
                 engine, queries, SearchParams(**kw), a.k
             )

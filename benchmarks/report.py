@@ -361,9 +361,20 @@ def load_section(ds: dict, recs: List[dict], out: Path, figs: List[str]) -> List
     th = [r for r in recs if r.get("kind") == "threads"]
     pr = [r for r in recs if r.get("kind") == "processes"]
     mem = [r for r in recs if r.get("kind") == "memory"]
-    if not (th or pr or mem):
+    sc = [r for r in recs if r.get("kind") == "scaling"]
+    if not (th or pr or mem or sc):
         return []
     lines = ["### svve under load (default parameters, single queries)", ""]
+    for r in sc:
+        lines += [
+            f"Parallel speedup on {r['cpus']} CPUs (best of several runs, same process): an "
+            f"embarrassingly parallel reference (a pure-CPU loop, 1 process vs {r['cpus']}) "
+            f"{r['reference_speedup']:.2f}x; svve `search_batch` over all queries (1 thread "
+            f"{fmt(r['svve_batch_qps'][0])} QPS vs {r['cpus']} threads "
+            f"{fmt(r['svve_batch_qps'][1])} QPS) {r['svve_speedup']:.2f}x, i.e. "
+            f"**{100 * r['efficiency']:.0f} %** of the speedup this machine delivers.",
+            "",
+        ]
     if th or pr:
         lines += [
             "| load | total QPS | p50 us | p99 us | p99.9 us | queries | CPU share | loadavg |",

@@ -53,23 +53,31 @@ pub fn rescore(
             prefetch(&view.error[s.row as usize..][..1]);
         }
     }
+    // A survivor is hopeless once k rows are scored and its estimate plus
+    // bound cannot reach the k-th exact score; the threshold only rises, so
+    // one found hopeless ahead of time is not prefetched either (with large
+    // C most survivors are, and their rows would be wasted memory traffic).
+    let hopeless = |s: &Scored, best: &TopK| {
+        bounded && best.is_full() && {
+            let row = s.row as usize;
+            let norm = probe_norms[view.partition_of(row)];
+            s.score + margin * norm * view.error[row] < best.threshold()
+        }
+    };
     for (i, s) in ranked.iter().enumerate() {
         if let Some(ahead) = ranked.get(i + PREFETCH_AHEAD) {
-            let r = ahead.row as usize;
-            prefetch(&view.vectors[r * view.dim..(r + 1) * view.dim]);
+            if !hopeless(ahead, best) {
+                let r = ahead.row as usize;
+                prefetch(&view.vectors[r * view.dim..(r + 1) * view.dim]);
+            }
         }
         if let Some(ahead) = ranked.get(i + FACTOR_AHEAD).filter(|_| bounded) {
             prefetch(&view.error[ahead.row as usize..][..1]);
         }
-        let row = s.row as usize;
-        if bounded && best.is_full() {
-            let norm = probe_norms[view.partition_of(row)];
-            let reach = s.score + margin * norm * view.error[row];
-            if reach < best.threshold() {
-                continue;
-            }
+        if hopeless(s, best) {
+            continue;
         }
-        best.push(exact_score(view, &q.q, row), s.row);
+        best.push(exact_score(view, &q.q, s.row as usize), s.row);
         scored += 1;
     }
     scored

@@ -194,3 +194,21 @@ fn pool_is_shared_safely_between_threads() {
         assert!(t.join().unwrap() >= 1);
     }
 }
+
+#[test]
+fn switching_thread_counts_reuses_each_pool() {
+    let addr = || pool::get().map(|p| p as *const _ as usize);
+    pool::set_threads(3);
+    let three = addr();
+    assert_eq!(pool::current_threads(), 3);
+    pool::set_threads(2);
+    let two = addr();
+    assert_ne!(three, two);
+    pool::set_threads(3);
+    assert_eq!(
+        addr(),
+        three,
+        "switching back must not build (and leak) another pool"
+    );
+    pool::set_threads(0); // back to the default for the other tests
+}
