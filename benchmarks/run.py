@@ -86,7 +86,7 @@ def plan(n: int, quick: bool) -> List[dict]:
     probe_fracs = [0.01, 0.02, 0.03, 0.04, 0.05, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5]
     svve = [{"exact": True}, {}]
     for f in probe_fracs:
-        c = 100 if f <= 0.05 else 200 if f <= 0.18 else 400
+        c = 100 if f <= 0.05 else 200 if f <= 0.12 else 400 if f <= 0.25 else 1000
         svve.append({"probe_frac": f, "expansion": False, "candidates": c})
         for cc in (c // 2, c):
             svve.append({"probe_frac": f, "expand_x": 2, "expand_ratio": 0.7, "candidates": cc})

@@ -42,6 +42,8 @@ pub struct View<'a> {
     pub(crate) words: usize,
     pub(crate) metric: Metric,
     pub(crate) kernels: &'a Kernels,
+    /// Rows from which a single query's scan splits over the pool.
+    pub(crate) parallel_min_rows: usize,
 }
 
 impl View<'_> {
@@ -155,6 +157,8 @@ pub struct Engine {
     anchor_norms: Arc<[f32]>,
     /// Int8 copy of the centroids for ranking partitions.
     router: Arc<Router>,
+    /// A single query scanning at least this many rows splits over the pool.
+    parallel_min_rows: usize,
 }
 
 /// Results of a batch: `rows x k` ids and scores, row-major.
@@ -189,7 +193,15 @@ impl Engine {
             zero,
             anchor_norms,
             router,
+            parallel_min_rows: PARALLEL_MIN_ROWS,
         }
+    }
+
+    /// Splits single queries over the pool from `rows` scanned rows on
+    /// (tests use 0 to run the split path on small indexes).
+    pub fn with_parallel_min_rows(mut self, rows: usize) -> Self {
+        self.parallel_min_rows = rows;
+        self
     }
 
     /// Uses the given kernels instead of the detected ones (tests, benches).
@@ -244,6 +256,7 @@ impl Engine {
             words: f.words(),
             metric: f.metric(),
             kernels: &self.kernels,
+            parallel_min_rows: self.parallel_min_rows,
         }
     }
 
@@ -262,7 +275,7 @@ impl Engine {
         params.validate()?;
         let view = self.view();
         // With a one-thread pool a pool hop only adds latency.
-        let parallel = self.len() >= PARALLEL_MIN_ROWS && pool::configured_threads() > 1;
+        let parallel = self.len() >= self.parallel_min_rows && pool::configured_threads() > 1;
         with_scratch(|s| {
             let stats = run_query(&view, query, params, s, parallel)?;
             let (ids, scores) = finish(&view, &s.out);
@@ -464,31 +477,40 @@ fn probe_and_rescore(
         })
         .sum();
     let hamming = params.tier1 == Tier1Mode::Hamming;
-    if parallel && !voting && !hamming && rows >= PARALLEL_MIN_ROWS {
+    if parallel && !voting && !hamming && rows >= view.parallel_min_rows {
         let q = &s.query;
         let cap = s.survivors.capacity();
-        let parts: Vec<(TopK, Probe)> = pool::install(|| {
+        // Each rayon split keeps one top-C and one set of buffers for all
+        // the partitions it scans (not one per partition).
+        let parts: Vec<TopK> = pool::install(|| {
             s.route_order
                 .par_iter()
-                .map(|r| {
-                    let probe = view.probe(q, r);
-                    let mut top = TopK::default();
-                    top.reset(cap);
-                    let (mut block, mut est, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-                    let out = ScanOut {
-                        block: &mut block,
-                        est: &mut est,
-                        mask: &mut mask,
-                        survivors: &mut top,
-                        segment_top: &mut [],
-                    };
-                    scan(view, q, &probe, params, out);
-                    (top, probe)
-                })
+                .fold(
+                    || {
+                        let mut top = TopK::default();
+                        top.reset(cap);
+                        (top, Vec::new(), Vec::new(), Vec::new())
+                    },
+                    |(mut top, mut block, mut est, mut mask), r| {
+                        let out = ScanOut {
+                            block: &mut block,
+                            est: &mut est,
+                            mask: &mut mask,
+                            survivors: &mut top,
+                            segment_top: &mut [],
+                        };
+                        scan(view, q, &view.probe(q, r), params, out);
+                        (top, block, est, mask)
+                    },
+                )
+                .map(|(top, ..)| top)
                 .collect()
         });
-        for (top, probe) in &parts {
+        for top in &parts {
             s.survivors.merge(top);
+        }
+        for r in &s.route_order {
+            let probe = view.probe(q, r);
             s.probe_norms[probe.partition] = probe.centered_norm;
         }
     } else {

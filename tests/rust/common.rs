@@ -66,3 +66,7 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Held by tests that change the library's pool size, so that they do not
+/// race each other (the size is process-wide).
+pub static POOL_SIZE: std::sync::Mutex<()> = std::sync::Mutex::new(());

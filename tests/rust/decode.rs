@@ -198,6 +198,9 @@ fn pool_is_shared_safely_between_threads() {
 #[test]
 fn switching_thread_counts_reuses_each_pool() {
     let addr = || pool::get().map(|p| p as *const _ as usize);
+    let _size = crate::common::POOL_SIZE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     pool::set_threads(3);
     let three = addr();
     assert_eq!(pool::current_threads(), 3);

@@ -1,11 +1,11 @@
 //! The pipeline end to end against a brute-force reference.
-use _svve_core::core::{Engine, SearchParams, Tier1Mode};
+use _svve_core::core::{pool, Engine, SearchParams, Tier1Mode};
 use _svve_core::index::{build_index, BuildConfig, LoadOptions, Metric};
 use _svve_core::math::Kernels;
 use _svve_core::Error;
 use rstest::rstest;
 
-use crate::common::{clustered, TempDir};
+use crate::common::{clustered, TempDir, POOL_SIZE};
 
 const N: usize = 2000;
 const DIM: usize = 96;
@@ -284,4 +284,27 @@ fn build_rejects_bad_input() {
         Err(Error::InvalidVector(_))
     ));
     assert!(!path.exists(), "failed builds leave no file");
+}
+
+#[test]
+fn single_queries_split_over_the_pool_give_the_same_answers() {
+    let dir = TempDir::new("split");
+    let (e, _) = engine(&dir, Metric::L2);
+    let split = e.clone().with_parallel_min_rows(0);
+    let _size = POOL_SIZE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pool::set_threads(2);
+    for p in [
+        SearchParams::default(),
+        SearchParams {
+            exact: true,
+            ..SearchParams::default()
+        },
+    ] {
+        for q in queries(10).chunks(DIM) {
+            assert_eq!(e.search(q, &p).unwrap(), split.search(q, &p).unwrap());
+        }
+    }
+    pool::set_threads(0);
 }
