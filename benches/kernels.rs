@@ -4,10 +4,14 @@
 //! For each kernel set this CPU supports, scans `rows` random 384-bit codes
 //! with a 4-bit query and reports ns/row and GB/s of code bytes, beside a
 //! `copy_from_slice` (memcpy) and a plain `u64` sum over the same bytes.
-//! Two sizes: one that fits in cache and one that does not.
+//! Two kernels: the bare bit-plane popcounts, and the fused estimate scan
+//! the query path runs (popcounts, estimates and pass mask; it also reads
+//! two f32 factors per row, counted in its bytes). Two sizes: one that fits
+//! in cache and one that does not.
 use std::hint::black_box;
 use std::time::Instant;
 
+use _svve_core::math::estimate::EstimateParams;
 use _svve_core::math::quantize::{words_for, QueryPlanes};
 use _svve_core::math::Kernels;
 
@@ -78,13 +82,51 @@ fn main() {
                     black_box(&o);
                 }
             });
-            println!(
-                "  plane_scan {:<40} {:>6.2} ns/row {:>6.1} GB/s ({:.0}% of u64-sum bandwidth)",
-                k.isa,
-                t / rows as f64 * 1e9,
-                bytes / t / 1e9,
-                100.0 * (bytes / t) / (bytes / sum)
-            );
+            report("plane_scan", k.isa, t, rows, bytes, bytes / sum);
+        }
+        let scale = vec![0.01f32; rows];
+        let bias = vec![0.5f32; rows];
+        let p = EstimateParams {
+            offset: 0.1,
+            g: 1.0,
+            lo2: 2.0 * planes.lo,
+            d2: 2.0 * planes.delta,
+            all: 3.0,
+            threshold: f32::INFINITY, // the mask stays empty, as for most blocks
+        };
+        let fused_bytes = bytes + 8.0 * rows as f64;
+        for k in Kernels::all_supported() {
+            let (mut est, mut mask) = (vec![0f32; 256], vec![0u8; 32]);
+            let t = time(reps, || {
+                for (b, block) in codes.chunks(256 * words).enumerate() {
+                    let m = block.len() / words;
+                    let f = b * 256..b * 256 + m;
+                    (k.estimate_scan)(
+                        block,
+                        words,
+                        &planes.planes,
+                        bits,
+                        &scale[f.clone()],
+                        &bias[f],
+                        &p,
+                        &mut est[..m],
+                        &mut mask[..m / 8],
+                    );
+                    black_box((&est, &mask));
+                }
+            });
+            report("estimate_scan", k.isa, t, rows, fused_bytes, bytes / sum);
         }
     }
+}
+
+/// One kernel's line: ns/row, GB/s of the bytes it reads, and that as a
+/// share of the `u64` sum's bandwidth (same bytes per second basis).
+fn report(kernel: &str, isa: &str, t: f64, rows: usize, bytes: f64, sum_bw: f64) {
+    println!(
+        "  {kernel:<13} {isa:<40} {:>6.2} ns/row {:>6.1} GB/s ({:.0}% of u64-sum bandwidth)",
+        t / rows as f64 * 1e9,
+        bytes / t / 1e9,
+        100.0 * (bytes / t) / sum_bw
+    );
 }

@@ -246,6 +246,8 @@ class Suite:
             adapters.available(name)()
         except Exception as e:  # an optional peer that did not install
             return self.skip(head, f"not installed: {type(e).__name__}: {e}")
+        if label in (self.a.skip or []):
+            return self.skip(head, "left out of this run by --skip")
         if time.time() > deadline:
             return self.skip(
                 head, f"wall budget of {self.a.wall_budget:.0f} s for this dataset spent"
@@ -456,6 +458,9 @@ def main(argv=None) -> int:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--queries", type=int, default=None, help="first N queries only")
     ap.add_argument("--only", nargs="*", help="adapters to run (default all)")
+    ap.add_argument(
+        "--skip", nargs="*", help="index labels to leave out, e.g. 'hnswlib(M=32,efc=200)'"
+    )
     ap.add_argument("--build-budget", type=float, default=900.0, help="seconds per build")
     ap.add_argument("--wall-budget", type=float, default=7200.0, help="seconds per dataset")
     ap.add_argument(

@@ -104,6 +104,7 @@ fn estimate_with(
 pub mod x86 {
     use super::{EstimateParams, BLOCK};
     use crate::math::bits::x86::block_sums;
+    use crate::math::prefetch::prefetch;
 
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx2,fma")]
     #[allow(clippy::too_many_arguments)]
@@ -119,6 +120,7 @@ pub mod x86 {
         mask: &mut [u8],
     ) {
         use std::arch::x86_64::*;
+        const AHEAD: usize = 4;
         let step = BLOCK * words;
         let nblocks = (blocks.len() / step).min(mask.len()).min(est.len() / BLOCK);
         let (lo2, d2) = (_mm256_set1_ps(p.lo2), _mm256_set1_ps(p.d2));
@@ -127,11 +129,11 @@ pub mod x86 {
         let (mut pad_a, mut pad_b) = ([0f32; BLOCK], [0f32; BLOCK]);
         for b in 0..nblocks {
             let blk = &blocks[b * step..(b + 1) * step];
-            if (b + 2) * step <= blocks.len() {
-                // Stream ahead: two blocks (>= 768 bytes for 384-d codes).
-                // SAFETY: the address is inside `blocks`; a prefetch never
-                // faults and has no visible effect.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(blocks.as_ptr().add((b + 2) * step).cast()) };
+            // Stream ahead: every line of the block AHEAD blocks on. (One
+            // line of the block two on, as before, left the scan of codes
+            // out of cache at 48% of the u64-sum bandwidth; this gives 86%.)
+            if let Some(next) = blocks.get((b + AHEAD) * step..(b + AHEAD + 1) * step) {
+                prefetch(next);
             }
             // SAFETY: features enabled on this function; `blk` is one block
             // and the wrapper checked `planes.len() >= bits * words`.
