@@ -610,6 +610,10 @@ def main(argv=None) -> int:
     ap.add_argument("results", nargs="+")
     ap.add_argument("--markdown", help="join all reports into this file")
     ap.add_argument("--preamble", help="markdown file to put first (with --markdown)")
+    ap.add_argument(
+        "--kernels",
+        help="output of `cargo bench --bench kernels` to quote verbatim (with --markdown)",
+    )
     a = ap.parse_args(argv)
     parts = []
     for r in a.results:
@@ -622,6 +626,16 @@ def main(argv=None) -> int:
         every = [r for p in a.results for r in load(Path(p))]
         summary = "## Headline: svve against the best peer\n\n" + noise_note(every) + "\n\n"
         summary += headline([Path(r) for r in a.results]) + "\n"
+        if a.kernels:
+            summary += (
+                "## Tier1 kernel against memory bandwidth\n\n"
+                "Bytes scanned per row: 48 (384-bit code) for the bare popcount kernel, 56 "
+                "(plus two f32 factors) for the fused estimate kernel that queries run. "
+                "Percentages are of a plain `u64` sum over the same bytes, measured in the "
+                f"same run (`{a.kernels}`):\n\n```text\n"
+                + Path(a.kernels).read_text().strip()
+                + "\n```\n\n"
+            )
         Path(a.markdown).write_text(head + summary + "\n".join(parts))
         print(a.markdown)
     return 0
