@@ -1,0 +1,112 @@
+"""Offline study: could votes choose the partitions that expansion opens?
+
+For each query, the `nprobe = max(8, L/10)` partitions nearest by centroid
+are probed first. Expansion then opens up to `E` more, chosen by
+
+- ``fixed``: the next `E` by centroid score;
+- ``ratio``: those of the next `E` within `(1 + 0.7)` of the nearest
+  centroid's squared distance (the library's rule);
+- ``vote``: each of the top `T` rows of the first probes (ranked by exact
+  score, an upper bound on what Tier1 could do) votes for its own second-
+  nearest partition; the partitions with the most votes (at least `minv`)
+  are opened.
+
+It prints the coverage (share of the true top-10 whose partition is opened,
+the recall ceiling of the probes) against the rows opened. Usage:
+``uv run python -m benchmarks.vote_coverage INDEX DATASET_DIR [QUERIES]``
+(the index built with default ids, as the benchmark's svve adapter does).
+"""
+
+import json
+import struct
+import sys
+
+import numpy as np
+
+
+def sections(path: str):
+    """Payloads of a version-1 index file by tag (blueprint section 4)."""
+    buf = np.memmap(path, dtype=np.uint8, mode="r")
+    out = {}
+    for i in range(struct.unpack_from("<I", buf, 16)[0]):
+        e = 64 + 64 * i
+        tag = bytes(buf[e + 4 : e + 8]).decode()
+        rows, cols, off, ln = struct.unpack_from("<QQQQ", buf, e + 16)
+        out[tag] = (buf, rows, cols, off, ln)
+    return out
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    index, ds = argv[0], argv[1]
+    nq = int(argv[2]) if len(argv) > 2 else 300
+    secs = sections(index)
+
+    def sec(tag, dt):
+        buf, r, c, o, ln = secs[tag]
+        return np.frombuffer(buf[o : o + ln], dtype=dt).reshape(r, c)
+
+    cent = sec("CENT", np.float32)
+    off = sec("POFF", np.uint64).ravel().astype(np.int64)
+    vecs = sec("VECS", np.float32)
+    ids = sec("IDS\0", np.int64).ravel()
+    parts, n = cent.shape[0], vecs.shape[0]
+    part = np.repeat(np.arange(parts), np.diff(off))
+    cn = (cent * cent).sum(1)
+    second = np.empty(n, np.int32)
+    for s in range(0, n, 50_000):
+        d = cn[None, :] - 2 * vecs[s : s + 50_000] @ cent.T
+        d[np.arange(d.shape[0]), part[s : s + 50_000]] = np.inf
+        second[s : s + 50_000] = d.argmin(1)
+    row_of = np.empty(n, np.int64)
+    row_of[ids] = np.arange(n)
+    q = np.load(f"{ds}/queries.npy")[:nq].astype(np.float32)
+    gtp = part[row_of[np.load(f"{ds}/gt.npy")[:nq, :10]]]
+    nprobe = max(8, parts // 10)
+
+    def run(rule, extra, t=50, minv=1):
+        cov = rows = 0.0
+        for qi in range(nq):
+            rho = cent @ q[qi]
+            order = np.argsort(-rho)
+            probed = list(order[:nprobe])
+            nxt = order[nprobe : nprobe + extra]
+            if rule == "fixed":
+                probed += list(nxt)
+            elif rule == "ratio":
+                d2 = q[qi] @ q[qi] - 2 * rho + cn
+                probed += [p for p in nxt if d2[p] <= 1.7 * d2[order[0]]]
+            elif rule == "vote":
+                rs = np.concatenate([np.arange(off[p], off[p + 1]) for p in probed])
+                top = rs[np.argsort(-(vecs[rs] @ q[qi]))[:t]]
+                votes: dict = {}
+                for p2 in second[top]:
+                    if p2 not in probed:
+                        votes[p2] = votes.get(p2, 0) + 1
+                ranked = sorted(votes.items(), key=lambda kv: (-kv[1], -rho[kv[0]]))
+                probed += [p for p, v in ranked if v >= minv][:extra]
+            opened = set(probed)
+            cov += np.mean([p in opened for p in gtp[qi]])
+            rows += sum(off[p + 1] - off[p] for p in opened)
+        return cov / nq, rows / nq
+
+    print(f"command: uv run python -m benchmarks.vote_coverage {' '.join(argv)}")
+    print(f"{parts} partitions, {n} rows, {nq} queries, nprobe {nprobe}")
+    c, r = run("fixed", 0)
+    print(f"{'first probes only':42s} coverage {c:.4f} rows {r:9.0f}")
+    for extra in (nprobe // 2, nprobe, 2 * nprobe):
+        for rule, kw in [
+            ("fixed", {}),
+            ("ratio", {}),
+            ("vote", {"t": 100}),
+            ("vote", {"t": 300}),
+            ("vote", {"t": 1000, "minv": 2}),
+        ]:
+            c, r = run(rule, extra, **kw)
+            label = f"E={extra} {rule} {json.dumps(kw) if kw else ''}"
+            print(f"{label:42s} coverage {c:.4f} rows {r:9.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
