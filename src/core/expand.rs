@@ -53,28 +53,39 @@ pub fn rescore(
             prefetch(&view.error[s.row as usize..][..1]);
         }
     }
-    // A survivor is hopeless once k rows are scored and its estimate plus
-    // bound cannot reach the k-th exact score; the threshold only rises, so
-    // one found hopeless ahead of time is not prefetched either (with large
-    // C most survivors are, and their rows would be wasted memory traffic).
-    let hopeless = |s: &Scored, best: &TopK| {
-        bounded && best.is_full() && {
-            let row = s.row as usize;
-            let norm = probe_norms[view.partition_of(row)];
-            s.score + margin * norm * view.error[row] < best.threshold()
+    // A survivor is hopeless once k rows are scored and its reach (estimate
+    // plus bound) is below the k-th exact score; the threshold only rises,
+    // so one found hopeless ahead of time is not prefetched either (with
+    // large C most survivors are, and their rows would be wasted memory
+    // traffic). Each reach is computed once, when its row comes into the
+    // prefetch window, and kept in a ring until the row is reached.
+    let reach = |s: &Scored| {
+        if !bounded {
+            return f32::INFINITY;
         }
+        let row = s.row as usize;
+        s.score + margin * probe_norms[view.partition_of(row)] * view.error[row]
     };
+    let hopeless = |reach: f32, best: &TopK| best.is_full() && reach < best.threshold();
+    let mut ring = [f32::INFINITY; PREFETCH_AHEAD];
+    for (slot, s) in ring.iter_mut().zip(ranked) {
+        *slot = reach(s);
+    }
     for (i, s) in ranked.iter().enumerate() {
+        let own = ring[i % PREFETCH_AHEAD];
         if let Some(ahead) = ranked.get(i + PREFETCH_AHEAD) {
-            if !hopeless(ahead, best) {
-                let r = ahead.row as usize;
-                prefetch(&view.vectors[r * view.dim..(r + 1) * view.dim]);
+            // Row i + PREFETCH_AHEAD takes the slot row i has just left.
+            let r = reach(ahead);
+            ring[i % PREFETCH_AHEAD] = r;
+            if !hopeless(r, best) {
+                let row = ahead.row as usize;
+                prefetch(&view.vectors[row * view.dim..(row + 1) * view.dim]);
             }
         }
         if let Some(ahead) = ranked.get(i + FACTOR_AHEAD).filter(|_| bounded) {
             prefetch(&view.error[ahead.row as usize..][..1]);
         }
-        if hopeless(s, best) {
+        if hopeless(own, best) {
             continue;
         }
         best.push(exact_score(view, &q.q, s.row as usize), s.row);
