@@ -82,14 +82,17 @@ pub mod x86 {
         _mm_cvtss_f32(s)
     }
 
-    /// `sum f(a[i], b[i])` where `step` folds 8 lanes into an accumulator.
+    /// `sum f(a[i], b[i])`: `load` reads 8 lanes of `b` as f32 (it is only
+    /// given pointers with 8 elements in bounds), `step` folds 8 lanes into
+    /// an accumulator, `tail` scores the last `n % 8` pairs.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn fold(
+    fn fold<T: Copy>(
         a: &[f32],
-        b: &[f32],
+        b: &[T],
+        load: impl Fn(*const T) -> __m256,
         step: impl Fn(__m256, __m256, __m256) -> __m256,
-        tail: impl Fn(f32, f32) -> f32,
+        tail: impl Fn(f32, T) -> f32,
     ) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -97,20 +100,16 @@ pub mod x86 {
         let mut i = 0;
         while i + 32 <= n {
             for (j, r) in acc.iter_mut().enumerate() {
-                // SAFETY: `i + 8 j + 8 <= n`, inside both slices.
-                let (x, y) = unsafe {
-                    (
-                        _mm256_loadu_ps(pa.add(i + 8 * j)),
-                        _mm256_loadu_ps(pb.add(i + 8 * j)),
-                    )
-                };
+                // SAFETY: `i + 8 j + 8 <= n`: 8 lanes of both slices in bounds.
+                let (x, y) =
+                    unsafe { (_mm256_loadu_ps(pa.add(i + 8 * j)), load(pb.add(i + 8 * j))) };
                 *r = step(x, y, *r);
             }
             i += 32;
         }
         while i + 8 <= n {
             // SAFETY: `i + 8 <= n`.
-            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), load(pb.add(i))) };
             acc[0] = step(x, y, acc[0]);
             i += 8;
         }
@@ -123,9 +122,39 @@ pub mod x86 {
                 .sum::<f32>()
     }
 
+    /// 8 f32 lanes from `p`.
+    ///
+    /// # Safety
+    /// `p` points at 8 readable f32.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn load_f32(p: *const f32) -> __m256 {
+        // SAFETY: guaranteed by the caller.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+
+    /// 8 i8 from `p`, widened to f32 lanes.
+    ///
+    /// # Safety
+    /// `p` points at 8 readable bytes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn load_i8(p: *const i8) -> __m256 {
+        // SAFETY: guaranteed by the caller.
+        let y = unsafe { _mm_loadl_epi64(p.cast()) };
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(y))
+    }
+
     #[target_feature(enable = "avx2,fma")]
     fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
-        fold(a, b, |x, y, acc| _mm256_fmadd_ps(x, y, acc), |x, y| x * y)
+        fold(
+            a,
+            b,
+            // SAFETY: `fold` only passes pointers with 8 elements in bounds.
+            |p| unsafe { load_f32(p) },
+            |x, y, acc| _mm256_fmadd_ps(x, y, acc),
+            |x, y| x * y,
+        )
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -133,6 +162,8 @@ pub mod x86 {
         fold(
             a,
             b,
+            // SAFETY: `fold` only passes pointers with 8 elements in bounds.
+            |p| unsafe { load_f32(p) },
             |x, y, acc| {
                 let d = _mm256_sub_ps(x, y);
                 _mm256_fmadd_ps(d, d, acc)
@@ -143,31 +174,14 @@ pub mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     fn dot_i8_inner(q: &[f32], c: &[i8]) -> f32 {
-        let n = q.len().min(c.len());
-        let (pq, pc) = (q.as_ptr(), c.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (j, r) in acc.iter_mut().enumerate() {
-                // SAFETY: `i + 8 j + 8 <= n`: 8 floats and 8 bytes in bounds.
-                let (x, y) = unsafe {
-                    (
-                        _mm256_loadu_ps(pq.add(i + 8 * j)),
-                        _mm_loadl_epi64(pc.add(i + 8 * j).cast()),
-                    )
-                };
-                let y = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(y));
-                *r = _mm256_fmadd_ps(x, y, *r);
-            }
-            i += 32;
-        }
-        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        hsum(v)
-            + q[i..n]
-                .iter()
-                .zip(&c[i..n])
-                .map(|(&x, &y)| x * f32::from(y))
-                .sum::<f32>()
+        fold(
+            q,
+            c,
+            // SAFETY: `fold` only passes pointers with 8 elements in bounds.
+            |p| unsafe { load_i8(p) },
+            |x, y, acc| _mm256_fmadd_ps(x, y, acc),
+            |x, y| x * f32::from(y),
+        )
     }
 
     /// AVX2 `<q, c>` for int8 `c`; handed out only after run-time detection.
