@@ -5,6 +5,7 @@ mod corruption;
 mod craft;
 mod decode;
 mod format;
+mod frozen;
 mod kernels;
 mod limits;
 mod search;

@@ -1,0 +1,74 @@
+//! A frozen format-1 file (`tests/data/frozen_v1.svve`, written by svve-core
+//! 0.1.0 before the core remodel) must open and answer exactly as recorded
+//! in `frozen_v1_answers.json`: the file format and the pipeline's answers
+//! cannot change silently. `tests/data/make_frozen_v1.py` records how the
+//! files were made; never regenerate them to make this test pass.
+use std::path::PathBuf;
+
+use _svve_core::core::{Engine, SearchParams};
+use _svve_core::index::{LoadOptions, Metric};
+use serde_json::Value;
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The recorded parameters (only those that differ from the defaults).
+fn params(k: usize, recorded: &Value) -> SearchParams {
+    for key in recorded.as_object().unwrap().keys() {
+        let known = ["nprobe", "candidates", "expansion", "exact"];
+        assert!(known.contains(&key.as_str()), "unhandled recorded parameter {key}");
+    }
+    let mut p = SearchParams {
+        k,
+        ..SearchParams::default()
+    };
+    let uint = |key: &str| recorded.get(key).and_then(Value::as_u64);
+    if let Some(v) = uint("nprobe") {
+        p.nprobe = v as usize;
+    }
+    if let Some(v) = uint("candidates") {
+        p.candidates = v as usize;
+    }
+    if let Some(v) = recorded.get("expansion").and_then(Value::as_bool) {
+        p.expansion = v;
+    }
+    if let Some(v) = recorded.get("exact").and_then(Value::as_bool) {
+        p.exact = v;
+    }
+    p
+}
+
+#[test]
+fn frozen_v1_file_answers_as_recorded() {
+    let engine = Engine::open(&data("frozen_v1.svve"), LoadOptions::default())
+        .expect("the frozen v1 file must open");
+    let file = engine.file();
+    assert_eq!(file.manifest().format_version, 1);
+    assert_eq!((file.len(), file.dim()), (1200, 40));
+    assert_eq!(file.metric(), Metric::L2);
+    assert_eq!(file.manifest().partitions, 5);
+
+    let text = std::fs::read_to_string(data("frozen_v1_answers.json")).unwrap();
+    let answers: Value = serde_json::from_str(&text).unwrap();
+    let k = answers["k"].as_u64().unwrap() as usize;
+    let queries: Vec<Vec<f32>> = serde_json::from_value(answers["queries"].clone()).unwrap();
+    let settings = answers["settings"].as_object().unwrap();
+    assert_eq!(settings.len(), 4);
+    for (name, rec) in settings {
+        let p = params(k, &rec["params"]);
+        let want_ids: Vec<Vec<i64>> = serde_json::from_value(rec["ids"].clone()).unwrap();
+        let want_scores: Vec<Vec<f32>> = serde_json::from_value(rec["scores"].clone()).unwrap();
+        for (i, q) in queries.iter().enumerate() {
+            let (ids, scores) = engine.search(q, &p).unwrap();
+            assert_eq!(ids, want_ids[i], "{name}: query {i} ids");
+            for (got, want) in scores.iter().zip(&want_scores[i]) {
+                // Float kernels of another instruction set may round the last bits differently.
+                let tol = 1e-5 * want.abs().max(1.0);
+                assert!((got - want).abs() <= tol, "{name}: query {i}: {got} vs {want}");
+            }
+        }
+    }
+}
