@@ -11,7 +11,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use _svve_core::math::estimate::EstimateParams;
+use _svve_core::math::bits::CodeBlocks;
+use _svve_core::math::estimate::{EstimateParams, RowFactors};
 use _svve_core::math::quantize::{words_for, QueryPlanes};
 use _svve_core::math::Kernels;
 
@@ -48,7 +49,7 @@ fn main() {
         .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
         .collect();
     let mut planes = QueryPlanes::default();
-    planes.encode(&q, bits, words);
+    planes.encode(&q, bits);
     println!("command: cargo bench --bench kernels");
     println!("dim {dim}, {bits}-bit query, {} bytes per code", words * 8);
     for rows in [60_000usize, 4_000_000] {
@@ -78,7 +79,11 @@ fn main() {
             let t = time(reps, || {
                 for block in codes.chunks(256 * words) {
                     let o = &mut out[..2 * block.len() / words];
-                    (k.plane_scan)(block, words, &planes.planes, bits, words, o);
+                    let cb = CodeBlocks {
+                        blocks: block,
+                        words,
+                    };
+                    (k.plane_scan)(cb, planes.as_planes(), o);
                     black_box(&o);
                 }
             });
@@ -88,11 +93,9 @@ fn main() {
         let bias = vec![0.5f32; rows];
         let p = EstimateParams {
             offset: 0.1,
-            g: 1.0,
-            lo2: 2.0 * planes.lo,
-            d2: 2.0 * planes.delta,
             all: 3.0,
             threshold: f32::INFINITY, // the mask stays empty, as for most blocks
+            ..EstimateParams::for_query(&planes, 1.0)
         };
         let fused_bytes = bytes + 8.0 * rows as f64;
         for k in Kernels::all_supported() {
@@ -101,17 +104,16 @@ fn main() {
                 for (b, block) in codes.chunks(256 * words).enumerate() {
                     let m = block.len() / words;
                     let f = b * 256..b * 256 + m;
-                    (k.estimate_scan)(
-                        block,
+                    let cb = CodeBlocks {
+                        blocks: block,
                         words,
-                        &planes.planes,
-                        bits,
-                        &scale[f.clone()],
-                        &bias[f],
-                        &p,
-                        &mut est[..m],
-                        &mut mask[..m / 8],
-                    );
+                    };
+                    let rows = RowFactors {
+                        scale: &scale[f.clone()],
+                        bias: &bias[f],
+                    };
+                    let planes = planes.as_planes();
+                    (k.estimate_scan)(cb, planes, rows, &p, &mut est[..m], &mut mask[..m / 8]);
                     black_box((&est, &mask));
                 }
             });

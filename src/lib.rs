@@ -2,18 +2,27 @@
 //!
 //! A two-tier vector search core. Tier1 holds 1-bit codes that are scanned
 //! with popcount kernels; Tier2 holds float32 vectors for exact rescoring.
-//! Both live in one memory-mapped, read-only index file.
+//! Both live in one memory-mapped, read-only index file. Rows are grouped
+//! into k-means **partitions**, which a query routes to.
 //!
 //! - [`math`]: bit and float kernels with run-time SIMD dispatch.
 //! - [`index`]: the file format, the builder and the mmap reader.
-//! - [`core`]: the query pipeline (encode, scan, vote, expand, rescore).
+//! - [`core`]: the query pipeline (plan, encode, route, Tier1 scan, rescore).
+//! - [`metric`]: what a score means under each metric.
+//! - [`pool`]: the process's thread pool, shared by builds and queries.
 //! - `api` (feature `python`): the PyO3 bindings, nothing else.
+//!
+//! Dependencies run one way: `api -> core -> index -> math`; `metric`,
+//! `limits`, `pool` and `error` are leaves that any of them may use.
 #![cfg(target_endian = "little")]
 
 pub mod core;
 pub mod error;
 pub mod index;
+pub mod limits;
 pub mod math;
+pub mod metric;
+pub mod pool;
 
 #[cfg(feature = "python")]
 mod api;

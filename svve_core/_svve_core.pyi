@@ -2,7 +2,7 @@
 
 from os import PathLike
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -11,22 +11,7 @@ __version__: str
 FORMAT_VERSION: int
 
 class _Params:
-    def __init__(
-        self,
-        *,
-        exact: bool,
-        candidates: int,
-        nprobe: int,
-        expand_probes: int,
-        expand_ratio: float,
-        query_bits: int,
-        tier1: str,
-        segments: int,
-        vote_top: int,
-        min_votes: int,
-        expansion: bool,
-        epsilon: float,
-    ) -> None: ...
+    def __init__(self, **knobs: object) -> None: ...
 
 class _Engine:
     def __init__(
@@ -46,6 +31,7 @@ class _Engine:
     def dim(self) -> int: ...
     def manifest_json(self) -> str: ...
     def section_bytes(self) -> List[Tuple[str, int]]: ...
+    def arrays(self) -> Dict[str, npt.NDArray[Any]]: ...
     @property
     def path(self) -> Path: ...
     @property
@@ -56,11 +42,10 @@ def build_index(
     vectors: npt.NDArray[np.float32],
     ids: Optional[npt.NDArray[np.int64]],
     metric: str,
-    center: bool,
-    partitions: int,
-    seed: int,
+    config: str,
     progress: Optional[Callable[[int, int], object]] = None,
 ) -> str: ...
+def search_param_spec() -> List[Dict[str, Any]]: ...
 def set_num_threads(n: int) -> None: ...
 def num_threads() -> int: ...
 def isa() -> str: ...

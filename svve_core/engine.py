@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 from pydantic import ValidationError
@@ -110,9 +110,7 @@ def build_index(
         vectors,
         ids,
         metric,
-        config.center,
-        config.partitions,
-        config.seed,
+        config.model_dump_json(),
         callback,
     )
     return SearchEngine(path, EngineConfig(verify=False)).info()
@@ -262,6 +260,15 @@ class SearchEngine:
             build=m.build,
             isa=st.core.isa,
         )
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        """Read-only numpy views of what the index stores, without copying (the
+        views keep the mapping alive): ``centroids`` (partitions, dim) float32,
+        ``offsets`` (partitions + 1,) uint64 (partition ``p`` holds stored rows
+        ``offsets[p]:offsets[p + 1]``), ``vectors`` (n, dim) float32 and ``ids``
+        (n,) int64, both in stored (partition) order. Vectors are the scored
+        ones: unit length for cosine. For studies and export."""
+        return self._state.core.arrays()
 
     @property
     def dim(self) -> int:

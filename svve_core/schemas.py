@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
-from typing import Any, Literal
+from typing import Any, Dict, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from svve_core import _svve_core
 from svve_core.exceptions import InvalidParameterError
 
 Metric = Literal["cosine", "ip", "l2"]
-
-# The Rust side stores the integer knobs as usize and the float ones as f32:
-# larger values must fail here, at construction, with InvalidParameterError,
-# not later as an OverflowError (or a silent inf) at search time.
-_USIZE_MAX = 2 * sys.maxsize + 1
-_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class _Model(BaseModel):
@@ -44,70 +36,49 @@ class IndexConfig(_Model):
     """Build-time options (stored in the index manifest)."""
 
     center: bool = Field(
-        True,
+        default=True,
         description="Code each vector relative to its partition centroid (else to zero).",
     )
     partitions: int = Field(
-        0,
+        default=0,
         ge=0,
         le=2**32 - 1,
         description="k-means partitions for Tier1 routing; 0 = auto (1 below 10k rows, "
         "else round(sqrt(n))).",
     )
-    seed: int = Field(0, ge=0, le=2**64 - 1, description="Seed of the k-means sampling.")
+    seed: int = Field(default=0, ge=0, le=2**64 - 1, description="Seed of the k-means sampling.")
+
+
+def _knob(name: str) -> Any:
+    """The pydantic field of search knob ``name``: default, bounds and description
+    as the Rust core defines them (``src/core/params.rs``, the one source)."""
+    spec = _KNOBS[name]
+    bounds: Dict[str, Any] = {}
+    if spec["type"] != "bool":
+        bounds = {"ge": spec["min"], "le": spec["max"]}
+    if spec["type"] == "float":
+        bounds["allow_inf_nan"] = False
+    return Field(default=spec["default"], description=spec["doc"], **bounds)
+
+
+_KNOBS: Dict[str, Dict[str, Any]] = {s["name"]: s for s in _svve_core.search_param_spec()}
 
 
 class SearchParams(_Model):
-    """Knobs of each pipeline stage. See docs/arch/blueprint.md for the maths."""
+    """Knobs of each pipeline stage. See docs/arch/blueprint.md for the maths.
 
-    exact: bool = Field(False, description="Score every vector in float32 (brute force).")
-    candidates: int = Field(
-        0,
-        ge=0,
-        le=_USIZE_MAX,
-        description="Tier1 survivors handed to Tier2; 0 = auto (max(20 k, 200)).",
-    )
-    nprobe: int = Field(
-        0,
-        ge=0,
-        le=_USIZE_MAX,
-        description="Partitions Tier1 always scans; 0 = auto (max(8, partitions / 10)).",
-    )
-    expand_probes: int = Field(
-        0,
-        ge=0,
-        le=_USIZE_MAX,
-        description="Most extra partitions expansion may open; 0 = auto (2 nprobe).",
-    )
-    expand_ratio: float = Field(
-        0.7,
-        ge=0.0,
-        le=_F32_MAX,
-        allow_inf_nan=False,
-        description="Open an extra partition if its squared centroid distance is within "
-        "(1 + expand_ratio) of the nearest centroid's.",
-    )
-    query_bits: int = Field(4, ge=1, le=8, description="Bits per query level in Tier1.")
-    tier1: Literal["asymmetric", "hamming"] = Field(
-        "asymmetric", description="Tier1 scoring: float query vs codes, or code-vs-code Hamming."
-    )
-    segments: int = Field(
-        1, ge=1, le=_USIZE_MAX, description="Dimension segments that vote; 1 = no voting."
-    )
-    vote_top: int = Field(
-        64, ge=1, le=_USIZE_MAX, description="Each segment votes for its top vote_top rows."
-    )
-    min_votes: int = Field(2, ge=1, le=_USIZE_MAX, description="Votes a row needs to be rescued.")
-    expansion: bool = Field(
-        True, description="Centroid expansion: skip survivors whose error bound cannot win."
-    )
-    epsilon: float = Field(
-        3.0,
-        ge=0.0,
-        le=_F32_MAX,
-        allow_inf_nan=False,
-        description="Width of the expansion error bound.",
-    )
+    Names, types, bounds, defaults and descriptions come from the Rust core;
+    this class only declares them for type checkers (a test checks the two
+    agree)."""
+
+    exact: bool = _knob("exact")
+    candidates: int = _knob("candidates")
+    nprobe: int = _knob("nprobe")
+    expand_probes: int = _knob("expand_probes")
+    expand_ratio: float = _knob("expand_ratio")
+    query_bits: int = _knob("query_bits")
+    expansion: bool = _knob("expansion")
+    epsilon: float = _knob("epsilon")
 
     def native(self) -> Any:
         """The validated Rust-side parameter object, cached per distinct value
@@ -123,16 +94,16 @@ def _native_params(params: SearchParams) -> Any:
 class EngineConfig(_Model):
     """Options for opening an index."""
 
-    verify: bool = Field(True, description="Check every section's CRC32 when opening.")
+    verify: bool = Field(default=True, description="Check every section's CRC32 when opening.")
     lock_pages: bool = Field(
-        False,
+        default=False,
         description="Pin the mapped index in RAM (mlock) so the kernel never evicts its pages "
         "(an evicted page costs a disk read on the query that needs it). Pages stay shared "
         "between processes. Needs RLIMIT_MEMLOCK >= the file size or CAP_IPC_LOCK; "
         "otherwise opening fails with IndexIOError.",
     )
     threads: int = Field(
-        0,
+        default=0,
         ge=0,
         le=4096,
         description="Size of this process's thread pool (batch search, builds); "

@@ -127,20 +127,19 @@ fn search_all(file: std::sync::Arc<IndexFile>, path: &Path) {
             assert_eq!(b.ids, singles, "batch rows equal single queries");
         }
     }
-    // A non-default pipeline: voting, Hamming Tier1, no expansion.
+    // Non-default pipelines: one probe without expansion; 1-bit queries
+    // with a zero-width error bound.
     for p in [
         SearchParams {
             k: 4,
-            segments: 3,
-            vote_top: 5,
-            min_votes: 1,
+            expansion: false,
+            nprobe: 1,
             ..SearchParams::default()
         },
         SearchParams {
             k: 4,
-            tier1: _svve_core::core::Tier1Mode::Hamming,
-            expansion: false,
-            nprobe: 1,
+            query_bits: 1,
+            epsilon: 0.0,
             ..SearchParams::default()
         },
     ] {

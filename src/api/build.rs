@@ -39,36 +39,31 @@ impl Progress for PyProgress {
     }
 }
 
-/// Builds an index file at `path`; returns the manifest JSON.
+/// Builds an index file at `path`; returns the manifest JSON. `config` is
+/// the JSON of the manifest's build configuration (`IndexConfig`).
 ///
 /// The arrays are read in place while the GIL is released: callers must
 /// not mutate them from another thread during the call.
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (path, vectors, ids, metric, center, partitions, seed, progress=None))]
+#[pyo3(signature = (path, vectors, ids, metric, config, progress=None))]
 pub fn build_index(
     py: Python<'_>,
     path: PathBuf,
     vectors: PyReadonlyArray2<'_, f32>,
     ids: Option<PyReadonlyArray1<'_, i64>>,
     metric: &str,
-    center: bool,
-    partitions: usize,
-    seed: u64,
+    config: &str,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
     let metric = Metric::parse(metric)
         .ok_or_else(|| Error::param("metric", format!("{metric:?} is not cosine, ip or l2")))?;
+    let config: BuildConfig =
+        serde_json::from_str(config).map_err(|e| Error::param("config", e.to_string()))?;
     let dim = vectors.shape()[1];
     let data = vectors.as_slice()?;
     let ids = match &ids {
         Some(a) => Some(a.as_slice()?),
         None => None,
-    };
-    let config = BuildConfig {
-        center,
-        partitions,
-        seed,
     };
     let mut sink = PyProgress {
         callback: progress,

@@ -3,11 +3,13 @@
 //! vectors into numpy arrays without copying them again.
 use std::path::PathBuf;
 
+use numpy::ndarray::{ArrayView, Dimension, IntoDimension};
 use numpy::{
-    IntoPyArray, Ix1, Ix2, PyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    Element, IntoPyArray, Ix1, Ix2, PyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use super::gil::enter;
 use super::params::PyParams;
@@ -17,7 +19,7 @@ use crate::index::format::SectionKind;
 use crate::index::LoadOptions;
 
 /// Rows each stage touched, as `(name, count)` pairs.
-type StageCounts = [(&'static str, usize); 5];
+type StageCounts = [(&'static str, usize); 4];
 
 /// `(ids, scores)` as numpy arrays of dimension `D`.
 type Results<'py, D> = (Bound<'py, PyArray<i64, D>>, Bound<'py, PyArray<f32, D>>);
@@ -79,7 +81,6 @@ impl PyEngine {
             ("probed", st.probed),
             ("scanned", st.scanned),
             ("survivors", st.survivors),
-            ("rescued", st.rescued),
             ("rescored", st.rescored),
         ];
         Ok(((ids.into_pyarray(py), scores.into_pyarray(py)), stats))
@@ -132,6 +133,44 @@ impl PyEngine {
         ]
     }
 
+    /// Read-only numpy views of the stored sections, zero-copy over the
+    /// mapping (each view keeps this engine, and so the mapping, alive):
+    /// `centroids (L, dim) f32`, `offsets (L + 1,) u64`, `vectors (n, dim)
+    /// f32` and `ids (n,) i64`, rows in stored (partition) order.
+    fn arrays<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
+        let f = slf.get().inner.file().clone();
+        let (n, dim) = (f.len(), f.dim());
+        let parts = f.offsets().len().saturating_sub(1);
+        let out = PyDict::new(py);
+        let owner = slf.into_any();
+        let path = f.path();
+        out.set_item(
+            "centroids",
+            view(
+                &owner,
+                path,
+                f.section::<f32>(SectionKind::Centroid),
+                (parts, dim),
+            )?,
+        )?;
+        out.set_item("offsets", view(&owner, path, f.offsets(), parts + 1)?)?;
+        out.set_item(
+            "vectors",
+            view(
+                &owner,
+                path,
+                f.section::<f32>(SectionKind::Vectors),
+                (n, dim),
+            )?,
+        )?;
+        out.set_item(
+            "ids",
+            view(&owner, path, f.section::<i64>(SectionKind::Ids), n)?,
+        )?;
+        Ok(out)
+    }
+
     /// Path of the index file.
     #[getter]
     fn path(&self) -> PathBuf {
@@ -143,6 +182,25 @@ impl PyEngine {
     fn isa(&self) -> &'static str {
         self.inner.kernels().isa
     }
+}
+
+/// A read-only numpy array over `data` (shape `shape`), owned by `owner`.
+fn view<'py, T: Element, D: Dimension>(
+    owner: &Bound<'py, PyAny>,
+    path: &std::path::Path,
+    data: &[T],
+    shape: impl IntoDimension<Dim = D>,
+) -> PyResult<Bound<'py, PyArray<T, D>>> {
+    let a = ArrayView::from_shape(shape, data)
+        .map_err(|e| Error::corrupt(path, format!("section shape: {e}")))?;
+    // SAFETY: `data` lies in the read-only mapping held by the engine's
+    // `Arc<IndexFile>`; `owner` (that engine) becomes the array's base
+    // object, so the mapping outlives the array, and it is never remapped
+    // or written (index files are write-once).
+    let arr = unsafe { PyArray::borrow_from_array(&a, owner.clone()) };
+    // The pages are mapped read-only: a write through numpy would fault.
+    arr.call_method1("setflags", (false,))?;
+    Ok(arr)
 }
 
 impl From<numpy::NotContiguousError> for Error {

@@ -14,6 +14,7 @@ fn _svve_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORMAT_VERSION", crate::index::format::FORMAT_VERSION)?;
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<params::PyParams>()?;
+    m.add_function(wrap_pyfunction!(params::search_param_spec, m)?)?;
     m.add_function(wrap_pyfunction!(build::build_index, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
@@ -34,13 +35,13 @@ fn _debug_panic(py: Python<'_>) -> PyResult<()> {
 /// Sets the size of the library's thread pool (0 = one per CPU).
 #[pyfunction]
 fn set_num_threads(n: usize) {
-    crate::core::pool::set_threads(n);
+    crate::pool::set_threads(n);
 }
 
 /// Threads in the library's thread pool of this process.
 #[pyfunction]
 fn num_threads(py: Python<'_>) -> usize {
-    py.detach(crate::core::pool::current_threads)
+    py.detach(crate::pool::current_threads)
 }
 
 /// The instruction set the kernels were dispatched to on this CPU.

@@ -1,17 +1,21 @@
-//! The query pipeline, in the order the spec gives it:
-//! encode ([`query`]) -> Tier1 segmented scan ([`tier1`]) -> voting
-//! ([`vote`]) -> centroid expansion and exact rescoring ([`expand`]) -> top-k.
-//! [`engine::Engine`] ties the stages together over a loaded index.
+//! The query pipeline. [`engine::Engine`] computes a [`plan::QueryPlan`]
+//! once per query and hands it to the stages, in order:
+//! encode ([`query`]) -> route ([`router`]: probes and centroid expansion)
+//! -> Tier1 scan ([`tier1`]) -> exact rescoring with error bounds
+//! ([`rescore`]) -> top-k ([`topk`]). [`exact`] is brute force; [`view`]
+//! is the typed projection of the mapped file that every stage reads.
 pub mod engine;
-pub mod expand;
+pub mod exact;
 pub mod params;
-pub mod pool;
+pub mod plan;
 pub mod query;
+pub mod rescore;
 pub mod router;
 pub mod scratch;
 pub mod tier1;
 pub mod topk;
-pub mod vote;
+pub mod view;
 
 pub use engine::{Engine, SearchStats};
-pub use params::{SearchParams, Tier1Mode};
+pub use params::SearchParams;
+pub use plan::QueryPlan;

@@ -1,152 +1,214 @@
-//! Per-query knobs of each pipeline stage. Defaults live in one place
-//! ([`SearchParams::default`]); Python mirrors them in `schemas.py`.
+//! The search knobs: the one source of their names, types, bounds, defaults
+//! and descriptions. [`search_params!`] writes the struct, its `Default`,
+//! its validation and the table ([`SearchParams::spec`]) that the Python
+//! package reads to build `svve_core.SearchParams`; nothing else lists them.
+//! How a knob of 0 ("automatic") becomes a number is the plan's business
+//! (`core::plan`).
 use crate::error::{Error, Result};
 
-/// How Tier1 scores a code against the query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier1Mode {
-    /// Float query (quantized to `query_bits` levels) against the sign
-    /// codes, with per-row correction factors. The default.
-    Asymmetric,
-    /// Hamming distance between the query's sign code and the row codes:
-    /// the classic symmetric binary-quantization baseline.
-    Hamming,
+/// A knob's value as the Python side sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamValue {
+    /// A flag.
+    Bool(bool),
+    /// A non-negative integer.
+    Int(u64),
+    /// A finite float.
+    Float(f64),
 }
 
-/// Knobs of one search. `exact` bypasses every approximate stage.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SearchParams {
-    /// Number of results wanted (clamped to the index size).
-    pub k: usize,
-    /// Score every vector exactly in float32 (brute force).
-    pub exact: bool,
-    /// Tier1 survivors handed to Tier2 (at least `k`; 0 = automatic).
-    pub candidates: usize,
-    /// Partitions whose codes Tier1 scans (0 = automatic).
-    pub nprobe: usize,
-    /// Most extra partitions centroid expansion may open (0 = automatic).
-    pub expand_probes: usize,
-    /// Expansion opens a partition if its squared centroid distance is at
-    /// most `(1 + expand_ratio)` times the nearest one's.
-    pub expand_ratio: f32,
-    /// Bits per query level in the asymmetric Tier1 estimate (1..=8).
-    pub query_bits: u8,
-    /// Tier1 scoring mode.
-    pub tier1: Tier1Mode,
-    /// Dimension segments the code is split into for voting (1 = no voting).
-    pub segments: usize,
-    /// Rows ranked in a segment's top `vote_top` get that segment's vote.
-    pub vote_top: usize,
-    /// Votes a row needs to survive when Tier1's total score missed it.
-    pub min_votes: usize,
-    /// Centroid expansion: rescore survivors in Tier1 order and skip those
-    /// whose error bound says they cannot reach the current top-k.
-    pub expansion: bool,
-    /// Width of the error bound, in units of its standard deviation.
-    pub epsilon: f32,
-}
-
-impl Default for SearchParams {
-    fn default() -> Self {
-        SearchParams {
-            k: 10,
-            exact: false,
-            candidates: 0,
-            nprobe: 0,
-            expand_probes: 0,
-            expand_ratio: 0.7,
-            query_bits: 4,
-            tier1: Tier1Mode::Asymmetric,
-            segments: 1,
-            vote_top: 64,
-            min_votes: 2,
-            expansion: true,
-            epsilon: 3.0,
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::Int(i) => write!(f, "{i}"),
+            ParamValue::Float(x) => write!(f, "{x}"),
         }
     }
 }
 
-impl SearchParams {
-    /// Rejects values outside their ranges, naming the parameter.
-    pub fn validate(&self) -> Result<()> {
-        if self.k == 0 {
-            return Err(Error::param("k", "must be at least 1"));
-        }
-        if !(1..=8).contains(&self.query_bits) {
-            return Err(Error::param(
-                "query_bits",
-                format!("{} is not in 1..=8", self.query_bits),
-            ));
-        }
-        if self.segments == 0 {
-            return Err(Error::param("segments", "must be at least 1"));
-        }
-        if self.segments > 1 && (self.vote_top == 0 || self.min_votes == 0) {
-            return Err(Error::param(
-                "vote_top",
-                "voting needs vote_top >= 1 and min_votes >= 1",
-            ));
-        }
-        if !self.epsilon.is_finite() || self.epsilon < 0.0 {
-            return Err(Error::param(
-                "epsilon",
-                format!("{} is not a finite value >= 0", self.epsilon),
-            ));
-        }
-        Ok(())
-    }
+/// The Rust types a knob can have, and how each maps to a [`ParamValue`].
+pub trait Knob: Copy {
+    /// `"bool"`, `"int"` or `"float"`.
+    const KIND: &'static str;
+    /// The value, widened.
+    fn to_value(self) -> ParamValue;
+    /// The value, if it has this type and fits it.
+    fn from_value(v: ParamValue) -> Option<Self>;
+}
 
-    /// Partitions probed first, for an index with `partitions` partitions.
-    pub fn effective_nprobe(&self, partitions: usize) -> usize {
-        let p = if self.nprobe == 0 {
-            auto_nprobe(partitions)
-        } else {
-            self.nprobe
-        };
-        p.clamp(1, partitions.max(1))
+impl Knob for bool {
+    const KIND: &'static str = "bool";
+    fn to_value(self) -> ParamValue {
+        ParamValue::Bool(self)
     }
-
-    /// The cap on partitions opened by expansion beyond `nprobe`.
-    pub fn effective_expand_probes(&self, partitions: usize) -> usize {
-        let nprobe = self.effective_nprobe(partitions);
-        let e = if self.expand_probes == 0 {
-            auto_expand_probes(nprobe)
-        } else {
-            self.expand_probes
-        };
-        e.min(partitions.saturating_sub(nprobe))
-    }
-
-    /// The survivor count actually used for an index of `n` rows.
-    pub fn effective_candidates(&self, n: usize) -> usize {
-        let c = if self.candidates == 0 {
-            auto_candidates(self.k)
-        } else {
-            self.candidates
-        };
-        c.max(self.k).min(n)
+    fn from_value(v: ParamValue) -> Option<Self> {
+        match v {
+            ParamValue::Bool(b) => Some(b),
+            _ => None,
+        }
     }
 }
 
-/// Default Tier1 survivors: `max(20 k, 200)`. The error bound, not this
-/// cap, decides how many are rescored (about 60 for k = 10 on
-/// debian-minilm-384, where 100 would do and save ~15% of the time); on
-/// harder data (overlapping clusters) every survivor gets rescored and
-/// recall needs the larger cap.
-pub fn auto_candidates(k: usize) -> usize {
-    k.saturating_mul(20).max(200)
+macro_rules! int_knob {
+    ($($t:ty),*) => {$(
+        impl Knob for $t {
+            const KIND: &'static str = "int";
+            fn to_value(self) -> ParamValue {
+                ParamValue::Int(self as u64)
+            }
+            fn from_value(v: ParamValue) -> Option<Self> {
+                match v {
+                    ParamValue::Int(i) => <$t>::try_from(i).ok(),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+int_knob!(usize, u8);
+
+impl Knob for f32 {
+    const KIND: &'static str = "float";
+    /// The shortest decimal that reads back as this `f32` (so 0.7 is shown
+    /// to Python as 0.7, not 0.699999988079071).
+    fn to_value(self) -> ParamValue {
+        ParamValue::Float(self.to_string().parse().unwrap_or(f64::from(self)))
+    }
+    fn from_value(v: ParamValue) -> Option<Self> {
+        match v {
+            ParamValue::Float(x) if (x as f32).is_finite() => Some(x as f32),
+            _ => None,
+        }
+    }
 }
 
-/// Default probes before expansion: 1/10 of the partitions, at least 8.
-pub fn auto_nprobe(partitions: usize) -> usize {
-    (partitions / 10).max(8)
+/// One knob's entry in [`SearchParams::spec`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamSpec {
+    /// Field name, in Rust and Python.
+    pub name: &'static str,
+    /// `"bool"`, `"int"` or `"float"`.
+    pub kind: &'static str,
+    /// The default value.
+    pub default: ParamValue,
+    /// Smallest allowed value (`None` for flags).
+    pub min: Option<ParamValue>,
+    /// Largest allowed value (`None` for flags).
+    pub max: Option<ParamValue>,
+    /// One line for users (docstrings, `--help`).
+    pub doc: &'static str,
 }
 
-/// Default cap on expansion: twice the base probes, so the slowest query
-/// scans at most three times the rows of the fastest (flat p99). Uncapped
-/// (up to half the partitions), queries far from every centroid opened
-/// them all: p99/p50 2.9 on debian-minilm-384 and 40% of the rows of the
-/// 1M synthetic set.
-pub fn auto_expand_probes(nprobe: usize) -> usize {
-    nprobe.saturating_mul(2)
+/// Writes [`SearchParams`] from one table: per knob its type, default,
+/// bounds (`min..=max`, or `flag`) and description.
+macro_rules! search_params {
+    ($($name:ident: $ty:ty = $default:expr, $bounds:tt, $doc:literal;)*) => {
+        /// Knobs of one search. `exact` bypasses every approximate stage.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct SearchParams {
+            /// Number of results wanted (clamped to the index size); given
+            /// per call, not part of [`SearchParams::spec`].
+            pub k: usize,
+            $(#[doc = $doc] pub $name: $ty,)*
+        }
+
+        impl Default for SearchParams {
+            fn default() -> Self {
+                SearchParams { k: 10, $($name: $default,)* }
+            }
+        }
+
+        impl SearchParams {
+            /// Every knob but `k`: name, type, default, bounds, description.
+            pub fn spec() -> Vec<ParamSpec> {
+                vec![$({
+                    let (min, max) = search_params!(@bounds $ty, $bounds);
+                    ParamSpec {
+                        name: stringify!($name),
+                        kind: <$ty as Knob>::KIND,
+                        default: Knob::to_value(($default) as $ty),
+                        min,
+                        max,
+                        doc: $doc,
+                    }
+                },)*]
+            }
+
+            /// Sets the knob called `name`; a value of the wrong type or out
+            /// of its bounds is an error naming the knob.
+            pub fn set(&mut self, name: &str, value: ParamValue) -> Result<()> {
+                match name {
+                    $(stringify!($name) => {
+                        self.$name = Knob::from_value(value).ok_or_else(|| Error::InvalidParameter {
+                            name: stringify!($name),
+                            reason: format!("{value} is not a valid {}", <$ty as Knob>::KIND),
+                        })?;
+                    })*
+                    _ => return Err(Error::param("params", format!("no search parameter `{name}`"))),
+                }
+                self.validate()
+            }
+
+            /// Rejects values outside their bounds, naming the knob.
+            pub fn validate(&self) -> Result<()> {
+                if self.k == 0 {
+                    return Err(Error::param("k", "must be at least 1"));
+                }
+                $(
+                    let (min, max) = search_params!(@bounds $ty, $bounds);
+                    check_bounds(stringify!($name), Knob::to_value(self.$name), min, max)?;
+                )*
+                Ok(())
+            }
+        }
+    };
+    (@bounds $ty:ty, flag) => { (None, None) };
+    (@bounds $ty:ty, ($min:expr, $max:expr)) => {
+        (Some(Knob::to_value(($min) as $ty)), Some(Knob::to_value(($max) as $ty)))
+    };
+}
+
+/// `value` within `min..=max` (flags have no bounds; floats must be finite).
+fn check_bounds(
+    name: &'static str,
+    value: ParamValue,
+    min: Option<ParamValue>,
+    max: Option<ParamValue>,
+) -> Result<()> {
+    let inside = match (value, min, max) {
+        (ParamValue::Int(v), Some(ParamValue::Int(lo)), Some(ParamValue::Int(hi))) => {
+            (lo..=hi).contains(&v)
+        }
+        (ParamValue::Float(v), Some(ParamValue::Float(lo)), Some(ParamValue::Float(hi))) => {
+            v.is_finite() && (lo..=hi).contains(&v)
+        }
+        _ => true,
+    };
+    match (inside, min, max) {
+        (true, ..) => Ok(()),
+        (false, Some(lo), Some(hi)) => {
+            Err(Error::param(name, format!("{value} is not in {lo}..={hi}")))
+        }
+        (false, ..) => Err(Error::param(name, format!("{value} is out of range"))),
+    }
+}
+
+search_params! {
+    exact: bool = false, flag,
+        "Score every vector exactly in float32 (brute force).";
+    candidates: usize = 0, (0, usize::MAX),
+        "Tier1 survivors handed to Tier2; 0 = auto (max(20 k, 200)).";
+    nprobe: usize = 0, (0, usize::MAX),
+        "Partitions Tier1 always scans; 0 = auto (max(8, partitions / 10)).";
+    expand_probes: usize = 0, (0, usize::MAX),
+        "Most extra partitions expansion may open; 0 = auto (2 nprobe).";
+    expand_ratio: f32 = 0.7, (0.0, f32::MAX),
+        "Open an extra partition if its squared centroid distance is within (1 + expand_ratio) of the nearest centroid's.";
+    query_bits: u8 = 4, (1, 8),
+        "Bits per query level in the Tier1 estimate.";
+    expansion: bool = true, flag,
+        "Centroid expansion: open extra partitions near the query, and skip survivors whose error bound cannot win.";
+    epsilon: f32 = 3.0, (0.0, f32::MAX),
+        "Width of the expansion error bound, in standard deviations.";
 }

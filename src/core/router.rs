@@ -1,26 +1,33 @@
-//! Routing scores for every partition, from an int8 copy of the centroids.
-//!
-//! Ranking the partitions reads all `L` centroids per query; in float32 that
-//! is `4 L dim` bytes (376 KB for 245 x 384), which does not stay in cache
-//! between queries and made routing memory-bound (over half the time of a
-//! one-partition query). The router keeps a per-process int8 copy (a
-//! quarter of the bytes, built at open; the file is unchanged) and only
-//! ranks with it: the partitions finally probed get exact float32 scores.
+//! Routing: which partitions a query probes, and the two numbers each probe
+//! needs. Ranking all `L` partitions reads every centroid per query; in
+//! float32 that is `4 L dim` bytes (376 KB for 245 x 384), which does not
+//! stay in cache between queries and made routing memory-bound (over half
+//! the time of a one-partition query). So [`Centroids`] keeps a per-process
+//! int8 copy (a quarter of the bytes, built at open; the file is unchanged)
+//! that only ranks; the partitions finally probed get exact float32 scores.
+use super::plan::QueryPlan;
+use super::query::PreparedQuery;
+use super::topk::{best_first, Scored};
+use super::view::View;
 use crate::math::Kernels;
+use crate::metric::Metric;
 
-/// Int8 centroids with one scale each: `c[p] ~= scale[p] * codes[p]`.
-pub struct Router {
+/// What the router keeps per process: int8 centroids with one scale each
+/// (`c[p] ~= scale[p] * codes[p]`) and `||c_p||^2` of each exact centroid.
+pub struct Centroids {
     dim: usize,
     codes: Vec<i8>,
     scales: Vec<f32>,
+    norms: Vec<f32>,
 }
 
-impl Router {
+impl Centroids {
     /// Quantizes `centroids` (`L x dim`, row-major) symmetrically per row.
-    pub fn new(centroids: &[f32], dim: usize) -> Self {
+    pub fn new(centroids: &[f32], dim: usize, kernels: &Kernels) -> Self {
         let rows = centroids.len().checked_div(dim).unwrap_or(0);
         let mut codes = Vec::with_capacity(rows * dim);
         let mut scales = Vec::with_capacity(rows);
+        let mut norms = Vec::with_capacity(rows);
         for c in centroids.chunks_exact(dim.max(1)).take(rows) {
             let max = c.iter().fold(0.0f32, |m, x| m.max(x.abs()));
             let scale = if max > 0.0 && max.is_finite() {
@@ -33,8 +40,14 @@ impl Router {
                     .map(|&x| (x / scale).round().clamp(-127.0, 127.0) as i8),
             );
             scales.push(scale);
+            norms.push((kernels.dot)(c, c));
         }
-        Router { dim, codes, scales }
+        Centroids {
+            dim,
+            codes,
+            scales,
+            norms,
+        }
     }
 
     /// Number of partitions.
@@ -49,8 +62,116 @@ impl Router {
 
     /// Approximate `<q, c_p>`.
     #[inline]
-    pub fn dot(&self, kernels: &Kernels, q: &[f32], p: usize) -> f32 {
+    fn dot(&self, kernels: &Kernels, q: &[f32], p: usize) -> f32 {
         let c = &self.codes[p * self.dim..(p + 1) * self.dim];
         self.scales[p] * (kernels.dot_i8)(q, c)
+    }
+}
+
+/// What Tier1 and rescoring need to know about one probed partition.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Probe {
+    /// The partition.
+    pub partition: usize,
+    /// Constant part of its estimates: `<q, anchor>` (ip) or
+    /// `-||q - anchor||^2` (l2).
+    pub offset: f32,
+    /// `||q - anchor||`, which scales the error bound.
+    pub centered_norm: f32,
+}
+
+/// The router of one search: the mapped centroids and the per-process tables.
+pub struct Router<'a> {
+    view: &'a View<'a>,
+    centroids: &'a Centroids,
+}
+
+impl<'a> Router<'a> {
+    /// Routes over `view`'s partitions with the tables built for its file.
+    pub fn new(view: &'a View<'a>, centroids: &'a Centroids) -> Self {
+        Router { view, centroids }
+    }
+
+    fn metric(&self) -> Metric {
+        self.view.metric
+    }
+
+    /// Exact routing score of partition `p` (higher is better).
+    fn route_score(&self, q: &[f32], p: usize) -> f32 {
+        self.metric()
+            .score(self.view.kernels, q, self.view.centroid(p))
+    }
+
+    /// Approximate routing score of partition `p`, from the int8 copy.
+    fn rank_score(&self, q: &PreparedQuery, p: usize) -> f32 {
+        let dot = self.centroids.dot(self.view.kernels, &q.q, p);
+        self.metric()
+            .score_from_dot(dot, q.norm2, self.centroids.norms[p])
+    }
+
+    /// Chooses the partitions to probe, best routing score first, into
+    /// `order` (`row` = partition, `score` = its exact routing score): the
+    /// plan's `nprobe` best, plus up to `extra_probes` of the next best
+    /// whose squared centroid distance is within `(1 + expand_ratio)` of
+    /// the best one's (centroid expansion). Ranking uses the int8 copy;
+    /// selection is linear; only the chosen partitions get exact scores
+    /// and are sorted.
+    pub fn route(&self, q: &PreparedQuery, plan: &QueryPlan, order: &mut Vec<Scored>) {
+        order.clear();
+        order.extend((0..self.view.partitions()).map(|p| Scored {
+            score: self.rank_score(q, p),
+            row: p as u32,
+        }));
+        select_best(order, plan.max_probes());
+        let nprobe = plan.nprobe;
+        if plan.extra_probes > 0 && order.len() > nprobe {
+            // The `nprobe` best first (the rest stay behind them, unordered).
+            order.select_nth_unstable_by(nprobe - 1, best_first);
+            let norms = &self.centroids.norms;
+            let d2 = |r: &Scored| {
+                self.metric()
+                    .dist2_from_score(r.score, q.norm2, norms[r.row as usize])
+            };
+            let first = order[..nprobe].iter().copied().min_by(best_first);
+            let limit = first.map_or(0.0, |r| d2(&r)) * (1.0 + plan.expand_ratio);
+            let mut i = 0;
+            order.retain(|r| {
+                i += 1;
+                i <= nprobe || d2(r) <= limit
+            });
+        }
+        for r in order.iter_mut() {
+            r.score = self.route_score(&q.q, r.row as usize);
+        }
+        order.sort_unstable_by(best_first);
+    }
+
+    /// The probe of partition `route.row`, from its exact routing score, so
+    /// a probe costs no second dot product.
+    pub fn probe(&self, q: &PreparedQuery, route: &Scored) -> Probe {
+        let p = route.row as usize;
+        let metric = self.metric();
+        let (q_dot_a, a2) = if self.view.centered {
+            let a2 = self.centroids.norms[p];
+            (metric.dot_from_score(route.score, q.norm2, a2), a2)
+        } else {
+            (0.0, 0.0)
+        };
+        let d2 = (q.norm2 - 2.0 * q_dot_a + a2).max(0.0);
+        Probe {
+            partition: p,
+            offset: metric.anchor_offset(q_dot_a, d2),
+            centered_norm: d2.sqrt(),
+        }
+    }
+}
+
+/// Keeps the best `m` entries of `v` (in no particular order).
+fn select_best(v: &mut Vec<Scored>, m: usize) {
+    if m == 0 {
+        v.clear();
+    } else if v.len() > m {
+        v.select_nth_unstable_by(m - 1, best_first);
+        v.truncate(m);
     }
 }

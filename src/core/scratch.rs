@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 
 use super::query::PreparedQuery;
+use super::tier1::ScanBuffers;
 use super::topk::{Scored, TopK};
 
 /// Working memory of one search.
@@ -10,24 +11,14 @@ use super::topk::{Scored, TopK};
 pub struct Scratch {
     /// The prepared query.
     pub query: PreparedQuery,
-    /// Partitions in probe order.
+    /// Partitions in probe order, with their exact routing scores.
     pub route_order: Vec<Scored>,
     /// `||q - anchor_p||` per partition (valid for probed ones).
     pub probe_norms: Vec<f32>,
-    /// Whether each partition was probed.
-    pub probed: Vec<bool>,
-    /// Kernel output for one block of rows.
-    pub block: Vec<u32>,
-    /// Tier1 estimates for one chunk of rows.
-    pub est: Vec<f32>,
-    /// Pass masks for one chunk of rows.
-    pub mask: Vec<u8>,
-    /// Tier1 survivors by total estimate.
+    /// Tier1 kernel outputs for one chunk of rows.
+    pub scan: ScanBuffers,
+    /// Tier1 survivors by estimate.
     pub survivors: TopK,
-    /// Tier1 top rows per segment (voting only).
-    pub segment_top: Vec<TopK>,
-    /// Vote counts (voting only).
-    pub votes: hashbrown::HashMap<u32, u32>,
     /// Survivors, best Tier1 estimate first.
     pub ranked: Vec<Scored>,
     /// Exact top-k.

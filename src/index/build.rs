@@ -5,40 +5,18 @@
 use std::path::Path;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use super::format::SectionKind;
 use super::kmeans::{self, sample_indices, Rng, SAMPLE_PER_CENTROID};
-use super::manifest::{Manifest, Metric};
+use super::manifest::{BuildConfig, Manifest, Metric};
 use super::writer::{write_index, SectionPlan};
-use crate::core::pool;
 use crate::error::{Error, Result};
+use crate::limits::{norm2_f64, MAX_NORM2};
 use crate::math::bits::{to_blocked, BLOCK};
 use crate::math::float::norm;
 use crate::math::quantize::{sign_code, words_for};
 use crate::math::Kernels;
-
-/// Build-time options, stored in the manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BuildConfig {
-    /// Subtract the collection mean before taking signs. Embeddings are
-    /// rarely centred; without this many dimensions have the same sign in
-    /// most rows and their bits carry little information.
-    #[serde(default = "yes")]
-    pub center: bool,
-    /// Partitions (collection segments) for Tier1 routing; 0 = automatic:
-    /// 1 below 10 000 rows, else `round(sqrt(n))`.
-    #[serde(default)]
-    pub partitions: usize,
-    /// Seed of the k-means sample and initialisation.
-    #[serde(default)]
-    pub seed: u64,
-}
-
-fn yes() -> bool {
-    true
-}
+use crate::pool;
 
 /// Partitions used for `n` rows: the configured count (at most `n`), or
 /// `round(sqrt(n))` from 10 000 rows on. Below that a flat scan is cheap.
@@ -50,16 +28,6 @@ pub fn partitions_for(n: usize, configured: usize) -> usize {
     };
     let p = if configured == 0 { auto } else { configured };
     p.clamp(1, n.max(1))
-}
-
-impl Default for BuildConfig {
-    fn default() -> Self {
-        BuildConfig {
-            center: true,
-            partitions: 0,
-            seed: 0,
-        }
-    }
 }
 
 /// Build progress sink. `report` returns `false` to cancel the build.
@@ -77,6 +45,12 @@ impl Progress for () {
 /// Rows per chunk: large enough to amortise a pool hop, small enough for
 /// timely progress reports and cancellation.
 const CHUNK_ROWS: usize = 16_384;
+
+/// Progress units of a build of `n` rows: assignment to partitions,
+/// encoding and writing, `n` rows each.
+fn work_units(n: usize) -> usize {
+    3 * n
+}
 
 /// Per-row Tier1 factors: see the blueprint, stage "Tier1 estimate".
 struct Factors {
@@ -97,8 +71,7 @@ pub fn build_index(
     progress: &mut dyn Progress,
 ) -> Result<Manifest> {
     let n = check_input(vectors, dim, ids)?;
-    // Work units: assignment to partitions, encoding, writing; n rows each.
-    let total = 3 * n;
+    let total = work_units(n);
     let norms = row_scales(vectors, dim, metric)?;
     let row = |i: usize, buf: &mut [f32]| {
         for (o, &x) in buf.iter_mut().zip(&vectors[i * dim..(i + 1) * dim]) {
@@ -118,16 +91,7 @@ pub fn build_index(
         }
         kmeans::train(&sample, dim, parts, config.seed, &kernels)
     };
-    let (order, offsets) = partition_order(
-        n,
-        dim,
-        parts,
-        &centroids,
-        &row,
-        &kernels,
-        &mut *progress,
-        total,
-    )?;
+    let (order, offsets) = partition_order(n, dim, &centroids, &row, &kernels, &mut *progress)?;
     let anchors = if config.center {
         centroids.clone()
     } else {
@@ -219,13 +183,6 @@ fn plan(kind: SectionKind, rows: usize, cols: usize) -> SectionPlan {
     }
 }
 
-/// Largest squared L2 norm a row may have (2^100, a norm of about 1.1e15).
-/// Scores and Tier1 factors are float32 (largest finite value about 2^128):
-/// this margin keeps every score, factor and Tier1 estimate built from such
-/// rows finite, even for 2^32 dimensions. Beyond it an overflow to infinity
-/// makes a row unreachable, and results come back short.
-pub const MAX_NORM2: f64 = 1_267_650_600_228_229_401_496_703_205_376.0; // 2^100
-
 /// Checks shapes, finiteness, magnitude and id uniqueness; returns `n`.
 fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize> {
     if dim == 0 || dim > u32::MAX as usize {
@@ -263,7 +220,7 @@ fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize
     let big = pool::install(|| {
         vectors
             .par_chunks(dim)
-            .position_first(|r| r.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() > MAX_NORM2)
+            .position_first(|r| norm2_f64(r) > MAX_NORM2)
     });
     if let Some(row) = big {
         return Err(Error::InvalidVector(format!(
@@ -348,17 +305,16 @@ fn mean(vectors: &[f32], dim: usize, scales: &[f32]) -> Vec<f32> {
 /// Assigns every row to its nearest centroid and returns the storage order
 /// (rows grouped by partition, original order within one) and the
 /// partition offsets into it.
-#[allow(clippy::too_many_arguments)]
 fn partition_order(
     n: usize,
     dim: usize,
-    parts: usize,
     centroids: &[f32],
     row: &(dyn Fn(usize, &mut [f32]) + Sync),
     kernels: &Kernels,
     progress: &mut dyn Progress,
-    total: usize,
 ) -> Result<(Vec<u32>, Vec<u64>)> {
+    let parts = centroids.len() / dim;
+    let total = work_units(n);
     let mut assign = vec![0u32; n];
     if parts == 1 && !progress.report(n, total) {
         return Err(Error::Cancelled);
@@ -457,16 +413,17 @@ pub fn row_factors(r: &[f32], mu: &[f32], metric: Metric) -> (f32, f32, f32) {
         .zip(mu)
         .map(|(&x, &m)| if x > 0.0 { f64::from(m) } else { -f64::from(m) })
         .sum();
-    let (base, weight) = match metric {
-        Metric::Cosine | Metric::Ip => (
-            r.iter()
-                .zip(mu)
-                .map(|(&x, &m)| f64::from(x) * f64::from(m))
-                .sum::<f64>(),
-            1.0,
-        ),
-        Metric::L2 => (-l2, 2.0),
+    // The row's own part of its score: `<x - mu, mu>` (ip, cosine), or
+    // `-||x - mu||^2` (l2); the metric weighs the estimated part.
+    let base = if metric.is_distance() {
+        -l2
+    } else {
+        r.iter()
+            .zip(mu)
+            .map(|(&x, &m)| f64::from(x) * f64::from(m))
+            .sum::<f64>()
     };
+    let weight = f64::from(metric.estimate_weight());
     let bias = base - weight * scale * mu_dot_s;
     // f = <o, sign(o)/sqrt(d)>: how well the sign code aligns with the row.
     let error = if norm > 0.0 {

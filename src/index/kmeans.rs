@@ -3,8 +3,8 @@
 //! on the library's pool.
 use rayon::prelude::*;
 
-use crate::core::pool;
 use crate::math::Kernels;
+use crate::pool;
 
 /// Sample rows per centroid used for training: enough for stable means,
 /// cheap enough that training costs less than the final assignment.

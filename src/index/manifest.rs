@@ -3,38 +3,37 @@
 //! binary section entries, so neither side trusts the other blindly.
 use serde::{Deserialize, Serialize};
 
-use super::build::BuildConfig;
 use super::format::FORMAT_VERSION;
+pub use crate::metric::Metric;
 
-/// Similarity measure an index is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Metric {
-    /// Cosine similarity: vectors are normalised at build and query time.
-    Cosine,
-    /// Inner product (higher is better).
-    Ip,
-    /// Squared Euclidean distance (lower is better).
-    L2,
+/// Build-time options, stored in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Subtract the partition centroid before taking signs. Embeddings are
+    /// rarely centred; without this many dimensions have the same sign in
+    /// most rows and their bits carry little information.
+    #[serde(default = "yes")]
+    pub center: bool,
+    /// k-means partitions for Tier1 routing; 0 = automatic (see
+    /// `build::partitions_for`).
+    #[serde(default)]
+    pub partitions: usize,
+    /// Seed of the k-means sample and initialisation.
+    #[serde(default)]
+    pub seed: u64,
 }
 
-impl Metric {
-    /// Parses `"cosine" | "ip" | "l2"`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "cosine" => Some(Metric::Cosine),
-            "ip" => Some(Metric::Ip),
-            "l2" => Some(Metric::L2),
-            _ => None,
-        }
-    }
+fn yes() -> bool {
+    true
+}
 
-    /// The lowercase name used in manifests and the Python API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::Cosine => "cosine",
-            Metric::Ip => "ip",
-            Metric::L2 => "l2",
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            center: true,
+            partitions: 0,
+            seed: 0,
         }
     }
 }
@@ -57,8 +56,7 @@ pub struct Manifest {
     pub metric: Metric,
     /// `u64` words per Tier1 code (`ceil(dim / 64)`).
     pub code_words: u64,
-    /// Number of partitions (collection segments); rows are stored
-    /// partition by partition.
+    /// Number of k-means partitions; rows are stored partition by partition.
     pub partitions: u64,
     /// The build configuration, for `info()`.
     pub build: BuildConfig,

@@ -6,6 +6,6 @@ pub mod manifest;
 pub mod reader;
 pub mod writer;
 
-pub use build::{build_index, BuildConfig, Progress};
-pub use manifest::{Manifest, Metric};
+pub use build::{build_index, Progress};
+pub use manifest::{BuildConfig, Manifest, Metric};
 pub use reader::{IndexFile, LoadOptions};

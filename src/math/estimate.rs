@@ -6,7 +6,8 @@
 //! `bias`, the estimate is
 //! `offset + bias + g * scale * (lo2 * pop + d2 * dot - all)`
 //! (see the blueprint, "Tier1 estimate"; `lo2 = 2 lo`, `d2 = 2 delta`).
-use super::bits::{plane_scan_portable, PlaneScanFn, BLOCK};
+use super::bits::{plane_scan_portable, CodeBlocks, PlaneScanFn, Planes, BLOCK};
+use super::quantize::QueryPlanes;
 
 /// Per-call constants of the estimate, and the threshold for the mask.
 #[derive(Debug, Clone, Copy)]
@@ -25,69 +26,79 @@ pub struct EstimateParams {
     pub threshold: f32,
 }
 
-/// `(blocks, words, planes, bits, scale, bias, params, est, mask)`: see
-/// [`estimate_scan_portable`].
-pub type EstimateScanFn =
-    fn(&[u64], usize, &[u64], usize, &[f32], &[f32], &EstimateParams, &mut [f32], &mut [u8]);
+impl EstimateParams {
+    /// The constants of query `q` with weight `g`; offset 0 and no threshold
+    /// (set both per partition and per chunk).
+    pub fn for_query(q: &QueryPlanes, g: f32) -> Self {
+        EstimateParams {
+            offset: 0.0,
+            g,
+            lo2: 2.0 * q.lo,
+            d2: 2.0 * q.delta,
+            all: q.lo * q.dims as f32 + q.delta * q.level_sum as f32,
+            threshold: f32::NEG_INFINITY,
+        }
+    }
+}
 
-/// Estimates every row of the whole blocks in `blocks` into `est` (8 per
+/// The per-row factors of the rows being estimated (`scale.len() == bias.len()`).
+#[derive(Debug, Clone, Copy)]
+pub struct RowFactors<'a> {
+    /// `||r||^2 / ||r||_1` of each row's residual.
+    pub scale: &'a [f32],
+    /// The row's constant term (anchor part folded in at build).
+    pub bias: &'a [f32],
+}
+
+/// `(codes, planes, factors, params, est, mask)`: see [`estimate_scan_portable`].
+pub type EstimateScanFn =
+    fn(CodeBlocks<'_>, Planes<'_>, RowFactors<'_>, &EstimateParams, &mut [f32], &mut [u8]);
+
+/// Estimates every row of the whole blocks in `codes` into `est` (8 per
 /// block) and sets bit `l` of `mask[b]` when row `8 b + l`'s estimate is
-/// above `p.threshold`. `scale` and `bias` hold the factors of the first
-/// `m = scale.len()` rows (`m <= 8 * blocks`); rows from `m` on get
-/// `-inf` and a clear bit. `bits` is 1..=8.
-#[allow(clippy::too_many_arguments)]
+/// above `p.threshold`. `rows` holds the factors of the first
+/// `m = rows.scale.len()` rows (`m <= 8 * blocks`); rows from `m` on get
+/// `-inf` and a clear bit. `q.bits` is 1..=8.
 pub fn estimate_scan_portable(
-    blocks: &[u64],
-    words: usize,
-    planes: &[u64],
-    bits: usize,
-    scale: &[f32],
-    bias: &[f32],
+    codes: CodeBlocks<'_>,
+    q: Planes<'_>,
+    rows: RowFactors<'_>,
     p: &EstimateParams,
     est: &mut [f32],
     mask: &mut [u8],
 ) {
-    estimate_with(
-        plane_scan_portable,
-        blocks,
-        words,
-        planes,
-        bits,
-        scale,
-        bias,
-        p,
-        est,
-        mask,
-    );
+    estimate_with(plane_scan_portable, codes, q, rows, p, est, mask);
 }
 
 /// The fused kernel over any plane-scan kernel, one block at a time.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn estimate_with(
     plane_scan: PlaneScanFn,
-    blocks: &[u64],
-    words: usize,
-    planes: &[u64],
-    bits: usize,
-    scale: &[f32],
-    bias: &[f32],
+    codes: CodeBlocks<'_>,
+    q: Planes<'_>,
+    rows: RowFactors<'_>,
     p: &EstimateParams,
     est: &mut [f32],
     mask: &mut [u8],
 ) {
     let mut pairs = [0u32; 2 * BLOCK];
-    let blocks = blocks.chunks_exact((BLOCK * words).max(1));
-    for (b, ((blk, e8), m)) in blocks
+    let step = (BLOCK * codes.words).max(1);
+    for (b, ((blk, e8), m)) in codes
+        .blocks
+        .chunks_exact(step)
         .zip(est.chunks_exact_mut(BLOCK))
         .zip(mask.iter_mut())
         .enumerate()
     {
-        plane_scan(blk, words, planes, bits, words, &mut pairs);
+        let one = CodeBlocks {
+            blocks: blk,
+            words: codes.words,
+        };
+        plane_scan(one, q, &mut pairs);
         let r0 = b * BLOCK;
         *m = 0;
         for (l, e) in e8.iter_mut().enumerate() {
-            *e = match (scale.get(r0 + l), bias.get(r0 + l)) {
+            *e = match (rows.scale.get(r0 + l), rows.bias.get(r0 + l)) {
                 (Some(&a), Some(&c)) => {
                     let t = p.lo2 * pairs[2 * l + 1] as f32 + p.d2 * pairs[2 * l] as f32 - p.all;
                     p.offset + c + p.g * a * t
@@ -102,25 +113,23 @@ fn estimate_with(
 /// x86_64 builds of the fused kernel.
 #[cfg(target_arch = "x86_64")]
 pub mod x86 {
-    use super::{EstimateParams, BLOCK};
-    use crate::math::bits::x86::block_sums;
+    use super::{CodeBlocks, EstimateParams, Planes, RowFactors, BLOCK};
+    use crate::math::bits::x86::{block_sums, fits};
     use crate::math::prefetch::prefetch;
 
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn estimate_scan_avx512_inner(
-        blocks: &[u64],
-        words: usize,
-        planes: &[u64],
-        bits: usize,
-        scale: &[f32],
-        bias: &[f32],
+        codes: CodeBlocks<'_>,
+        q: Planes<'_>,
+        rows: RowFactors<'_>,
         p: &EstimateParams,
         est: &mut [f32],
         mask: &mut [u8],
     ) {
         use std::arch::x86_64::*;
         const AHEAD: usize = 4;
+        let (blocks, words) = (codes.blocks, codes.words);
+        let (scale, bias) = (rows.scale, rows.bias);
         let step = BLOCK * words;
         let nblocks = (blocks.len() / step).min(mask.len()).min(est.len() / BLOCK);
         let (lo2, d2) = (_mm256_set1_ps(p.lo2), _mm256_set1_ps(p.d2));
@@ -136,8 +145,8 @@ pub mod x86 {
                 prefetch(next);
             }
             // SAFETY: features enabled on this function; `blk` is one block
-            // and the wrapper checked `planes.len() >= bits * words`.
-            let (dot, pop) = unsafe { block_sums(blk, words, planes, bits, 0, words) };
+            // and the wrapper checked `fits(codes, q)`.
+            let (dot, pop) = unsafe { block_sums(blk, words, q) };
             let dot = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(dot));
             let pop = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(pop));
             let t = _mm256_sub_ps(_mm256_fmadd_ps(lo2, pop, _mm256_mul_ps(d2, dot)), all);
@@ -174,56 +183,34 @@ pub mod x86 {
 
     /// The fused kernel over the `popcnt` plane scan; handed out only after
     /// run-time detection of `popcnt`.
-    #[allow(clippy::too_many_arguments)]
     pub fn estimate_scan_popcnt(
-        blocks: &[u64],
-        words: usize,
-        planes: &[u64],
-        bits: usize,
-        scale: &[f32],
-        bias: &[f32],
+        codes: CodeBlocks<'_>,
+        q: Planes<'_>,
+        rows: RowFactors<'_>,
         p: &EstimateParams,
         est: &mut [f32],
         mask: &mut [u8],
     ) {
-        super::estimate_with(
-            crate::math::bits::x86::plane_scan_popcnt,
-            blocks,
-            words,
-            planes,
-            bits,
-            scale,
-            bias,
-            p,
-            est,
-            mask,
-        );
+        let scan = crate::math::bits::x86::plane_scan_popcnt;
+        super::estimate_with(scan, codes, q, rows, p, est, mask);
     }
 
     /// The fused kernel with AVX-512 VPOPCNTDQ; handed out by
     /// `Kernels::detect` only after run-time detection of `avx512f`,
     /// `avx512vpopcntdq`, `avx2` and `fma`.
-    #[allow(clippy::too_many_arguments)]
     pub fn estimate_scan_avx512(
-        blocks: &[u64],
-        words: usize,
-        planes: &[u64],
-        bits: usize,
-        scale: &[f32],
-        bias: &[f32],
+        codes: CodeBlocks<'_>,
+        q: Planes<'_>,
+        rows: RowFactors<'_>,
         p: &EstimateParams,
         est: &mut [f32],
         mask: &mut [u8],
     ) {
-        if words == 0 || bits > 8 || planes.len() < bits * words {
-            return super::estimate_scan_portable(
-                blocks, words, planes, bits, scale, bias, p, est, mask,
-            );
+        if !fits(codes, q) {
+            return super::estimate_scan_portable(codes, q, rows, p, est, mask);
         }
         // SAFETY: `Kernels::detect` checked every feature; loads are bounded
         // by the block count computed from the slice lengths.
-        unsafe {
-            estimate_scan_avx512_inner(blocks, words, planes, bits, scale, bias, p, est, mask)
-        }
+        unsafe { estimate_scan_avx512_inner(codes, q, rows, p, est, mask) }
     }
 }

@@ -20,8 +20,6 @@ pub struct Kernels {
     pub plane_scan: bits::PlaneScanFn,
     /// Fused bit-plane scan and Tier1 estimate, see [`estimate::estimate_scan_portable`].
     pub estimate_scan: estimate::EstimateScanFn,
-    /// Hamming distances of rows to one code, see [`bits::hamming_scan_portable`].
-    pub hamming_scan: bits::HammingScanFn,
     /// Name of the instruction set in use, for `info()` and benchmarks.
     pub isa: &'static str,
 }
@@ -38,7 +36,6 @@ impl Kernels {
         l2sq: float::l2sq_portable,
         plane_scan: bits::plane_scan_portable,
         estimate_scan: estimate::estimate_scan_portable,
-        hamming_scan: bits::hamming_scan_portable,
         isa: "portable",
     };
 
@@ -52,7 +49,6 @@ impl Kernels {
                 out.push(Kernels {
                     plane_scan: bits::x86::plane_scan_popcnt,
                     estimate_scan: estimate::x86::estimate_scan_popcnt,
-                    hamming_scan: bits::x86::hamming_scan_popcnt,
                     isa: "x86_64+popcnt",
                     ..Self::PORTABLE
                 });
@@ -71,14 +67,12 @@ impl Kernels {
             if std::arch::is_x86_feature_detected!("popcnt") {
                 k.plane_scan = bits::x86::plane_scan_popcnt;
                 k.estimate_scan = estimate::x86::estimate_scan_popcnt;
-                k.hamming_scan = bits::x86::hamming_scan_popcnt;
                 isa.push("popcnt");
             }
             if std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
             {
                 k.plane_scan = bits::x86::plane_scan_avx512;
-                k.hamming_scan = bits::x86::hamming_scan_avx512;
                 isa.push("avx512vpopcntdq");
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")

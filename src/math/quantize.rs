@@ -1,4 +1,5 @@
 //! Binary codes for documents and bit-plane codes for queries.
+use super::bits::Planes;
 
 /// Number of `u64` words that hold a `dim`-bit code.
 pub fn words_for(dim: usize) -> usize {
@@ -27,14 +28,16 @@ pub struct QueryPlanes {
     pub lo: f32,
     /// Step between two levels.
     pub delta: f32,
-    /// Per segment: sum of levels and number of dimensions.
-    pub seg_sums: Vec<(u32, u32)>,
+    /// Sum of the levels of all dimensions.
+    pub level_sum: u32,
+    /// Number of dimensions.
+    pub dims: u32,
 }
 
 impl QueryPlanes {
-    /// Quantizes `q` into `bits`-bit levels (round to nearest), with segment
-    /// sums for segments of `seg_words` words. Reuses this value's buffers.
-    pub fn encode(&mut self, q: &[f32], bits: usize, seg_words: usize) {
+    /// Quantizes `q` into `bits`-bit levels (round to nearest). Reuses this
+    /// value's buffers.
+    pub fn encode(&mut self, q: &[f32], bits: usize) {
         let words = words_for(q.len());
         let (lo, hi) = q
             .iter()
@@ -49,9 +52,8 @@ impl QueryPlanes {
         self.delta = delta;
         self.planes.clear();
         self.planes.resize(words * bits, 0);
-        self.seg_sums.clear();
-        self.seg_sums
-            .resize(words.div_ceil(seg_words.max(1)), (0, 0));
+        self.level_sum = 0;
+        self.dims = q.len() as u32;
         // One word (64 dimensions) at a time, in loops without calls or
         // bounds checks (this encoding was a fifth of a small query's time
         // with a `round()` call and a bit-by-bit update per dimension).
@@ -62,9 +64,7 @@ impl QueryPlanes {
                 // Round to nearest (x >= lo, so +0.5 and truncation do it).
                 *l = (((x - lo) * inv + 0.5) as u32).min(top);
             }
-            let seg = &mut self.seg_sums[w / seg_words.max(1)];
-            seg.0 += levels.iter().sum::<u32>();
-            seg.1 += chunk.len() as u32;
+            self.level_sum += levels.iter().sum::<u32>();
             for j in 0..bits {
                 let word = levels
                     .iter()
@@ -75,13 +75,11 @@ impl QueryPlanes {
         }
     }
 
-    /// `<q, s>` for one segment, where `s[i] = +1` for set code bits and `-1`
-    /// otherwise, from the scan's `(level_dot, popcount)` pair.
-    #[inline]
-    pub fn signed_dot(&self, seg: usize, level_dot: u32, pop: u32) -> f32 {
-        let (level_sum, dims) = self.seg_sums[seg];
-        let ones = self.lo * pop as f32 + self.delta * level_dot as f32;
-        let all = self.lo * dims as f32 + self.delta * level_sum as f32;
-        2.0 * ones - all
+    /// The planes as the kernels take them.
+    pub fn as_planes(&self) -> Planes<'_> {
+        Planes {
+            planes: &self.planes,
+            bits: self.bits,
+        }
     }
 }

@@ -346,17 +346,13 @@ F32_MAX = float(np.finfo(np.float32).max)
         {"candidates": USIZE_MAX + 1},
         {"nprobe": 2**70},
         {"expand_probes": USIZE_MAX + 1},
-        {"segments": USIZE_MAX + 1},
-        {"vote_top": USIZE_MAX + 1},
-        {"min_votes": 2**100},
         {"epsilon": 1e300},
         {"expand_ratio": 1e39},
         # and the plain out-of-range values
         {"candidates": -1},
         {"query_bits": 0},
         {"query_bits": 9},
-        {"tier1": "cosine"},
-        {"segments": 0},
+        {"segments": 1},  # removed with dimension-group voting: an unknown knob
         {"epsilon": float("nan")},
         {"expand_ratio": float("inf")},
     ],
@@ -372,12 +368,10 @@ def test_out_of_range_params_fail_at_construction(kwargs: Dict[str, Any]) -> Non
     [
         {"candidates": USIZE_MAX},
         {"nprobe": USIZE_MAX, "expand_probes": USIZE_MAX},
-        {"segments": USIZE_MAX, "vote_top": USIZE_MAX, "min_votes": USIZE_MAX},
-        {"segments": 3, "vote_top": USIZE_MAX, "min_votes": 1},
         {"epsilon": F32_MAX, "expand_ratio": F32_MAX},
         {"epsilon": 0.0, "expand_ratio": 0.0},
         {"expansion": False, "nprobe": 1},
-        {"tier1": "hamming", "query_bits": 1},
+        {"query_bits": 1, "candidates": 1},
     ],
     ids=repr,
 )

@@ -217,7 +217,7 @@ def test_shuffling_float_rows_changes_nothing(problem, rnd) -> None:
 @given(
     problems(integers=False),
     st.sampled_from([None, EXACT, SearchParams(expansion=False, candidates=1),
-                     SearchParams(tier1="hamming"), SearchParams(segments=2, min_votes=1),
+                     SearchParams(nprobe=1, expand_probes=1, expand_ratio=0.0),
                      SearchParams(query_bits=1, epsilon=0.0)]),
 )  # fmt: skip
 def test_every_answer_is_complete_sorted_and_consistent(problem, params) -> None:

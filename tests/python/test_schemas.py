@@ -4,11 +4,9 @@ with the Rust side (search-parameter defaults, manifest, IndexInfo)."""
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import os
 import pickle
-import re
 from pathlib import Path
 from typing import Any, Dict
 
@@ -36,11 +34,8 @@ SEARCH_DEFAULTS: Dict[str, Any] = {
     "candidates": 0,
     "nprobe": 0,
     "expand_probes": 0,
+    "expand_ratio": 0.7,
     "query_bits": 4,
-    "tier1": "asymmetric",
-    "segments": 1,
-    "vote_top": 64,
-    "min_votes": 2,
     "expansion": True,
     "epsilon": 3.0,
 }
@@ -85,10 +80,6 @@ def test_engine_config_accepts_nested_dict() -> None:
         ("candidates", -1),
         ("query_bits", 0),
         ("query_bits", 9),
-        ("tier1", "cosine"),
-        ("segments", 0),
-        ("vote_top", 0),
-        ("min_votes", 0),
         ("epsilon", -0.5),
         ("epsilon", math.nan),
         ("epsilon", math.inf),
@@ -170,21 +161,16 @@ def test_native_params_round_trip() -> None:
     """Every Python default reaches Rust unchanged."""
     text = repr(_svve_core._Params(**SearchParams().model_dump()))
     for name, value in SearchParams().model_dump().items():
-        if isinstance(value, bool):
-            expected = str(value).lower()
-        elif name == "tier1":
-            expected = value.capitalize()
-        else:
-            expected = repr(value)
+        expected = str(value).lower() if isinstance(value, bool) else repr(value)
         assert f"{name}: {expected}" in text, (name, text)
 
 
 def test_native_params_custom_values() -> None:
-    p = SearchParams(exact=True, candidates=123, query_bits=7, tier1="hamming", segments=3,
-                     vote_top=17, min_votes=5, expansion=False, epsilon=0.25)  # fmt: skip
+    p = SearchParams(exact=True, candidates=123, nprobe=5, expand_probes=6, expand_ratio=0.5,
+                     query_bits=7, expansion=False, epsilon=0.25)  # fmt: skip
     text = repr(p.native())
-    for part in ("exact: true", "candidates: 123", "query_bits: 7", "tier1: Hamming",
-                 "segments: 3", "vote_top: 17", "min_votes: 5", "expansion: false",
+    for part in ("exact: true", "candidates: 123", "nprobe: 5", "expand_probes: 6",
+                 "expand_ratio: 0.5", "query_bits: 7", "expansion: false",
                  "epsilon: 0.25"):  # fmt: skip
         assert part in text, (part, text)
 
@@ -197,44 +183,40 @@ def test_native_is_cached() -> None:
 def test_native_params_validate_on_their_own() -> None:
     """Rust re-validates, so bypassing pydantic cannot smuggle bad values in."""
     fields = SearchParams().model_dump()
-    for name, value in [("query_bits", 0), ("query_bits", 9), ("segments", 0),
-                        ("epsilon", -1.0), ("epsilon", math.inf), ("tier1", "other")]:  # fmt: skip
+    for name, value in [("query_bits", 0), ("query_bits", 9), ("candidates", -1),
+                        ("nprobe", 2**64), ("epsilon", -1.0), ("epsilon", math.inf),
+                        ("expand_ratio", 1e39), ("exact", 1), ("nprobe", True),
+                        ("candidates", 1.5), ("segments", 1)]:  # fmt: skip
         with pytest.raises(InvalidParameterError, match=name):
             _svve_core._Params(**{**fields, name: value})
 
 
-def _rust_default_block() -> str:
-    src = REPO / "src" / "core" / "params.rs"
-    if not src.exists():
-        pytest.skip("Rust sources are not available (installed package)")
-    text = src.read_text()
-    m = re.search(r"impl Default for SearchParams \{.*?SearchParams \{(.*?)\}", text, re.S)
-    assert m, "could not find `impl Default for SearchParams` in src/core/params.rs"
-    return m.group(1)
+_PY_TYPES = {"bool": bool, "int": int, "float": float}
 
 
-def test_python_fields_match_native_params() -> None:
-    """SearchParams.native() passes every field as a keyword to the compiled
-    `_Params`: both sides must name the same fields."""
-    native = inspect.signature(_svve_core._Params).parameters
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in native.values())
-    assert set(native) == set(SearchParams.model_fields)
+def test_python_fields_are_the_rust_knobs() -> None:
+    """SearchParams declares exactly the knobs of `src/core/params.rs`, with
+    their types (it only declares them, for type checkers)."""
+    spec = {s["name"]: s for s in _svve_core.search_param_spec()}
+    assert list(SearchParams.model_fields) == list(spec)
+    for name, field in SearchParams.model_fields.items():
+        assert field.annotation is _PY_TYPES[spec[name]["type"]], name
 
 
-def test_python_defaults_equal_rust_defaults() -> None:
-    """Every field of schemas.SearchParams has the default of
-    `SearchParams::default()` in src/core/params.rs. (Rust fields that are not
-    exposed to Python yet are covered by test_python_fields_match_native_params.)"""
-    rust = dict(re.findall(r"(\w+):\s*([^,\n]+),", _rust_default_block()))
-    for name, value in SearchParams().model_dump().items():
-        assert name in rust, f"{name} has no default in src/core/params.rs"
-        text = rust[name].strip()
-        if isinstance(value, bool):
-            assert text == str(value).lower(), name
-        elif name == "tier1":
-            assert text == f"Tier1Mode::{value.capitalize()}", name
+def test_python_defaults_and_bounds_come_from_rust() -> None:
+    """Defaults, bounds and descriptions are read from the native table."""
+    for s in _svve_core.search_param_spec():
+        field = SearchParams.model_fields[s["name"]]
+        assert field.default == s["default"], s["name"]
+        assert type(field.default) is _PY_TYPES[s["type"]], s["name"]
+        assert field.description == s["doc"], s["name"]
+        bounds = {type(m).__name__: m for m in field.metadata}
+        if s["type"] == "bool":
+            assert (s["min"], s["max"]) == (None, None), s["name"]
         else:
-            assert float(text) == value, name
+            assert bounds["Ge"].ge == s["min"], s["name"]
+            assert bounds["Le"].le == s["max"], s["name"]
+            assert SearchParams(**{s["name"]: s["max"]}).model_dump()[s["name"]] == s["max"]
 
 
 def test_default_params_behave_like_explicit_defaults(

@@ -23,7 +23,7 @@ from svve_core import EngineConfig, IndexInfo, SearchEngine, SearchParams
 
 EXACT = SearchParams(exact=True)
 K = 10
-STAT_KEYS = {"probed", "scanned", "survivors", "rescued", "rescored"}
+STAT_KEYS = {"probed", "scanned", "survivors", "rescored"}
 
 
 def _descending_is_better(metric: str) -> bool:
@@ -217,8 +217,8 @@ def test_empty_batch(engine: SearchEngine, dataset) -> None:
 # --- batch, strided, async --------------------------------------------------
 
 
-@pytest.mark.parametrize("params", [None, EXACT, SearchParams(segments=4, candidates=50)],
-                         ids=["default", "exact", "voting"])  # fmt: skip
+@pytest.mark.parametrize("params", [None, EXACT, SearchParams(nprobe=2, candidates=50)],
+                         ids=["default", "exact", "narrow"])  # fmt: skip
 def test_batch_equals_row_by_row(engine: SearchEngine, dataset, params) -> None:
     ids, scores = engine.search_batch(dataset.queries, K, params)
     for i, q in enumerate(dataset.queries):
@@ -319,9 +319,7 @@ def test_approximate_scores_are_exact_scores(engine: SearchEngine, metric: str, 
 @pytest.mark.parametrize(
     "params",
     [
-        SearchParams(tier1="hamming"),
-        SearchParams(segments=4),
-        SearchParams(segments=2, vote_top=16, min_votes=1, candidates=30),
+        SearchParams(nprobe=1, expand_probes=1, candidates=30),
         SearchParams(expansion=False),
         SearchParams(query_bits=1),
         SearchParams(query_bits=8, epsilon=0.0),
@@ -372,7 +370,7 @@ def test_search_stats(engine: SearchEngine, dataset) -> None:
     assert stats["probed"] == 1  # below 10k rows an index has one partition
     assert stats["scanned"] == n
     assert K <= stats["survivors"] <= n
-    assert K <= stats["rescored"] <= stats["survivors"] + stats["rescued"]
+    assert K <= stats["rescored"] <= stats["survivors"]
 
     _, _, capped = engine.search_stats(q, K, SearchParams(candidates=40, expansion=False))
     assert capped["survivors"] == 40

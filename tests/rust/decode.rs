@@ -4,11 +4,11 @@
 //! Nothing here maps a file, so this module also runs under Miri:
 //! `cargo +nightly miri test --test rust_tests decode` (iterations shrink
 //! under `cfg(miri)`).
-use _svve_core::core::pool;
 use _svve_core::index::format::{
     ElemType, FileHeader, SectionEntry, SectionKind, ALIGN, HEADER_LEN, MAX_SECTIONS,
 };
 use _svve_core::index::{BuildConfig, Manifest, Metric};
+use _svve_core::pool;
 use rayon::prelude::*;
 
 use crate::common::Rng;

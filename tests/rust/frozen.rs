@@ -19,7 +19,10 @@ fn data(name: &str) -> PathBuf {
 fn params(k: usize, recorded: &Value) -> SearchParams {
     for key in recorded.as_object().unwrap().keys() {
         let known = ["nprobe", "candidates", "expansion", "exact"];
-        assert!(known.contains(&key.as_str()), "unhandled recorded parameter {key}");
+        assert!(
+            known.contains(&key.as_str()),
+            "unhandled recorded parameter {key}"
+        );
     }
     let mut p = SearchParams {
         k,
@@ -67,7 +70,10 @@ fn frozen_v1_file_answers_as_recorded() {
             for (got, want) in scores.iter().zip(&want_scores[i]) {
                 // Float kernels of another instruction set may round the last bits differently.
                 let tol = 1e-5 * want.abs().max(1.0);
-                assert!((got - want).abs() <= tol, "{name}: query {i}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= tol,
+                    "{name}: query {i}: {got} vs {want}"
+                );
             }
         }
     }

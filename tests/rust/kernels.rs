@@ -1,8 +1,6 @@
 //! Every kernel against its bit-by-bit or scalar reference.
-use _svve_core::math::bits::{
-    hamming_scan_portable, plane_scan_reference, to_blocked, word_of, BLOCK,
-};
-use _svve_core::math::estimate::EstimateParams;
+use _svve_core::math::bits::{plane_scan_reference, to_blocked, word_of, CodeBlocks, BLOCK};
+use _svve_core::math::estimate::{EstimateParams, RowFactors};
 use _svve_core::math::quantize::{words_for, QueryPlanes};
 use _svve_core::math::Kernels;
 use rstest::rstest;
@@ -17,7 +15,6 @@ fn kernel_sets() -> Vec<Kernels> {
 fn plane_scan_matches_reference(
     #[values(1, 63, 64, 65, 384, 768, 1536)] dim: usize,
     #[values(1, 2, 4, 8)] bits: usize,
-    #[values(1, 3)] segments: usize,
 ) {
     let mut rng = Rng::new(dim as u64 * 31 + bits as u64);
     let words = words_for(dim);
@@ -30,9 +27,8 @@ fn plane_scan_matches_reference(
         }
     }
     let q: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
-    let seg_words = words.div_ceil(segments.min(words));
     let mut planes = QueryPlanes::default();
-    planes.encode(&q, bits, seg_words);
+    planes.encode(&q, bits);
     let levels: Vec<u32> = (0..dim)
         .map(|i| {
             (0..bits)
@@ -40,22 +36,25 @@ fn plane_scan_matches_reference(
                 .sum()
         })
         .collect();
-    let nseg = words.div_ceil(seg_words);
-    let mut want = vec![0u32; rows * nseg * 2];
-    plane_scan_reference(&codes, words, &levels, seg_words, &mut want);
+    let mut want = vec![0u32; rows * 2];
+    plane_scan_reference(&codes, words, &levels, &mut want);
     let blocked = to_blocked(&codes, words);
     let padded = rows.div_ceil(BLOCK) * BLOCK;
+    let code_blocks = CodeBlocks {
+        blocks: &blocked,
+        words,
+    };
     for k in kernel_sets() {
-        let mut got = vec![0u32; padded * nseg * 2];
-        (k.plane_scan)(&blocked, words, &planes.planes, bits, seg_words, &mut got);
+        let mut got = vec![0u32; padded * 2];
+        (k.plane_scan)(code_blocks, planes.as_planes(), &mut got);
         assert_eq!(
-            &got[..rows * nseg * 2],
+            &got[..rows * 2],
             &want[..],
             "kernel {} dim {dim} bits {bits}",
             k.isa
         );
         // Padding rows are all-zero codes.
-        assert!(got[rows * nseg * 2..].iter().all(|&x| x == 0), "{}", k.isa);
+        assert!(got[rows * 2..].iter().all(|&x| x == 0), "{}", k.isa);
     }
 }
 
@@ -70,21 +69,26 @@ fn estimate_scan_matches_plane_scan_and_formula(
     let codes: Vec<u64> = (0..rows * words).map(|_| rng.next_u64()).collect();
     let q: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
     let mut planes = QueryPlanes::default();
-    planes.encode(&q, bits, words);
+    planes.encode(&q, bits);
     let scale: Vec<f32> = (0..rows).map(|_| rng.unit() + 1.5).collect();
     let bias: Vec<f32> = (0..rows).map(|_| rng.unit()).collect();
     let blocked = to_blocked(&codes, words);
     let nb = rows.div_ceil(BLOCK);
+    let code_blocks = CodeBlocks {
+        blocks: &blocked,
+        words,
+    };
     let mut pairs = vec![0u32; nb * BLOCK * 2];
-    (Kernels::portable().plane_scan)(&blocked, words, &planes.planes, bits, words, &mut pairs);
+    (Kernels::portable().plane_scan)(code_blocks, planes.as_planes(), &mut pairs);
     let p = EstimateParams {
         offset: 0.25,
-        g: 2.0,
-        lo2: 2.0 * planes.lo,
-        d2: 2.0 * planes.delta,
-        all: planes.lo * dim as f32 + planes.delta * planes.seg_sums[0].0 as f32,
         threshold: 0.0,
+        ..EstimateParams::for_query(&planes, 2.0)
     };
+    assert_eq!(
+        p.all,
+        planes.lo * dim as f32 + planes.delta * planes.level_sum as f32
+    );
     let want: Vec<f32> = (0..rows)
         .map(|r| {
             let t = p.lo2 * pairs[2 * r + 1] as f32 + p.d2 * pairs[2 * r] as f32 - p.all;
@@ -94,17 +98,12 @@ fn estimate_scan_matches_plane_scan_and_formula(
     for k in kernel_sets() {
         let mut est = vec![f32::NAN; nb * BLOCK];
         let mut mask = vec![0xAAu8; nb];
-        (k.estimate_scan)(
-            &blocked,
-            words,
-            &planes.planes,
-            bits,
-            &scale,
-            &bias,
-            &p,
-            &mut est,
-            &mut mask,
-        );
+        let factors = RowFactors {
+            scale: &scale,
+            bias: &bias,
+        };
+        let planes = planes.as_planes();
+        (k.estimate_scan)(code_blocks, planes, factors, &p, &mut est, &mut mask);
         for r in 0..nb * BLOCK {
             let bit = (mask[r / BLOCK] >> (r % BLOCK)) & 1 == 1;
             if r >= rows {
@@ -131,7 +130,7 @@ fn quantized_levels_reconstruct_the_query(#[values(4, 8)] bits: usize) {
     let mut rng = Rng::new(7);
     let q: Vec<f32> = (0..300).map(|_| rng.unit()).collect();
     let mut p = QueryPlanes::default();
-    p.encode(&q, bits, 64);
+    p.encode(&q, bits);
     let words = words_for(q.len());
     // With every code bit set, <q, s> = sum(q); with none, -sum(q).
     let all_ones: Vec<u64> = (0..words)
@@ -145,34 +144,17 @@ fn quantized_levels_reconstruct_the_query(#[values(4, 8)] bits: usize) {
         .collect();
     let mut out = vec![0u32; 2 * BLOCK];
     let blocked = to_blocked(&all_ones, words);
-    (Kernels::portable().plane_scan)(&blocked, words, &p.planes, bits, words, &mut out);
-    let est = p.signed_dot(0, out[0], out[1]);
+    let code_blocks = CodeBlocks {
+        blocks: &blocked,
+        words,
+    };
+    (Kernels::portable().plane_scan)(code_blocks, p.as_planes(), &mut out);
+    // The estimate's t = <q, s> with offset 0, bias 0, scale 1, weight 1.
+    let e = EstimateParams::for_query(&p, 1.0);
+    let est = e.lo2 * out[1] as f32 + e.d2 * out[0] as f32 - e.all;
     let exact: f32 = q.iter().sum();
     let tol = p.delta * q.len() as f32 / 2.0;
     assert!((est - exact).abs() <= tol, "{est} vs {exact} (tol {tol})");
-}
-
-#[rstest]
-fn hamming_scan_matches_xor_popcount(#[values(1, 6, 24)] words: usize) {
-    let mut rng = Rng::new(words as u64);
-    let codes: Vec<u64> = (0..11 * words).map(|_| rng.next_u64()).collect();
-    let q: Vec<u64> = (0..words).map(|_| rng.next_u64()).collect();
-    let want: Vec<u32> = codes
-        .chunks(words)
-        .map(|r| {
-            (0..words * 64)
-                .filter(|&b| ((r[b / 64] ^ q[b / 64]) >> (b % 64)) & 1 == 1)
-                .count() as u32
-        })
-        .collect();
-    let blocked = to_blocked(&codes, words);
-    let mut got = vec![0u32; 16];
-    hamming_scan_portable(&blocked, words, &q, &mut got);
-    assert_eq!(&got[..11], &want[..]);
-    for k in kernel_sets() {
-        (k.hamming_scan)(&blocked, words, &q, &mut got);
-        assert_eq!(&got[..11], &want[..], "{}", k.isa);
-    }
 }
 
 #[rstest]

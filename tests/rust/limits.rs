@@ -1,8 +1,8 @@
 //! Numeric limits at the edges of the API: huge `k`, huge magnitudes, and
 //! the smallest indexes.
 use _svve_core::core::{Engine, SearchParams};
-use _svve_core::index::build::MAX_NORM2;
 use _svve_core::index::{build_index, BuildConfig, LoadOptions, Metric};
+use _svve_core::limits::MAX_NORM2;
 use _svve_core::Error;
 use rstest::rstest;
 

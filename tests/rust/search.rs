@@ -1,7 +1,8 @@
 //! The pipeline end to end against a brute-force reference.
-use _svve_core::core::{pool, Engine, SearchParams, Tier1Mode};
+use _svve_core::core::{Engine, SearchParams};
 use _svve_core::index::{build_index, BuildConfig, LoadOptions, Metric};
 use _svve_core::math::Kernels;
+use _svve_core::pool;
 use _svve_core::Error;
 use rstest::rstest;
 
@@ -114,16 +115,12 @@ fn default_pipeline_has_high_recall(
 
 #[rstest]
 fn every_stage_combination_returns_sorted_results(
-    #[values(Tier1Mode::Asymmetric, Tier1Mode::Hamming)] tier1: Tier1Mode,
-    #[values(1, 2)] segments: usize,
     #[values(true, false)] expansion: bool,
     #[values(1, 16)] partitions: usize,
 ) {
     let dir = TempDir::new("stages");
     let (e, _) = engine_with(&dir, Metric::Ip, partitions);
     let p = SearchParams {
-        tier1,
-        segments,
         expansion,
         nprobe: 4,
         expand_probes: 2,
@@ -141,7 +138,7 @@ fn every_stage_combination_returns_sorted_results(
         };
         assert!(probed.contains(&stats.probed), "{}", stats.probed);
         assert!(stats.scanned <= N && (partitions > 1 || stats.scanned == N));
-        assert!(stats.rescored >= 10 && stats.rescored <= stats.survivors + stats.rescued);
+        assert!(stats.rescored >= 10 && stats.rescored <= stats.survivors);
     }
 }
 

@@ -1,29 +1,32 @@
-//! The library's own rayon pool, one per process.
+//! The library's own rayon pool, one per process: process plumbing shared
+//! by the builder and the query pipeline.
 //!
 //! rayon's threads do not survive `fork()`: a child inherits the pool's data
 //! but none of its threads, and the first `install` would hang. So the pool
 //! is tagged with the pid that built it, and a process that finds another
-//! pid's pool builds its own. Replaced slots are never freed: in a child
-//! their threads do not exist, and in the parent another thread may still
-//! be inside one. Instead they are kept for reuse, so switching between
-//! thread counts builds each size once per process rather than leaking a
-//! pool per switch. Reading the current pool is one atomic load and a
-//! `getpid`, no lock; only building or switching takes the lock (a fork
-//! during a switch in another thread would inherit it held: switch sizes at
-//! configuration time, not while forking).
+//! pid's pool builds its own. Pools are leaked on purpose (`&'static`): in a
+//! child their threads do not exist, and in the parent another thread may
+//! still be inside one. Every pool built is kept for reuse, so switching
+//! between thread counts builds each size once per process rather than
+//! leaking a pool per switch. Reading the current pool is one atomic load
+//! and a `getpid`, no lock; only building or switching takes the lock (a
+//! fork during a switch in another thread would inherit it held: switch
+//! sizes at configuration time, not while forking).
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// One pool and what it was built for.
 struct Slot {
     pid: u32,
     threads: usize,
     pool: rayon::ThreadPool,
 }
 
-static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+/// The pool in use: null, or a `&'static Slot` from [`BUILT`].
+static CURRENT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
 static WANTED_THREADS: AtomicUsize = AtomicUsize::new(0);
-/// Every slot ever published, for reuse by a later switch back to its size.
-static BUILT: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// Every slot ever built (leaked), for reuse by a later switch back to its size.
+static BUILT: Mutex<Vec<&'static Slot>> = Mutex::new(Vec::new());
 
 /// Threads the next pool will get: the last `set_threads` value, else
 /// `SVVE_NUM_THREADS`, else the number of CPUs this process may use.
@@ -48,34 +51,26 @@ pub fn set_threads(n: usize) {
 pub fn get() -> Option<&'static rayon::ThreadPool> {
     let pid = std::process::id();
     let threads = configured_threads();
-    loop {
-        let cur = SLOT.load(Ordering::Acquire);
-        // SAFETY: slots are only ever created by `Box::into_raw` below and,
-        // once published, never freed, so a non-null pointer stays valid.
-        if let Some(slot) = unsafe { cur.as_ref() } {
-            if slot.pid == pid && slot.threads == threads {
-                return Some(&slot.pool);
-            }
+    let cur = CURRENT.load(Ordering::Acquire);
+    // SAFETY: CURRENT is only ever set to pointers made from `&'static Slot`
+    // (leaked boxes, never freed), so a non-null value is valid forever.
+    if let Some(slot) = unsafe { cur.as_ref() } {
+        if slot.pid == pid && slot.threads == threads {
+            return Some(&slot.pool);
         }
-        let fresh = reuse_or_build(pid, threads)?;
-        // Losing this race is fine: the winner's slot is as good as ours,
-        // and ours stays in `BUILT` for later.
-        let _ = SLOT.compare_exchange(cur, fresh, Ordering::AcqRel, Ordering::Acquire);
     }
+    let slot = reuse_or_build(pid, threads)?;
+    CURRENT.store(std::ptr::from_ref(slot).cast_mut(), Ordering::Release);
+    Some(&slot.pool)
 }
 
-/// A published slot of this pid and size, or a new one (then recorded).
-fn reuse_or_build(pid: u32, threads: usize) -> Option<*mut Slot> {
+/// A built slot of this pid and size, or a new one (then recorded).
+fn reuse_or_build(pid: u32, threads: usize) -> Option<&'static Slot> {
     let mut built = BUILT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for &addr in built.iter() {
-        // SAFETY: addresses in BUILT come from Box::into_raw below and are
-        // never freed.
-        let slot = unsafe { &*(addr as *const Slot) };
-        if slot.pid == pid && slot.threads == threads {
-            return Some(addr as *mut Slot);
-        }
+    if let Some(slot) = built.iter().find(|s| s.pid == pid && s.threads == threads) {
+        return Some(slot);
     }
     let pool = [threads, 1].into_iter().find_map(|t| {
         rayon::ThreadPoolBuilder::new()
@@ -84,9 +79,9 @@ fn reuse_or_build(pid: u32, threads: usize) -> Option<*mut Slot> {
             .build()
             .ok()
     })?;
-    let fresh = Box::into_raw(Box::new(Slot { pid, threads, pool }));
-    built.push(fresh as usize);
-    Some(fresh)
+    let slot: &'static Slot = Box::leak(Box::new(Slot { pid, threads, pool }));
+    built.push(slot);
+    Some(slot)
 }
 
 /// Runs `f` on this process's pool (inline if no pool could be started).

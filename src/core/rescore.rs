@@ -1,31 +1,15 @@
-//! Stage 4: centroid expansion and exact rescoring.
+//! Stage 3: exact rescoring of the Tier1 survivors (Tier2).
 //!
 //! Survivors are taken in Tier1 order and scored exactly against their
-//! float32 (Tier2) vectors. Each row's Tier1 estimate has an error bound
+//! float32 vectors. Each row's Tier1 estimate has an error bound
 //! proportional to its distance from its partition centroid (stored per row
 //! at build) times the query's; once `k` rows are scored, a survivor whose
-//! estimate plus bound cannot reach the current k-th exact score is skipped.
-//! Without expansion every survivor is rescored. (The other half of the
-//! stage, opening extra partitions near the query, lives in the engine's
-//! routing step.)
-use super::engine::View;
-use super::params::SearchParams;
-use super::query::PreparedQuery;
-
-use super::tier1::estimate_weight;
+//! estimate plus bound cannot reach the current k-th exact score is
+//! skipped. Without a bound (expansion off) every survivor is rescored.
+use super::plan::QueryPlan;
 use super::topk::{Scored, TopK};
-use crate::index::Metric;
+use super::view::View;
 use crate::math::prefetch::prefetch;
-
-/// Exact score of one row (higher is better; `-distance` for l2).
-#[inline]
-pub fn exact_score(view: &View<'_>, q: &[f32], row: usize) -> f32 {
-    let v = &view.vectors[row * view.dim..(row + 1) * view.dim];
-    match view.metric {
-        Metric::Cosine | Metric::Ip => (view.kernels.dot)(q, v),
-        Metric::L2 => -(view.kernels.l2sq)(q, v),
-    }
-}
 
 /// Survivors ahead of the one being scored whose Tier2 rows are
 /// prefetched: enough to cover a DRAM round trip (~100 ns) per row.
@@ -39,14 +23,14 @@ const FACTOR_AHEAD: usize = 16;
 /// `probe_norms[p]` is `||q - anchor_p||` for every probed partition `p`.
 pub fn rescore(
     view: &View<'_>,
-    q: &PreparedQuery,
-    params: &SearchParams,
+    q: &[f32],
+    plan: &QueryPlan,
     ranked: &[Scored],
     probe_norms: &[f32],
     best: &mut TopK,
 ) -> usize {
-    let bounded = params.expansion && params.tier1 == super::Tier1Mode::Asymmetric;
-    let margin = estimate_weight(view.metric) * params.epsilon;
+    let bounded = plan.bound_margin.is_some();
+    let margin = plan.bound_margin.unwrap_or(f32::INFINITY);
     let mut scored = 0;
     if bounded {
         for s in ranked.iter().take(FACTOR_AHEAD) {
@@ -78,8 +62,7 @@ pub fn rescore(
             let r = reach(ahead);
             ring[i % PREFETCH_AHEAD] = r;
             if !hopeless(r, best) {
-                let row = ahead.row as usize;
-                prefetch(&view.vectors[row * view.dim..(row + 1) * view.dim]);
+                prefetch(view.vector(ahead.row as usize));
             }
         }
         if let Some(ahead) = ranked.get(i + FACTOR_AHEAD).filter(|_| bounded) {
@@ -88,15 +71,8 @@ pub fn rescore(
         if hopeless(own, best) {
             continue;
         }
-        best.push(exact_score(view, &q.q, s.row as usize), s.row);
+        best.push(view.exact_score(q, s.row as usize), s.row);
         scored += 1;
     }
     scored
-}
-
-/// Brute force: scores rows `start..end` exactly into `best`.
-pub fn exact_scan(view: &View<'_>, q: &[f32], start: usize, end: usize, best: &mut TopK) {
-    for row in start..end {
-        best.push(exact_score(view, q, row), row as u32);
-    }
 }
