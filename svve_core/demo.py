@@ -3,47 +3,20 @@ report recall@k against exact search, latency percentiles and QPS."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 import svve_core
+from svve_core.datasets import load_dataset, recall
 from svve_core.engine import SearchEngine, build_index
 from svve_core.schemas import SearchParams
-
-
-def load_dataset(
-    directory: Optional[str],
-) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], str]:
-    """(base, queries, ground-truth ids or None, name). Float16 is cast to float32."""
-    if directory is None:
-        with resources.files("svve_core").joinpath("data/demo.npz").open("rb") as f:
-            z = np.load(f)
-            base, queries = z["base"], z["queries"]
-        return base.astype(np.float32), queries.astype(np.float32), None, "demo sample"
-    d = Path(directory)
-    base = np.load(d / "base.npy").astype(np.float32)
-    queries = np.load(d / "queries.npy").astype(np.float32)
-    gt = np.load(d / "gt.npy") if (d / "gt.npy").exists() else None
-    return base, queries, gt, d.name
-
-
-def _metric_of(directory: Optional[str]) -> str:
-    """The dataset's metric; ground truth of unit-norm sets is by inner product."""
-    if directory is not None:
-        meta = Path(directory) / "meta.json"
-        if meta.exists():
-            m = str(json.loads(meta.read_text()).get("metric", "ip")).lower()
-            return {"cosine": "ip", "angular": "ip", "euclidean": "l2"}.get(m, m)
-    return "ip"
 
 
 def timed_queries(
@@ -62,11 +35,6 @@ def timed_queries(
     return out, lat
 
 
-def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
-    hits = sum(len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth))
-    return hits / (k * len(found))
-
-
 def summarise(lat: List[float]) -> Dict[str, float]:
     a = np.asarray(lat) * 1e6
     return {
@@ -77,10 +45,10 @@ def summarise(lat: List[float]) -> Dict[str, float]:
 
 
 def run(dataset: Optional[str] = None, k: int = 10, max_queries: Optional[int] = None) -> int:
-    base, queries, gt, name = load_dataset(dataset)
+    ds = load_dataset(dataset)
+    base, queries, gt, name, metric = ds.base, ds.queries, ds.gt, ds.name, ds.metric
     if max_queries:
         queries, gt = queries[:max_queries], None if gt is None else gt[:max_queries]
-    metric = _metric_of(dataset)
     print(f"svve-core {svve_core.__version__} demo")
     print(f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
     print(

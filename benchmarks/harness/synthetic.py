@@ -1,7 +1,8 @@
 """Seeded synthetic embedding-like datasets, written in the layout of
 ``../shared/datasets/*`` (base.npy, queries.npy, gt.npy, gt_scores.npy, meta.json).
 
-    uv run python -m benchmarks.synthetic --n 100000 --dim 768 --out benchmarks/.cache/syn-100k-768
+    uv run python -m benchmarks.harness.synthetic --n 100000 --dim 768 \\
+        --out benchmarks/.cache/syn-100k-768
 
 Vectors are unit-norm mixtures of anisotropic Gaussian clusters living near a
 low-dimensional subspace plus isotropic noise, with a common offset (real

@@ -1,7 +1,7 @@
 """One benchmark job in its own process (started by ``benchmarks.run``), so
 memory and thread settings of one library never leak into another's figures.
 
-    python -m benchmarks.worker JOB.json RESULT.jsonl
+    python -m benchmarks.harness.worker JOB.json RESULT.jsonl
 
 Jobs (``job["job"]``): ``build`` (build and save one index), ``search``
 (open a saved index in a fresh process, then one record per query setting:
@@ -24,16 +24,9 @@ from typing import List
 
 import numpy as np
 
-from benchmarks import adapters
-from benchmarks.common import (
-    dir_bytes,
-    latency_summary,
-    load_dataset,
-    loadavg,
-    memory,
-    peak_rss_mb,
-    recall_at,
-)
+from benchmarks.harness import adapters
+from benchmarks.harness.common import dir_bytes, latency_summary, loadavg, memory, peak_rss_mb
+from svve_core.datasets import load_dataset, recall
 
 
 def _emit(path: str, record: dict) -> None:
@@ -42,7 +35,7 @@ def _emit(path: str, record: dict) -> None:
 
 
 def job_build(job: dict, out: str) -> None:
-    base, _, _, _ = load_dataset(job["dataset"])
+    base = load_dataset(job["dataset"]).base
     ad = adapters.make(job["adapter"], base.shape[1], job["build"])
     ad.set_threads(job.get("threads") or os.cpu_count() or 1)
     rss0 = memory().get("rss_mb")
@@ -89,7 +82,8 @@ def single_loop(ad, queries: np.ndarray, k: int, budget_s: float, min_queries: i
 def job_search(job: dict, out: str) -> None:
     # The base set is not loaded: the index holds what it needs, and the memory
     # figures are the index's alone.
-    _, queries, gt, _ = load_dataset(job["dataset"], with_base=False)
+    data = load_dataset(job["dataset"], with_base=False)
+    queries, gt = data.queries, data.gt
     dim = queries.shape[1]
     k = job["k"]
     queries = queries[: job.get("queries") or len(queries)]
@@ -114,8 +108,8 @@ def job_search(job: dict, out: str) -> None:
         batch_share = (time.process_time() - cpu0) / batch_s / cpus
         rec = {
             "query": qp,
-            "recall": recall_at(batch_ids, gt, k),
-            "recall_single": recall_at(ids, gt, k),
+            "recall": recall(batch_ids, gt, k),
+            "recall_single": recall(ids, gt, k),
             "single": single,
             "batch": {
                 "qps": len(queries) / batch_s,
@@ -143,7 +137,7 @@ def job_threads(job: dict, out: str) -> None:
     """T Python threads, one engine, each a loop of single queries for ``seconds``."""
     import svve_core
 
-    _, queries, _, _ = load_dataset(job["dataset"], with_base=False)
+    queries = load_dataset(job["dataset"], with_base=False).queries
     engine = _open_svve(job)
     params = svve_core.SearchParams(**job.get("params", {}))
     k, nthreads, seconds = job["k"], job["threads"], job["seconds"]
@@ -198,7 +192,7 @@ def job_loadgen(job: dict, out: str) -> None:
     """One of P processes: open the shared index, wait for the common start, loop."""
     import svve_core
 
-    _, queries, _, _ = load_dataset(job["dataset"], with_base=False)
+    queries = load_dataset(job["dataset"], with_base=False).queries
     engine = _open_svve(job)
     params = svve_core.SearchParams(**job.get("params", {}))
     k = job["k"]
@@ -237,7 +231,7 @@ def job_memory(job: dict, out: str) -> None:
     """RSS sampled every ``every`` single queries over ``total`` queries."""
     import svve_core
 
-    _, queries, _, _ = load_dataset(job["dataset"], with_base=False)
+    queries = load_dataset(job["dataset"], with_base=False).queries
     engine = _open_svve(job)
     params = svve_core.SearchParams(**job.get("params", {}))
     k, total, every = job["k"], job["total"], job["every"]
@@ -276,7 +270,7 @@ def job_scaling(job: dict, out: str) -> None:
     in the same process, best of ``repeat`` interleaved rounds."""
     import svve_core
 
-    _, queries, _, _ = load_dataset(job["dataset"], with_base=False)
+    queries = load_dataset(job["dataset"], with_base=False).queries
     engine = _open_svve(job)
     params = svve_core.SearchParams(**job.get("params", {}))
     cpus, k, repeat = os.cpu_count() or 1, job["k"], job.get("repeat", 5)

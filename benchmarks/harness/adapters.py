@@ -118,7 +118,6 @@ class Svve(Adapter):
         )
 
     def load(self, path):
-
         self.engine, self.locked = open_svve(os.path.join(path, "index.svve"))
         self.partitions = self.engine.info().partitions
         self.set_query()
@@ -151,11 +150,20 @@ class Svve(Adapter):
     def search_batch(self, queries, k):
         return self.engine.search_batch(queries, k, self.params)[0]
 
+    # Keys of SearchEngine.search_stats averaged into each record: the expected
+    # ones must be there; "rescued" (rows voting added) goes with the voting stage.
+    STATS = ("probed", "scanned", "survivors", "rescored")
+    OPTIONAL_STATS = ("rescued",)
+
     def stats(self, queries, k):
-        keys = ("scanned", "survivors", "rescored", "partitions_probed", "rescued")
         rows = [self.engine.search_stats(q, k, self.params)[2] for q in queries[:200]]
+        missing = sorted({key for r in rows for key in self.STATS if key not in r})
+        if missing:
+            raise KeyError(
+                f"search_stats no longer returns {missing}; it returns {sorted(rows[0])}"
+            )
         out = {}
-        for key in keys:
+        for key in self.STATS + self.OPTIONAL_STATS:
             vals = [r[key] for r in rows if key in r]
             if vals:
                 out[key] = float(np.mean(vals))

@@ -1,55 +1,25 @@
-"""Shared helpers: datasets, recall, latency summaries, process memory, machine facts."""
+"""Measurement helpers of the harness: latency summaries, process memory, machine facts.
+
+Datasets and recall live in the package (:mod:`svve_core.datasets`), shared
+with ``svve demo``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 
 # Percentiles kept per run for latency plots (0.1 % steps in the tail).
 LAT_QUANTILES = [*range(0, 100), 99.5, 99.9, 100]
-
-
-def load_dataset(
-    directory: str, with_base: bool = True
-) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray, dict]:
-    """(base float32 or None, queries float32, gt int ids, meta) of a dataset directory.
-
-    float16 files (the developer copy of debian-minilm-384) are cast to float32;
-    float32 files are memory-mapped and copied once, so a 1M x 384 set costs
-    one 1.5 GB array per process that asks for the base.
-    """
-    d = Path(directory)
-    base = None
-    if with_base:
-        base = np.ascontiguousarray(np.load(d / "base.npy", mmap_mode="r"), dtype=np.float32)
-    queries = np.ascontiguousarray(np.load(d / "queries.npy"), dtype=np.float32)
-    gt = np.load(d / "gt.npy")
-    meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
-    return base, queries, gt, meta
-
-
-def dataset_metric(meta: dict) -> str:
-    """The metric ground truth was computed with: inner product for cosine/unit-norm sets."""
-    m = str(meta.get("metric", "ip")).lower()
-    return {"cosine": "ip", "angular": "ip", "dot": "ip", "euclidean": "l2"}.get(m, m)
-
-
-def recall_at(found: np.ndarray, gt: np.ndarray, k: int) -> float:
-    """Mean |found[i,:k] & gt[i,:k]| / k over the rows of ``found`` (ids; -1 = none)."""
-    hits = 0
-    for f, t in zip(found, gt[: len(found)]):
-        hits += len(set(f[:k].tolist()) & set(t[:k].tolist()))
-    return hits / (k * len(found)) if len(found) else float("nan")
 
 
 def latency_summary(lat_s: np.ndarray) -> Dict[str, object]:
@@ -126,7 +96,7 @@ def _version(dist: str) -> Optional[str]:
 
 
 def _git(*args: str) -> str:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the repository
     try:
         return subprocess.run(
             ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
@@ -139,6 +109,8 @@ def machine_info(command: Optional[str] = None) -> dict:
     """What a reader needs to judge the figures: CPU, cores, memory, versions, commit."""
     import svve_core
 
+    # The extension module itself: svve_core has no public instruction-set query
+    # or build identity yet (these two reads are the harness's only private access).
     so = Path(svve_core._svve_core.__file__)
     mem_gb = None
     with contextlib.suppress(ValueError, OSError):

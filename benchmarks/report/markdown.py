@@ -1,7 +1,7 @@
 """Markdown report and PNG plots from the records of ``benchmarks.run``.
 
     uv run --group bench python -m benchmarks.report RESULTS_DIR [RESULTS_DIR ...] \\
-        [--markdown BENCHMARKS.md]
+        [--markdown BENCHMARKS.md --preamble benchmarks/report/preamble.md]
 
 Reads ``RESULTS_DIR/runs.jsonl`` and writes ``RESULTS_DIR/report.md`` and
 ``RESULTS_DIR/*.png``. Every figure in the report is copied from a record;
@@ -155,7 +155,7 @@ def plot_recall_qps(groups: Dict[str, List[dict]], key, title: str, path: Path) 
 
 
 def plot_latency(picks: Dict[str, dict], title: str, path: Path) -> None:
-    from benchmarks.common import LAT_QUANTILES
+    from benchmarks.harness.common import LAT_QUANTILES
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=90)
@@ -361,7 +361,10 @@ def dataset_section(ds: dict, recs: List[dict], out: Path, figs: List[str]) -> L
     lines += load_section(ds, recs, out, figs)
     for r in recs:
         if r.get("kind") == "ablation":
-            lines += ["### Stage ablation (benchmarks.ablation, one thread, single queries)", ""]
+            lines += [
+                "### Stage ablation (benchmarks.studies.ablation, one thread, single queries)",
+                "",
+            ]
             if r.get("error"):
                 lines += [f"Ablation failed: {r['error']}", ""]
             lines += [line for line in r["output"].splitlines()] + [""]

@@ -17,43 +17,30 @@ studies multi-assignment instead: a row whose second-nearest centroid is
 within `(1 + lam)` of its nearest one's squared distance is also stored in
 that partition (spilled), and plain probing of `nprobe` partitions is
 measured with duplicates counted in the rows scanned. Usage:
-``uv run python -m benchmarks.vote_coverage INDEX DATASET_DIR [QUERIES]``
+``uv run python -m benchmarks.studies.vote_coverage INDEX DATASET_DIR [QUERIES]``
 (the index built with default ids, as the benchmark's svve adapter does).
+It reads the index through ``SearchEngine.arrays()``.
 """
 
 import json
-import struct
 import sys
 
 import numpy as np
 
-
-def sections(path: str):
-    """Payloads of a version-1 index file by tag (blueprint section 4)."""
-    buf = np.memmap(path, dtype=np.uint8, mode="r")
-    out = {}
-    for i in range(struct.unpack_from("<I", buf, 16)[0]):
-        e = 64 + 64 * i
-        tag = bytes(buf[e + 4 : e + 8]).decode()
-        rows, cols, off, ln = struct.unpack_from("<QQQQ", buf, e + 16)
-        out[tag] = (buf, rows, cols, off, ln)
-    return out
+from svve_core import SearchEngine
+from svve_core.datasets import load_dataset
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     index, ds = argv[0], argv[1]
     nq = int(argv[2]) if len(argv) > 2 else 300
-    secs = sections(index)
-
-    def sec(tag, dt):
-        buf, r, c, o, ln = secs[tag]
-        return np.frombuffer(buf[o : o + ln], dtype=dt).reshape(r, c)
-
-    cent = sec("CENT", np.float32)
-    off = sec("POFF", np.uint64).ravel().astype(np.int64)
-    vecs = sec("VECS", np.float32)
-    ids = sec("IDS\0", np.int64).ravel()
+    engine = SearchEngine(index)  # holds the mapping the views below read
+    arrays = engine.arrays()
+    cent = arrays["centroids"]  # (L, dim) float32
+    off = arrays["offsets"].astype(np.int64)  # (L + 1,): partition p is rows off[p]..off[p+1]
+    vecs = arrays["vectors"]  # (n, dim) float32, stored order
+    ids = arrays["ids"]  # (n,) int64, stored order
     parts, n = cent.shape[0], vecs.shape[0]
     part = np.repeat(np.arange(parts), np.diff(off))
     cn = (cent * cent).sum(1)
@@ -68,8 +55,12 @@ def main(argv=None) -> int:
         ratio[s : s + 50_000] = d.min(1) / np.maximum(own, 1e-12)
     row_of = np.empty(n, np.int64)
     row_of[ids] = np.arange(n)
-    q = np.load(f"{ds}/queries.npy")[:nq].astype(np.float32)
-    gt_ids = np.load(f"{ds}/gt.npy")[:nq, :10]
+    data = load_dataset(ds, with_base=False)
+    if data.gt is None:
+        raise SystemExit(f"{ds}: no gt.npy; coverage is of the true top-10")
+    nq = min(nq, len(data.queries))
+    q = data.queries[:nq]
+    gt_ids = data.gt[:nq, :10]
     gtp = part[row_of[gt_ids]]
     nprobe = max(8, parts // 10)
 
@@ -99,7 +90,7 @@ def main(argv=None) -> int:
             rows += sum(off[p + 1] - off[p] for p in opened)
         return cov / nq, rows / nq
 
-    print(f"command: uv run python -m benchmarks.vote_coverage {' '.join(argv)}")
+    print(f"command: uv run python -m benchmarks.studies.vote_coverage {' '.join(argv)}")
     print(f"{parts} partitions, {n} rows, {nq} queries, nprobe {nprobe}")
     c, r = run("fixed", 0)
     print(f"{'first probes only':42s} coverage {c:.4f} rows {r:9.0f}")
