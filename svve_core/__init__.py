@@ -27,6 +27,21 @@ def num_threads() -> int:
     return _svve_core.num_threads()
 
 
+def isa() -> str:
+    """The instruction set the kernels dispatch to on this CPU (e.g.
+    ``x86_64+popcnt+avx512vpopcntdq+avx2``), as ``SearchEngine.info().isa``."""
+    return _svve_core.isa()
+
+
+def build_id() -> str:
+    """First 16 hex digits of the SHA-256 of the compiled extension: names the
+    exact build in benchmark records and bug reports."""
+    import hashlib
+    from pathlib import Path
+
+    return hashlib.sha256(Path(_svve_core.__file__).read_bytes()).hexdigest()[:16]
+
+
 __all__ = [
     "FORMAT_VERSION",
     "EngineConfig",
@@ -36,8 +51,10 @@ __all__ = [
     "SearchEngine",
     "SearchParams",
     "__version__",
+    "build_id",
     "build_index",
     "exceptions",
+    "isa",
     "num_threads",
     "set_num_threads",
 ]

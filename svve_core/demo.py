@@ -85,7 +85,7 @@ def run(dataset: Optional[str] = None, k: int = 10, max_queries: Optional[int] =
         )
         if len(base) < 10_000:
             print(
-                "note: below 10 000 rows the index is one flat segment and exact search is\n"
+                "note: below 10 000 rows the index is one flat partition and exact search is\n"
                 "already fast; try `svve demo --dataset DIR` on a larger set "
                 "(e.g. ../shared/datasets/debian-minilm-384)."
             )

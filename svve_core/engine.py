@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union, get_args
 
 import numpy as np
 from pydantic import ValidationError
@@ -22,14 +22,21 @@ from svve_core.exceptions import (
     InvalidParameterError,
     InvalidShapeError,
 )
-from svve_core.schemas import EngineConfig, IndexConfig, IndexInfo, IndexManifest, SearchParams
+from svve_core.schemas import (
+    EngineConfig,
+    IndexConfig,
+    IndexInfo,
+    IndexManifest,
+    Metric,
+    SearchParams,
+)
 
 PathLike = Union[str, "os.PathLike[str]"]
 Result = Tuple[np.ndarray, np.ndarray]
 Progress = Callable[[int, int], None]
 
 log = logging.getLogger("svve_core")
-_METRICS = ("cosine", "ip", "l2")
+_METRICS = get_args(Metric)
 
 
 def _float_array(x: Any, what: str, ndim: int, shape: str) -> np.ndarray:
@@ -79,7 +86,7 @@ def build_index(
     path: PathLike,
     vectors: np.ndarray,
     ids: Optional[np.ndarray] = None,
-    metric: str = "cosine",
+    metric: Metric = "cosine",
     config: Optional[IndexConfig] = None,
     progress: Optional[Progress] = None,
 ) -> IndexInfo:

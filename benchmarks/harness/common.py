@@ -7,7 +7,6 @@ with ``svve demo``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import platform
 import subprocess
@@ -109,9 +108,6 @@ def machine_info(command: Optional[str] = None) -> dict:
     """What a reader needs to judge the figures: CPU, cores, memory, versions, commit."""
     import svve_core
 
-    # The extension module itself: svve_core has no public instruction-set query
-    # or build identity yet (these two reads are the harness's only private access).
-    so = Path(svve_core._svve_core.__file__)
     mem_gb = None
     with contextlib.suppress(ValueError, OSError):
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
@@ -124,8 +120,8 @@ def machine_info(command: Optional[str] = None) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "svve_core": svve_core.__version__,
-        "svve_isa": svve_core._svve_core.isa(),
-        "svve_build_sha256": hashlib.sha256(so.read_bytes()).hexdigest()[:16],
+        "svve_isa": svve_core.isa(),
+        "svve_build_sha256": svve_core.build_id(),
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty_core": [line for line in dirty.splitlines() if line],
         "versions": {

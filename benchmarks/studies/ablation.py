@@ -53,12 +53,12 @@ VARIANTS: List[Tuple[str, Dict, Dict]] = [
         {"candidates": 200, "expansion": False},
     ),
     ("flat, asymmetric + bound skipping", FLAT, {"candidates": 200}),
-    ("segments, fixed nprobe=auto (L/10), no expansion", {}, {"expansion": False}),
-    ("segments, fixed nprobe=3x auto, no expansion", {}, {"expansion": False, "nprobe": -3}),
-    ("segments + centroid expansion (DEFAULT: at most +2x nprobe)", {}, {}),
-    ("segments + expansion uncapped (up to L/2)", {}, {"expand_probes": -1}),
-    ("segments + expansion, C=100", {}, {"candidates": 100}),
-    ("segments + expansion, not centred", {"center": False}, {}),
+    ("partitions, fixed nprobe=auto (L/10), no expansion", {}, {"expansion": False}),
+    ("partitions, fixed nprobe=3x auto, no expansion", {}, {"expansion": False, "nprobe": -3}),
+    ("partitions + centroid expansion (DEFAULT: at most +2x nprobe)", {}, {}),
+    ("partitions + expansion uncapped (up to L/2)", {}, {"expand_probes": -1}),
+    ("partitions + expansion, C=100", {}, {"candidates": 100}),
+    ("partitions + expansion, not centred", {"center": False}, {}),
 ]
 
 

@@ -20,9 +20,9 @@ import svve_core._svve_core as _native  # before anything else of ours: a missin
 # older sources that lacks one of these is stale.
 _REQUIRED = {
     _native: ("__version__", "FORMAT_VERSION", "_Engine", "_Params", "build_index",
-              "set_num_threads", "num_threads", "isa"),
+              "search_param_spec", "set_num_threads", "num_threads", "isa"),
     _native._Engine: ("search", "search_stats", "search_batch", "manifest_json",
-                      "section_bytes", "path", "isa", "dim"),
+                      "section_bytes", "arrays", "path", "isa", "dim"),
 }  # fmt: skip
 _missing = [
     f"{getattr(owner, '__name__', owner)}.{name}"

@@ -1,0 +1,99 @@
+"""Every Python call the README shows, as a user would type it. CI runs
+``mypy --strict`` and pyright (basedpyright in standard mode) over this file:
+the public API must type-check as documented. It is also run as a script by
+``tests/python/test_typing.py``, so the calls are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import svve_core
+from svve_core import EngineConfig, IndexConfig, IndexInfo, SearchEngine, SearchParams
+from svve_core.exceptions import DimensionMismatchError, InvalidParameterError, SVVEError
+
+
+def quickstart(directory: Path) -> None:
+    vectors = np.random.default_rng(0).standard_normal((2_000, 64)).astype(np.float32)
+    ids = np.arange(2_000, dtype=np.int64) + 10_000_000  # optional, default arange(n)
+
+    info: IndexInfo = svve_core.build_index(
+        directory / "docs.svve", vectors, ids=ids, metric="cosine"
+    )
+    print(info.n, info.dim, info.bytes_file, info.partitions, info.isa)
+
+    engine = svve_core.SearchEngine(directory / "docs.svve")  # once, at server start
+    doc_ids, scores = engine.search(vectors[0], k=10)  # int64 (10,), float32 (10,)
+    assert doc_ids.shape == (10,)
+    assert scores.dtype == np.float32
+    doc_ids, scores = engine.search_batch(vectors[:64], k=10)  # (64, 10) each
+    assert doc_ids.shape == (64, 10)
+
+    async def from_async_code() -> None:
+        doc_ids, scores = await engine.asearch(vectors[0], k=10)
+        assert len(doc_ids) == len(scores) == 10
+
+    asyncio.run(from_async_code())
+
+    exact_ids, _ = engine.search(vectors[0], k=10, params=svve_core.SearchParams(exact=True))
+    assert exact_ids[0] == ids[0]
+    print(len(engine), engine.dim, engine.info().metric)
+
+
+def parameters(directory: Path) -> None:
+    vectors = np.random.default_rng(1).standard_normal((1_000, 32)).astype(np.float32)
+    svve_core.build_index(
+        directory / "p.svve", vectors, metric="l2", config=IndexConfig(partitions=4, seed=3)
+    )
+    IndexConfig(center=False)
+    params = SearchParams(
+        candidates=400,
+        nprobe=2,
+        expand_probes=2,
+        expand_ratio=0.5,
+        query_bits=4,
+        expansion=True,
+        epsilon=3.0,
+    )
+    config = EngineConfig(verify=False, lock_pages=False, threads=0, params=params)
+    engine = SearchEngine(directory / "p.svve", config)
+    engine.reload()
+    ids, scores = engine.search(vectors[3], k=5)
+    assert ids.shape == scores.shape == (5,)
+    arrays = engine.arrays()
+    assert arrays["vectors"].shape == (1_000, 32)
+    svve_core.set_num_threads(2)
+    assert svve_core.num_threads() >= 1
+
+
+def errors(directory: Path) -> None:
+    engine = SearchEngine(directory / "p.svve")
+    try:
+        engine.search(np.zeros(7, dtype=np.float32), k=3)
+    except DimensionMismatchError as e:
+        print("one line:", e)
+    try:
+        SearchParams(query_bits=9)
+    except InvalidParameterError as e:
+        print("one line:", e)
+    try:
+        engine.search(np.zeros(32, dtype=np.float32), k=0)
+    except SVVEError as e:
+        print("one line:", e, isinstance(e, ValueError))
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        quickstart(Path(tmp))
+        parameters(Path(tmp))
+        errors(Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
