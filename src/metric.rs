@@ -37,6 +37,12 @@ impl Metric {
         }
     }
 
+    /// True for cosine: rows and queries are scaled to unit length, and the
+    /// index then answers inner products.
+    pub fn normalizes(self) -> bool {
+        self == Metric::Cosine
+    }
+
     /// True for l2, whose internal scores are negated distances: users get
     /// them back as distances (ascending).
     pub fn is_distance(self) -> bool {

@@ -49,7 +49,7 @@ impl PreparedQuery {
         self.q.clear();
         self.q.extend_from_slice(query);
         let n = norm2.sqrt() as f32;
-        if metric == Metric::Cosine {
+        if metric.normalizes() {
             if n == 0.0 {
                 return Err(Error::InvalidVector(
                     "the query is a zero vector, which has no cosine similarity".into(),
@@ -57,7 +57,7 @@ impl PreparedQuery {
             }
             self.q.iter_mut().for_each(|x| *x /= n);
         }
-        self.norm2 = if metric == Metric::Cosine { 1.0 } else { n * n };
+        self.norm2 = if metric.normalizes() { 1.0 } else { n * n };
         self.planes.encode(&self.q, usize::from(bits));
         Ok(())
     }

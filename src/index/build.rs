@@ -249,7 +249,7 @@ fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize
 /// Per-row multipliers: `1 / ||x||` for cosine, `1` otherwise.
 fn row_scales(vectors: &[f32], dim: usize, metric: Metric) -> Result<Vec<f32>> {
     let n = vectors.len() / dim;
-    if metric != Metric::Cosine {
+    if !metric.normalizes() {
         return Ok(vec![1.0; n]);
     }
     let scales: Vec<f32> = pool::install(|| {
