@@ -4,7 +4,9 @@
 //!
 //! `QUERIES.f32` is raw little-endian float32, `dim` values per query.
 //! Keys: k, nprobe, candidates, expand_probes, expand_ratio, expansion
-//! (0/1), epsilon, reps. Prints p50/p99/mean latency per query, one thread.
+//! (0/1), epsilon, reps, lock (0/1, default 1: mlock the index, as the
+//! Python benchmark does, so proactive reclaim cannot turn the run into a
+//! page-fault benchmark). Prints p50/p99/mean latency per query, one thread.
 use std::path::Path;
 use std::time::Instant;
 
@@ -29,6 +31,7 @@ fn main() {
         .collect();
     let mut p = SearchParams::default();
     let mut reps = 5;
+    let mut lock = true;
     for kv in rest {
         let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("bad arg {kv}"));
         let num = || {
@@ -44,8 +47,15 @@ fn main() {
             "expansion" => p.expansion = num() != 0.0,
             "epsilon" => p.epsilon = num() as f32,
             "reps" => reps = num() as usize,
+            "lock" => lock = num() != 0.0,
             _ => panic!("unknown key {k}"),
         }
+    }
+    if lock {
+        engine
+            .file()
+            .lock_in_memory()
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let dim = engine.dim();
     let mut lat = Vec::new();

@@ -13,7 +13,7 @@
 //! fork during a switch in another thread would inherit it held: switch
 //! sizes at configuration time, not while forking).
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// One pool and what it was built for.
 struct Slot {
@@ -29,14 +29,19 @@ static WANTED_THREADS: AtomicUsize = AtomicUsize::new(0);
 static BUILT: Mutex<Vec<&'static Slot>> = Mutex::new(Vec::new());
 
 /// Threads the next pool will get: the last `set_threads` value, else
-/// `SVVE_NUM_THREADS`, else the number of CPUs this process may use.
+/// `SVVE_NUM_THREADS`, else the number of CPUs this process may use (both
+/// read once per process: queries ask, and reading the environment takes
+/// a lock).
 pub fn configured_threads() -> usize {
+    static DEFAULT: OnceLock<usize> = OnceLock::new();
     match WANTED_THREADS.load(Ordering::Relaxed) {
-        0 => std::env::var("SVVE_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        0 => *DEFAULT.get_or_init(|| {
+            std::env::var("SVVE_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }),
         n => n,
     }
 }

@@ -35,6 +35,9 @@ pub trait Knob: Copy {
     fn to_value(self) -> ParamValue;
     /// The value, if it has this type and fits it.
     fn from_value(v: ParamValue) -> Option<Self>;
+    /// `min <= self <= max` (and finite, for floats); checked per query, so
+    /// in the native type, without widening.
+    fn within(self, min: Self, max: Self) -> bool;
 }
 
 impl Knob for bool {
@@ -47,6 +50,9 @@ impl Knob for bool {
             ParamValue::Bool(b) => Some(b),
             _ => None,
         }
+    }
+    fn within(self, _: Self, _: Self) -> bool {
+        true
     }
 }
 
@@ -62,6 +68,9 @@ macro_rules! int_knob {
                     ParamValue::Int(i) => <$t>::try_from(i).ok(),
                     _ => None,
                 }
+            }
+            fn within(self, min: Self, max: Self) -> bool {
+                (min..=max).contains(&self)
             }
         }
     )*};
@@ -80,6 +89,9 @@ impl Knob for f32 {
             ParamValue::Float(x) if (x as f32).is_finite() => Some(x as f32),
             _ => None,
         }
+    }
+    fn within(self, min: Self, max: Self) -> bool {
+        self.is_finite() && (min..=max).contains(&self)
     }
 }
 
@@ -155,43 +167,29 @@ macro_rules! search_params {
                 if self.k == 0 {
                     return Err(Error::param("k", "must be at least 1"));
                 }
-                $(
-                    let (min, max) = search_params!(@bounds $ty, $bounds);
-                    check_bounds(stringify!($name), Knob::to_value(self.$name), min, max)?;
-                )*
+                $(search_params!(@check self, $name, $ty, $bounds);)*
                 Ok(())
             }
+        }
+    };
+    (@check $s:expr, $name:ident, $ty:ty, flag) => {};
+    (@check $s:expr, $name:ident, $ty:ty, ($min:expr, $max:expr)) => {
+        if !Knob::within($s.$name, ($min) as $ty, ($max) as $ty) {
+            return Err(Error::param(
+                stringify!($name),
+                format!(
+                    "{} is not in {}..={}",
+                    Knob::to_value($s.$name),
+                    Knob::to_value(($min) as $ty),
+                    Knob::to_value(($max) as $ty),
+                ),
+            ));
         }
     };
     (@bounds $ty:ty, flag) => { (None, None) };
     (@bounds $ty:ty, ($min:expr, $max:expr)) => {
         (Some(Knob::to_value(($min) as $ty)), Some(Knob::to_value(($max) as $ty)))
     };
-}
-
-/// `value` within `min..=max` (flags have no bounds; floats must be finite).
-fn check_bounds(
-    name: &'static str,
-    value: ParamValue,
-    min: Option<ParamValue>,
-    max: Option<ParamValue>,
-) -> Result<()> {
-    let inside = match (value, min, max) {
-        (ParamValue::Int(v), Some(ParamValue::Int(lo)), Some(ParamValue::Int(hi))) => {
-            (lo..=hi).contains(&v)
-        }
-        (ParamValue::Float(v), Some(ParamValue::Float(lo)), Some(ParamValue::Float(hi))) => {
-            v.is_finite() && (lo..=hi).contains(&v)
-        }
-        _ => true,
-    };
-    match (inside, min, max) {
-        (true, ..) => Ok(()),
-        (false, Some(lo), Some(hi)) => {
-            Err(Error::param(name, format!("{value} is not in {lo}..={hi}")))
-        }
-        (false, ..) => Err(Error::param(name, format!("{value} is out of range"))),
-    }
 }
 
 search_params! {

@@ -7,6 +7,7 @@
 //! into each row's bias and one encoding of `q` serves every partition.
 use crate::error::{Error, Result};
 use crate::limits::{norm2_f64, MAX_NORM2};
+use crate::math::int8::quantize_i8;
 use crate::math::quantize::QueryPlanes;
 use crate::metric::Metric;
 
@@ -19,6 +20,10 @@ pub struct PreparedQuery {
     pub norm2: f32,
     /// Bit-planes of `q` for the asymmetric scan.
     pub planes: QueryPlanes,
+    /// `q` quantized to int8 for ranking partitions: `q ~= q8_scale * q8`.
+    pub q8: Vec<i8>,
+    /// Scale of `q8`.
+    pub q8_scale: f32,
 }
 
 impl PreparedQuery {
@@ -59,6 +64,7 @@ impl PreparedQuery {
         }
         self.norm2 = if metric.normalizes() { 1.0 } else { n * n };
         self.planes.encode(&self.q, usize::from(bits));
+        self.q8_scale = quantize_i8(&self.q, &mut self.q8);
         Ok(())
     }
 }

@@ -4,11 +4,13 @@
 //! stay in cache between queries and made routing memory-bound (over half
 //! the time of a one-partition query). So [`Centroids`] keeps a per-process
 //! int8 copy (a quarter of the bytes, built at open; the file is unchanged)
-//! that only ranks; the partitions finally probed get exact float32 scores.
+//! that only ranks, against the query quantized to int8 once, with an
+//! integer kernel; the partitions finally probed get exact float32 scores.
 use super::plan::QueryPlan;
 use super::query::PreparedQuery;
 use super::topk::{best_first, Scored};
 use super::view::View;
+use crate::math::int8::quantize_i8;
 use crate::math::Kernels;
 use crate::metric::Metric;
 
@@ -28,18 +30,10 @@ impl Centroids {
         let mut codes = Vec::with_capacity(rows * dim);
         let mut scales = Vec::with_capacity(rows);
         let mut norms = Vec::with_capacity(rows);
+        let mut row = Vec::with_capacity(dim);
         for c in centroids.chunks_exact(dim.max(1)).take(rows) {
-            let max = c.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-            let scale = if max > 0.0 && max.is_finite() {
-                max / 127.0
-            } else {
-                1.0
-            };
-            codes.extend(
-                c.iter()
-                    .map(|&x| (x / scale).round().clamp(-127.0, 127.0) as i8),
-            );
-            scales.push(scale);
+            scales.push(quantize_i8(c, &mut row));
+            codes.extend_from_slice(&row);
             norms.push((kernels.dot)(c, c));
         }
         Centroids {
@@ -60,11 +54,11 @@ impl Centroids {
         self.scales.is_empty()
     }
 
-    /// Approximate `<q, c_p>`.
+    /// Approximate `<q, c_p>` from the int8 query and centroid.
     #[inline]
-    fn dot(&self, kernels: &Kernels, q: &[f32], p: usize) -> f32 {
+    fn dot(&self, kernels: &Kernels, q: &PreparedQuery, p: usize) -> f32 {
         let c = &self.codes[p * self.dim..(p + 1) * self.dim];
-        self.scales[p] * (kernels.dot_i8)(q, c)
+        self.scales[p] * q.q8_scale * (kernels.dot_i8)(&q.q8, c) as f32
     }
 }
 
@@ -104,7 +98,7 @@ impl<'a> Router<'a> {
 
     /// Approximate routing score of partition `p`, from the int8 copy.
     fn rank_score(&self, q: &PreparedQuery, p: usize) -> f32 {
-        let dot = self.centroids.dot(self.view.kernels, &q.q, p);
+        let dot = self.centroids.dot(self.view.kernels, q, p);
         self.metric()
             .score_from_dot(dot, q.norm2, self.centroids.norms[p])
     }

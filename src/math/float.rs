@@ -42,20 +42,6 @@ pub fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
     l2sq_impl(a, b)
 }
 
-/// Portable `<q, c>` for an int8 vector `c` (the router's centroid copy).
-pub fn dot_i8_portable(q: &[f32], c: &[i8]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (cq, cc) = (q.chunks_exact(8), c.chunks_exact(8));
-    let (rq, rc) = (cq.remainder(), cc.remainder());
-    for (x, y) in cq.zip(cc) {
-        for i in 0..8 {
-            acc[i] += x[i] * f32::from(y[i]);
-        }
-    }
-    let tail: f32 = rq.iter().zip(rc).map(|(x, &y)| x * f32::from(y)).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Euclidean norm, accumulated in f64 so long vectors stay accurate.
 pub fn norm(a: &[f32]) -> f32 {
     a.iter()
@@ -133,18 +119,6 @@ pub mod x86 {
         unsafe { _mm256_loadu_ps(p) }
     }
 
-    /// 8 i8 from `p`, widened to f32 lanes.
-    ///
-    /// # Safety
-    /// `p` points at 8 readable bytes.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn load_i8(p: *const i8) -> __m256 {
-        // SAFETY: guaranteed by the caller.
-        let y = unsafe { _mm_loadl_epi64(p.cast()) };
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(y))
-    }
-
     #[target_feature(enable = "avx2,fma")]
     fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
         fold(
@@ -170,24 +144,6 @@ pub mod x86 {
             },
             |x, y| (x - y) * (x - y),
         )
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn dot_i8_inner(q: &[f32], c: &[i8]) -> f32 {
-        fold(
-            q,
-            c,
-            // SAFETY: `fold` only passes pointers with 8 elements in bounds.
-            |p| unsafe { load_i8(p) },
-            |x, y, acc| _mm256_fmadd_ps(x, y, acc),
-            |x, y| x * f32::from(y),
-        )
-    }
-
-    /// AVX2 `<q, c>` for int8 `c`; handed out only after run-time detection.
-    pub fn dot_i8_avx2(q: &[f32], c: &[i8]) -> f32 {
-        // SAFETY: `Kernels::detect` checked avx2 and fma before handing this out.
-        unsafe { dot_i8_inner(q, c) }
     }
 
     /// AVX2 inner product; handed out only after run-time detection.

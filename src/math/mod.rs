@@ -4,6 +4,7 @@
 pub mod bits;
 pub mod estimate;
 pub mod float;
+pub mod int8;
 pub mod prefetch;
 pub mod quantize;
 
@@ -12,8 +13,8 @@ pub mod quantize;
 pub struct Kernels {
     /// Inner product of two equal-length slices.
     pub dot: fn(&[f32], &[f32]) -> f32,
-    /// `<q, c>` for a float32 `q` and an int8 `c` of equal length.
-    pub dot_i8: fn(&[f32], &[i8]) -> f32,
+    /// `sum a_j b_j` of two int8 slices of equal length, exact in i32.
+    pub dot_i8: fn(&[i8], &[i8]) -> i32,
     /// Squared Euclidean distance of two equal-length slices.
     pub l2sq: fn(&[f32], &[f32]) -> f32,
     /// Bit-plane popcount scan, see [`bits::plane_scan_portable`].
@@ -32,7 +33,7 @@ impl Kernels {
 
     const PORTABLE: Kernels = Kernels {
         dot: float::dot_portable,
-        dot_i8: float::dot_i8_portable,
+        dot_i8: int8::dot_i8_portable,
         l2sq: float::l2sq_portable,
         plane_scan: bits::plane_scan_portable,
         estimate_scan: estimate::estimate_scan_portable,
@@ -69,9 +70,8 @@ impl Kernels {
                 k.estimate_scan = estimate::x86::estimate_scan_popcnt;
                 isa.push("popcnt");
             }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
-            {
+            let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+            if avx512 && std::arch::is_x86_feature_detected!("avx512vpopcntdq") {
                 k.plane_scan = bits::x86::plane_scan_avx512;
                 isa.push("avx512vpopcntdq");
                 if std::arch::is_x86_feature_detected!("avx2")
@@ -84,15 +84,23 @@ impl Kernels {
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 k.dot = float::x86::dot_avx2;
-                k.dot_i8 = float::x86::dot_i8_avx2;
+                k.dot_i8 = int8::x86::dot_i8_avx2;
                 k.l2sq = float::x86::l2sq_avx2;
                 isa.push("avx2");
+            }
+            if avx512 && std::arch::is_x86_feature_detected!("avx512bw") {
+                k.dot_i8 = int8::x86::dot_i8_avx512;
+                isa.push("avx512bw");
             }
             k.isa = match isa.join("+").as_str() {
                 "x86_64" => "x86_64",
                 "x86_64+popcnt" => "x86_64+popcnt",
                 "x86_64+popcnt+avx2" => "x86_64+popcnt+avx2",
                 "x86_64+popcnt+avx512vpopcntdq+avx2" => "x86_64+popcnt+avx512vpopcntdq+avx2",
+                "x86_64+popcnt+avx2+avx512bw" => "x86_64+popcnt+avx2+avx512bw",
+                "x86_64+popcnt+avx512vpopcntdq+avx2+avx512bw" => {
+                    "x86_64+popcnt+avx512vpopcntdq+avx2+avx512bw"
+                }
                 _ => "x86_64+mixed",
             };
             k

@@ -198,3 +198,94 @@ fn blocked_layout_round_trips(#[values(1, 6, 24)] words: usize, #[values(1, 8, 1
         }
     }
 }
+
+#[rstest]
+fn int8_dot_matches_reference(
+    #[values(1, 15, 16, 31, 32, 63, 64, 65, 384, 1536, 1537)] dim: usize,
+) {
+    use _svve_core::math::int8::{dot_i8_portable, quantize_i8};
+    let mut rng = Rng::new(dim as u64 + 5);
+    let mut cases: Vec<(Vec<i8>, Vec<i8>)> = (0..4)
+        .map(|_| {
+            let a = (0..dim)
+                .map(|_| (rng.next_u64() % 256) as u8 as i8)
+                .collect();
+            let b = (0..dim)
+                .map(|_| (rng.next_u64() % 256) as u8 as i8)
+                .collect();
+            (a, b)
+        })
+        .collect();
+    // The extremes: every product at its largest magnitude, both signs.
+    cases.push((vec![-128; dim], vec![-128; dim]));
+    cases.push((vec![127; dim], vec![-128; dim]));
+    type DotI8 = fn(&[i8], &[i8]) -> i32;
+    let mut variants: Vec<(&str, DotI8)> = vec![("portable", dot_i8_portable)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use _svve_core::math::int8::x86;
+        if std::arch::is_x86_feature_detected!("avx2") {
+            variants.push(("avx2", x86::dot_i8_avx2));
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
+            variants.push(("avx512bw", x86::dot_i8_avx512));
+        }
+    }
+    variants.extend(kernel_sets().into_iter().map(|k| (k.isa, k.dot_i8)));
+    for (a, b) in &cases {
+        let want: i64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| i64::from(x) * i64::from(y))
+            .sum();
+        for (name, f) in &variants {
+            assert_eq!(i64::from(f(a, b)), want, "{name} dim {dim}");
+        }
+    }
+    // Quantization: v ~= scale * code, within half a step per component.
+    let v: Vec<f32> = (0..dim).map(|_| rng.unit() * 3.0).collect();
+    let mut code = Vec::new();
+    let scale = quantize_i8(&v, &mut code);
+    for (x, c) in v.iter().zip(&code) {
+        assert!((x - scale * f32::from(*c)).abs() <= 0.5 * scale + 1e-6);
+    }
+    assert_eq!(quantize_i8(&vec![0.0; dim], &mut code), 1.0);
+    assert!(code.iter().all(|&c| c == 0));
+}
+
+#[rstest]
+fn query_planes_hold_each_dimensions_level(
+    #[values(1, 7, 64, 65, 384, 1000)] dim: usize,
+    #[values(1, 4, 8)] bits: usize,
+) {
+    let mut rng = Rng::new(dim as u64 * 3 + bits as u64);
+    let q: Vec<f32> = (0..dim).map(|_| rng.unit() * 2.0).collect();
+    let mut p = QueryPlanes::default();
+    p.encode(&q, bits);
+    let words = words_for(dim);
+    let top = (1u32 << bits) - 1;
+    let mut sum = 0;
+    for (i, &x) in q.iter().enumerate() {
+        let want = if p.delta > 0.0 {
+            (((x - p.lo) / p.delta + 0.5) as u32).min(top)
+        } else {
+            0
+        };
+        let got: u32 = (0..bits)
+            .map(|j| (((p.planes[j * words + i / 64] >> (i % 64)) & 1) as u32) << j)
+            .sum();
+        // Division and multiplication by the inverse may round a level
+        // that sits exactly on a half step either way.
+        assert!(got.abs_diff(want) <= 1, "dim {i}: level {got} vs {want}");
+        sum += got;
+    }
+    assert_eq!(sum, p.level_sum);
+    // Bits past `dim` stay clear.
+    for j in 0..bits {
+        for i in dim..words * 64 {
+            assert_eq!((p.planes[j * words + i / 64] >> (i % 64)) & 1, 0);
+        }
+    }
+}
