@@ -85,8 +85,8 @@ def run(dataset: Optional[str] = None, k: int = 10, max_queries: Optional[int] =
         )
         if len(base) < 10_000:
             print(
-                "note: below 10 000 rows the index is one flat partition and exact search is\n"
-                "already fast; try `svve demo --dataset DIR` on a larger set "
+                "note: on fewer than 10 000 rows exact search is already fast and the\n"
+                "speed-up is small; try `svve demo --dataset DIR` on a larger set "
                 "(e.g. ../shared/datasets/debian-minilm-384)."
             )
         if gt is not None:

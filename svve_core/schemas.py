@@ -43,8 +43,8 @@ class IndexConfig(_Model):
         default=0,
         ge=0,
         le=2**32 - 1,
-        description="k-means partitions for Tier1 routing; 0 = auto (1 below 10k rows, "
-        "else round(sqrt(n))).",
+        description="k-means partitions for Tier1 routing; 0 = auto (1 below 4000 rows, "
+        "else round(2 sqrt(n))).",
     )
     seed: int = Field(default=0, ge=0, le=2**64 - 1, description="Seed of the k-means sampling.")
 

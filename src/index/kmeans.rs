@@ -6,11 +6,15 @@ use rayon::prelude::*;
 use crate::math::Kernels;
 use crate::pool;
 
-/// Sample rows per centroid used for training: enough for stable means,
-/// cheap enough that training costs less than the final assignment.
-pub const SAMPLE_PER_CENTROID: usize = 64;
+/// Sample rows per centroid used for training. Training costs
+/// `ITERATIONS * SAMPLE_PER_CENTROID * L^2 * dim`, and `L` grows as
+/// `2 sqrt(n)`; on debian-minilm-384 (490 partitions) 32 rows and 6
+/// iterations cover the true top-10 about as well per row scanned as 64
+/// rows and 10 iterations (0.959 vs 0.960 with ~6.5k rows probed) at a
+/// third of the training time.
+pub const SAMPLE_PER_CENTROID: usize = 32;
 /// Lloyd iterations.
-pub const ITERATIONS: usize = 10;
+pub const ITERATIONS: usize = 6;
 
 /// A small deterministic generator (xorshift64*), so builds are reproducible.
 pub struct Rng(u64);
@@ -47,12 +51,23 @@ pub fn sample_indices(total: usize, n: usize, rng: &mut Rng) -> Vec<usize> {
 /// `argmax 2<x, c> - ||c||^2`.
 #[inline]
 pub fn nearest(x: &[f32], centroids: &[f32], norms: &[f32], kernels: &Kernels) -> usize {
-    let dim = x.len();
+    /// Centroids scored per kernel call (the scores stay on the stack).
+    const BLOCK: usize = 64;
+    let dim = x.len().max(1);
+    let mut dots = [0.0f32; BLOCK];
     let mut best = (f32::NEG_INFINITY, 0usize);
-    for (p, (c, &cn)) in centroids.chunks_exact(dim).zip(norms).enumerate() {
-        let s = 2.0 * (kernels.dot)(x, c) - cn;
-        if s > best.0 {
-            best = (s, p);
+    for (b, (block, block_norms)) in centroids
+        .chunks(BLOCK * dim)
+        .zip(norms.chunks(BLOCK))
+        .enumerate()
+    {
+        let dots = &mut dots[..block_norms.len()];
+        (kernels.dot_rows)(x, block, dots);
+        for (i, (&d, &cn)) in dots.iter().zip(block_norms).enumerate() {
+            let s = 2.0 * d - cn;
+            if s > best.0 {
+                best = (s, b * BLOCK + i);
+            }
         }
     }
     best.1

@@ -15,6 +15,8 @@ pub struct Kernels {
     pub dot: fn(&[f32], &[f32]) -> f32,
     /// `sum a_j b_j` of two int8 slices of equal length, exact in i32.
     pub dot_i8: fn(&[i8], &[i8]) -> i32,
+    /// `out[i] = <x, rows[i]>` for the rows of a row-major matrix.
+    pub dot_rows: fn(&[f32], &[f32], &mut [f32]),
     /// Squared Euclidean distance of two equal-length slices.
     pub l2sq: fn(&[f32], &[f32]) -> f32,
     /// Bit-plane popcount scan, see [`bits::plane_scan_portable`].
@@ -33,6 +35,7 @@ impl Kernels {
 
     const PORTABLE: Kernels = Kernels {
         dot: float::dot_portable,
+        dot_rows: float::dot_rows_portable,
         dot_i8: int8::dot_i8_portable,
         l2sq: float::l2sq_portable,
         plane_scan: bits::plane_scan_portable,
@@ -84,6 +87,7 @@ impl Kernels {
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 k.dot = float::x86::dot_avx2;
+                k.dot_rows = float::x86::dot_rows_avx2;
                 k.dot_i8 = int8::x86::dot_i8_avx2;
                 k.l2sq = float::x86::l2sq_avx2;
                 isa.push("avx2");

@@ -550,8 +550,9 @@ def test_partitioned_probe_stats(partitioned, metric: str, dataset) -> None:
 
 
 @pytest.mark.parametrize(("n", "configured", "expected"), [
-    (9_999, 0, 1),  # auto: flat below 10k rows
-    (10_000, 0, 100),  # auto: round(sqrt(n))
+    (3_999, 0, 1),  # auto: flat below 4000 rows
+    (4_000, 0, 126),  # auto: round(2 sqrt(n))
+    (10_000, 0, 200),
     (5, 100, 5),  # never more partitions than rows
     (50, 7, 7),
 ])  # fmt: skip

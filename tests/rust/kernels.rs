@@ -289,3 +289,29 @@ fn query_planes_hold_each_dimensions_level(
         }
     }
 }
+
+#[rstest]
+fn dot_rows_matches_dot(
+    #[values(1, 7, 8, 9, 384, 1537)] dim: usize,
+    #[values(1, 3, 4, 5, 64)] rows: usize,
+) {
+    let mut rng = Rng::new(dim as u64 * 11 + rows as u64);
+    let x: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
+    let m: Vec<f32> = (0..rows * dim).map(|_| rng.unit()).collect();
+    for k in kernel_sets() {
+        let mut out = vec![f32::NAN; rows];
+        (k.dot_rows)(&x, &m, &mut out);
+        for (r, &got) in out.iter().enumerate() {
+            let want: f64 = x
+                .iter()
+                .zip(&m[r * dim..(r + 1) * dim])
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            assert!(
+                (f64::from(got) - want).abs() < 1e-4 * dim as f64,
+                "{} row {r}",
+                k.isa
+            );
+        }
+    }
+}
