@@ -104,6 +104,20 @@ def _git(*args: str) -> str:
         return ""
 
 
+# The distributions whose versions every record carries (the peers, and matplotlib).
+PEER_DISTRIBUTIONS = (
+    "faiss-cpu",
+    "hnswlib",
+    "usearch",
+    "scann",
+    "pyglass-portable",
+    "rabitqlib",
+    "zvec",
+    "pyvsag",
+    "matplotlib",
+)
+
+
 def machine_info(command: Optional[str] = None) -> dict:
     """What a reader needs to judge the figures: CPU, cores, memory, versions, commit."""
     import svve_core
@@ -124,8 +138,6 @@ def machine_info(command: Optional[str] = None) -> dict:
         "svve_build_sha256": svve_core.build_id(),
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty_core": [line for line in dirty.splitlines() if line],
-        "versions": {
-            d: _version(d) for d in ("faiss-cpu", "hnswlib", "usearch", "scann", "matplotlib")
-        },
+        "versions": {d: _version(d) for d in PEER_DISTRIBUTIONS},
         "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
     }

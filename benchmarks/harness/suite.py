@@ -1,10 +1,13 @@
-"""The benchmark suite: svve-core against faiss, hnswlib, usearch and ScaNN,
-ann-benchmarks style. One entry point (``benchmarks/run.py`` calls :func:`main`):
+"""The benchmark suite: svve-core against faiss, hnswlib, usearch, ScaNN, glass,
+rabitqlib, zvec and VSAG, ann-benchmarks style. One entry point
+(``benchmarks/run.py`` calls :func:`main`):
 
     uv run --group bench python -m benchmarks.run --dataset ../shared/datasets/debian-minilm-384 \\
         --out benchmarks/results/debian
     uv run --group bench python -m benchmarks.run --synthetic 10000,100000,1000000 \\
         --out benchmarks/results/synthetic
+    uv run --group bench python -m benchmarks.run --synthetic 1000000 --synthetic-kind clustered \\
+        --out benchmarks/results/clustered
     uv run --group bench python -m benchmarks.run --quick --out "$(mktemp -d)"
 
 For each dataset, each library and build setting is built in its own process,
@@ -16,10 +19,14 @@ ablation (``benchmarks.studies.ablation``). Every record goes to
 ``OUT/runs.jsonl``; ``OUT/report.md`` and the PNG plots are written from it at
 the end (``python -m benchmarks.report`` redoes that from the records alone).
 
-``--synthetic N[,N...]`` writes (once) seeded synthetic sets of N x 384 under
+``--synthetic N[,N...]`` writes (once) seeded synthetic sets of N rows under
 ``benchmarks/.cache/`` and runs them smallest first; build times measured at a
 smaller N predict the next one, and a build predicted to exceed
 ``--build-budget`` seconds is skipped and recorded as skipped.
+``--synthetic-kind`` picks the generator's kind (``default``: 384-d
+overlapping clusters; ``clustered``: 384-d well-separated clusters; ``ada``:
+1536-d ada-002 stand-in); keep one kind per ``--out``, since build times are
+predicted from the earlier records in it.
 """
 
 from __future__ import annotations
@@ -28,12 +35,13 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -79,6 +87,11 @@ def plan(n: int, quick: bool) -> List[dict]:
                 "build": {},
                 "settings": [{"leaves": max(1, leaves // 10), "reorder": 100}],
             },
+            # Of the newer peers only the two cheap builds (about 3 s each with
+            # their processes); rabitq-qg, zvec and vsag take 6-9 s each to
+            # build at 10k and are left to the full plan.
+            {"adapter": "rabitq-ivf", "build": {"nbits": 9}, "settings": [{"nprobe": 16}]},
+            {"adapter": "glass", "build": {"R": 32, "L": 200}, "settings": [{"ef": 64, "rf": 1}]},
         ]
     # Probes as a fraction of the partitions: fixed (no expansion), and with
     # centroid expansion capped at twice the base probes; candidates grow
@@ -112,6 +125,10 @@ def plan(n: int, quick: bool) -> List[dict]:
         ]
     ]
     graph_ef = _ef([10, 16, 32, 48, 64, 96, 128, 256, 512])
+    # glass re-ranks 1.5 x the results asked for; rf asks for rf x k of them
+    # (its fixed 1.5 x k candidates top out below recall 0.98 at ef 512).
+    glass = [{"ef": e, "rf": 1} for e in (10, 16, 32, 48, 64, 96, 128, 256, 512)]
+    glass += [{"ef": e, "rf": 2} for e in (64, 128, 256, 512)] + [{"ef": 512, "rf": 4}]
     return [
         {"adapter": "svve", "build": {}, "settings": svve},
         {"adapter": "faiss-flat", "build": {}, "settings": [{}]},
@@ -127,8 +144,22 @@ def plan(n: int, quick: bool) -> List[dict]:
         },
         {"adapter": "faiss-ivfrabitq", "build": {}, "settings": rabitq},
         {"adapter": "scann", "build": {}, "settings": scann},
+        {
+            "adapter": "rabitq-ivf",
+            "build": {"nbits": 9},
+            "settings": [{"nprobe": p} for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)],
+        },
         # Graph indexes last: their builds are the slow ones here (n log n), so
-        # a dataset's wall budget runs out on them first.
+        # a dataset's wall budget runs out on them first. The strongest
+        # graph peers first, then the classic HNSW libraries.
+        {"adapter": "glass", "build": {"R": 32, "L": 200}, "settings": glass},
+        {
+            "adapter": "rabitq-qg",
+            "build": {"degree": 32, "efc": 200, "init": "random"},
+            "settings": graph_ef,
+        },
+        {"adapter": "zvec", "build": {"m": 16, "efc": 500}, "settings": graph_ef},
+        {"adapter": "vsag", "build": {"degree": 64, "efc": 400}, "settings": graph_ef},
         {"adapter": "hnswlib", "build": {"M": 16, "efc": 200}, "settings": graph_ef},
         {"adapter": "faiss-hnsw", "build": {"M": 32, "efc": 200}, "settings": graph_ef},
         {
@@ -142,6 +173,7 @@ def plan(n: int, quick: bool) -> List[dict]:
             "settings": [{"ef": e, "C": 50} for e in (16, 32, 64, 128, 256, 512)],
         },
         {"adapter": "hnswlib", "build": {"M": 32, "efc": 200}, "settings": graph_ef},
+        {"adapter": "zvec", "build": {"m": 32, "efc": 500}, "settings": graph_ef},
     ]
 
 
@@ -320,7 +352,10 @@ class Suite:
             )
         if not self.a.keep_indexes and name != "svve":
             for f in Path(idx).glob("*"):
-                f.unlink()
+                if f.is_dir():  # zvec's collection
+                    shutil.rmtree(f)
+                else:
+                    f.unlink()
 
     def skip(self, head: dict, reason: str) -> None:
         self.log(f"  skip {head['label']}: {reason}")
@@ -458,14 +493,19 @@ class Suite:
             self.svve_failures.append(f"{ds['dataset']}: {what}: {err}")
 
 
-def synthetic_dir(n: int, dim: int = 384, seed: int = 0, queries: int = 1000) -> str:
-    """A cached synthetic dataset (written once with benchmarks.harness.synthetic)."""
+def synthetic_dir(
+    n: int, dim: Optional[int] = None, seed: int = 0, queries: int = 1000, kind: str = "default"
+) -> str:
+    """A cached synthetic dataset (written once with benchmarks.harness.synthetic)
+    of ``kind`` (``default``, ``clustered``, ``ada``) with its default parameters."""
     from benchmarks.harness import synthetic
 
-    d = CACHE / f"synthetic-{n}-{dim}-s{seed}"
+    dim = dim or synthetic.DEFAULT_DIM[kind]
+    tag = "" if kind == "default" else f"{kind}-"  # the default kind keeps its old names
+    d = CACHE / f"synthetic-{tag}{n}-{dim}-s{seed}"
     if not (d / "meta.json").exists():
-        print(f"writing synthetic {n} x {dim} to {d} (once)", flush=True)
-        synthetic.write(d, n, dim, queries, seed)
+        print(f"writing synthetic {kind} {n} x {dim} to {d} (once)", flush=True)
+        synthetic.write(d, n, dim, queries, seed, kind)
     return str(d)
 
 
@@ -473,6 +513,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="svve-core benchmark suite")
     ap.add_argument("--dataset", action="append", default=[], help="dataset directory (repeatable)")
     ap.add_argument("--synthetic", default="", help="comma-separated sizes, e.g. 10000,100000")
+    ap.add_argument(
+        "--synthetic-kind",
+        choices=("default", "clustered", "ada"),
+        default="default",
+        help="kind of the --synthetic sets (benchmarks.harness.synthetic): default "
+        "(overlapping clusters, 384-d), clustered (well separated, 384-d), ada "
+        "(ada-002 stand-in, 1536-d)",
+    )
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true", help="smoke test: 10k synthetic, few settings")
     ap.add_argument("-k", type=int, default=10)
@@ -505,7 +553,7 @@ def main(argv=None) -> int:
         a.synthetic = "10000"
         a.queries = a.queries or 300
     sizes = sorted(int(s) for s in a.synthetic.split(",") if s)
-    dirs += [synthetic_dir(n) for n in sizes]
+    dirs += [synthetic_dir(n, kind=a.synthetic_kind) for n in sizes]
     if not dirs:
         ap.error("give --dataset DIR, --synthetic N or --quick")
     suite = Suite(a, out)
