@@ -217,7 +217,7 @@ impl Engine {
             return Ok(stats);
         }
         let router = Router::new(view, &self.centroids);
-        router.route(&s.query, plan, &mut s.route_order);
+        router.route(&s.query, plan, &mut s.route_order, &mut s.route_rest);
         let rows = rows_in(view, &s.route_order);
         s.probe_norms.clear();
         s.probe_norms.resize(view.partitions(), 0.0);
@@ -243,8 +243,9 @@ impl Engine {
         );
         s.best.drain_sorted(&mut s.out);
         if s.out.len() < plan.k {
-            // Every query must get min(k, n) rows. Only estimates that are not
-            // finite can leave Tier1 short; answer such a query exactly.
+            // Every query must get min(k, n) rows. Routing probes at least k
+            // rows, so only estimates that are not finite can leave Tier1
+            // short; answer such a query exactly.
             s.best.reset(plan.k);
             exact_scan(view, &s.query.q, 0, n, &mut s.best);
             s.best.drain_sorted(&mut s.out);

@@ -305,3 +305,36 @@ fn single_queries_split_over_the_pool_give_the_same_answers() {
     }
     pool::set_threads(0);
 }
+
+#[test]
+fn few_probes_of_small_partitions_probe_more_instead_of_brute_force() {
+    // 1000 partitions of ~2 rows: one probe mostly holds fewer than k = 10.
+    let dir = TempDir::new("topup");
+    let (e, data) = engine_with(&dir, Metric::L2, 1000);
+    let p = SearchParams {
+        nprobe: 1,
+        expansion: false,
+        candidates: 10,
+        ..Default::default()
+    };
+    let mut topped_up = 0;
+    for q in queries(20).chunks(DIM) {
+        let (ids, scores, stats) = e.search_with_stats(q, &p).unwrap();
+        assert_eq!(ids.len(), 10);
+        assert!(scores.windows(2).all(|w| w[0] <= w[1]), "l2: ascending");
+        topped_up += usize::from(stats.probed >= 2);
+        assert!(stats.scanned >= 10 && stats.scanned < N / 4, "{stats:?}");
+        assert!(stats.rescored < N, "no brute-force fallback: {stats:?}");
+    }
+    assert!(
+        topped_up >= 10,
+        "only {topped_up} of 20 queries needed more probes"
+    );
+    // The answers are still close: the top-1 is exact for most queries.
+    let mut top1 = 0;
+    for q in queries(20).chunks(DIM) {
+        let (ids, _) = e.search(q, &p).unwrap();
+        top1 += usize::from(ids[0] == 1000 + 7 * brute(&data, q, Metric::L2, 1)[0].0 as i64);
+    }
+    assert!(top1 >= 10, "top-1 right for {top1} of 20 queries");
+}
