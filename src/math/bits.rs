@@ -126,7 +126,11 @@ pub mod x86 {
     /// AND with a broadcast plane word, popcount and shifted add run in all 8
     /// lanes at once.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    unsafe fn plane_scan_avx512_inner(codes: CodeBlocks<'_>, q: Planes<'_>, out: &mut [u32]) {
+    unsafe fn plane_scan_avx512_inner<const B: usize>(
+        codes: CodeBlocks<'_>,
+        q: Planes<'_>,
+        out: &mut [u32],
+    ) {
         use std::arch::x86_64::*;
         let (blocks, words) = (codes.blocks, codes.words);
         let step = BLOCK * words;
@@ -141,7 +145,7 @@ pub mod x86 {
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(blocks.as_ptr().add((b + 2) * step).cast()) };
             }
             // SAFETY: same features as this function; `blk` is one block.
-            let (dot, pop) = unsafe { block_sums(blk, words, q) };
+            let (dot, pop) = unsafe { block_sums::<B>(blk, words, q.planes) };
             // Lane `l`: row `l`'s level dot in the low 32 bits, its popcount
             // in the high 32 (neither can overflow: < 2^24 bits, levels < 2^8).
             let total = _mm512_add_epi64(_mm512_slli_epi64::<32>(pop), dot);
@@ -156,42 +160,44 @@ pub mod x86 {
     }
 
     /// Per lane (row) of one block `blk` (`words * 8` words): the level dot
-    /// `sum_j 2^j popcount(code & plane_j)` and the popcount of the whole
-    /// code. Each 64-byte load is one word of 8 rows; the AND with a
-    /// broadcast plane word, popcount and add run in all 8 lanes at once.
-    /// Neither sum can overflow its lane (codes have < 2^24 bits, levels
-    /// are < 2^8).
+    /// `sum_j 2^j popcount(code & plane_j)` over the `B` planes and the
+    /// popcount of the whole code. Each 64-byte load is one word of 8 rows;
+    /// the AND with a broadcast plane word, popcount and add run in all 8
+    /// lanes at once. `B` is a constant so the plane loop unrolls and the
+    /// accumulators stay in registers (with a run-time count they were
+    /// indexed through the stack). Neither sum can overflow its lane (codes
+    /// have < 2^24 bits, levels are < 2^8).
     ///
     /// # Safety
     /// The CPU must support `avx512f` and `avx512vpopcntdq`;
-    /// `blk.len() >= words * 8`, `q.planes.len() >= q.bits * words`, `q.bits <= 8`.
+    /// `blk.len() >= words * 8`, `planes.len() >= B * words`.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     #[inline]
-    pub(crate) unsafe fn block_sums(
+    pub(crate) unsafe fn block_sums<const B: usize>(
         blk: &[u64],
         words: usize,
-        q: Planes<'_>,
+        planes: &[u64],
     ) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
         use std::arch::x86_64::*;
         // One accumulator per plane: the shifts by 2^j happen once per
         // block instead of once per word.
-        let mut acc = [_mm512_setzero_si512(); 8];
+        let mut acc = [_mm512_setzero_si512(); B];
         let mut pop = _mm512_setzero_si512();
         for w in 0..words {
             // SAFETY: `w < words` and `blk` has `words * 8` words.
             let c = unsafe { _mm512_loadu_si512(blk.as_ptr().add(w * BLOCK).cast()) };
             pop = _mm512_add_epi64(pop, _mm512_popcnt_epi64(c));
-            for (j, a) in acc.iter_mut().enumerate().take(q.bits) {
+            for (j, a) in acc.iter_mut().enumerate() {
                 // A broadcast load folds into the AND (no buffer of
                 // broadcast planes: allocating one per call cost ~5%).
-                // SAFETY: `j < bits`, `w < words`, planes has `bits * words`.
-                let p = _mm512_set1_epi64(unsafe { *q.planes.get_unchecked(j * words + w) } as i64);
+                // SAFETY: `j < B`, `w < words`, planes has `B * words`.
+                let p = _mm512_set1_epi64(unsafe { *planes.get_unchecked(j * words + w) } as i64);
                 let cnt = _mm512_popcnt_epi64(_mm512_and_si512(c, p));
                 *a = _mm512_add_epi64(*a, cnt);
             }
         }
         let mut dot = _mm512_setzero_si512();
-        for (j, a) in acc.iter().enumerate().take(q.bits) {
+        for (j, a) in acc.iter().enumerate() {
             dot = _mm512_add_epi64(dot, _mm512_sllv_epi64(*a, _mm512_set1_epi64(j as i64)));
         }
         (dot, pop)
@@ -200,8 +206,26 @@ pub mod x86 {
     /// True when the AVX-512 kernels may run on these arguments (else they
     /// fall back to the portable build).
     pub(crate) fn fits(codes: CodeBlocks<'_>, q: Planes<'_>) -> bool {
-        codes.words > 0 && q.bits <= 8 && q.planes.len() >= q.bits * codes.words
+        codes.words > 0 && (1..=8).contains(&q.bits) && q.planes.len() >= q.bits * codes.words
     }
+
+    /// Calls `f::<B>(args)` with `B` the run-time bit count (1..=8; `fits`
+    /// has checked it), so each plane count gets its own unrolled kernel.
+    macro_rules! by_bits {
+        ($bits:expr, $f:ident, ($($arg:expr),*)) => {
+            match $bits {
+                1 => $f::<1>($($arg),*),
+                2 => $f::<2>($($arg),*),
+                3 => $f::<3>($($arg),*),
+                4 => $f::<4>($($arg),*),
+                5 => $f::<5>($($arg),*),
+                6 => $f::<6>($($arg),*),
+                7 => $f::<7>($($arg),*),
+                _ => $f::<8>($($arg),*),
+            }
+        };
+    }
+    pub(crate) use by_bits;
 
     /// Bit-plane scan with AVX-512 VPOPCNTDQ; handed out by `Kernels::detect`
     /// only after run-time detection of `avx512f` and `avx512vpopcntdq`.
@@ -210,8 +234,9 @@ pub mod x86 {
             return super::plane_scan_portable(codes, q, out);
         }
         // SAFETY: `Kernels::detect` checked both features; every load is
-        // bounded by the block count computed from the slice lengths.
-        unsafe { plane_scan_avx512_inner(codes, q, out) }
+        // bounded by the block count computed from the slice lengths, and
+        // `fits` checked the planes for `q.bits`.
+        unsafe { by_bits!(q.bits, plane_scan_avx512_inner, (codes, q, out)) }
     }
 
     /// Bit-plane scan with `popcnt`. Only handed out by `Kernels::detect`

@@ -114,11 +114,11 @@ fn estimate_with(
 #[cfg(target_arch = "x86_64")]
 pub mod x86 {
     use super::{CodeBlocks, EstimateParams, Planes, RowFactors, BLOCK};
-    use crate::math::bits::x86::{block_sums, fits};
+    use crate::math::bits::x86::{block_sums, by_bits, fits};
     use crate::math::prefetch::prefetch;
 
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx2,fma")]
-    unsafe fn estimate_scan_avx512_inner(
+    unsafe fn estimate_scan_avx512_inner<const B: usize>(
         codes: CodeBlocks<'_>,
         q: Planes<'_>,
         rows: RowFactors<'_>,
@@ -146,7 +146,7 @@ pub mod x86 {
             }
             // SAFETY: features enabled on this function; `blk` is one block
             // and the wrapper checked `fits(codes, q)`.
-            let (dot, pop) = unsafe { block_sums(blk, words, q) };
+            let (dot, pop) = unsafe { block_sums::<B>(blk, words, q.planes) };
             let dot = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(dot));
             let pop = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(pop));
             let t = _mm256_sub_ps(_mm256_fmadd_ps(lo2, pop, _mm256_mul_ps(d2, dot)), all);
@@ -211,6 +211,12 @@ pub mod x86 {
         }
         // SAFETY: `Kernels::detect` checked every feature; loads are bounded
         // by the block count computed from the slice lengths.
-        unsafe { estimate_scan_avx512_inner(codes, q, rows, p, est, mask) }
+        unsafe {
+            by_bits!(
+                q.bits,
+                estimate_scan_avx512_inner,
+                (codes, q, rows, p, est, mask)
+            )
+        }
     }
 }
