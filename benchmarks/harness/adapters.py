@@ -150,10 +150,8 @@ class Svve(Adapter):
     def search_batch(self, queries, k):
         return self.engine.search_batch(queries, k, self.params)[0]
 
-    # Keys of SearchEngine.search_stats averaged into each record: the expected
-    # ones must be there; "rescued" (rows voting added) goes with the voting stage.
+    # Keys of SearchEngine.search_stats averaged into each record; all must be there.
     STATS = ("probed", "scanned", "survivors", "rescored")
-    OPTIONAL_STATS = ("rescued",)
 
     def stats(self, queries, k):
         rows = [self.engine.search_stats(q, k, self.params)[2] for q in queries[:200]]
@@ -163,10 +161,8 @@ class Svve(Adapter):
                 f"search_stats no longer returns {missing}; it returns {sorted(rows[0])}"
             )
         out = {}
-        for key in self.STATS + self.OPTIONAL_STATS:
-            vals = [r[key] for r in rows if key in r]
-            if vals:
-                out[key] = float(np.mean(vals))
+        for key in self.STATS:
+            out[key] = float(np.mean([r[key] for r in rows]))
         out["partitions"] = self.partitions
         return out
 
