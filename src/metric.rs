@@ -59,36 +59,6 @@ impl Metric {
         }
     }
 
-    /// The internal score of a point from `<q, c>`, `||q||^2` and `||c||^2`.
-    #[inline]
-    pub fn score_from_dot(self, dot: f32, q_norm2: f32, c_norm2: f32) -> f32 {
-        if self.is_distance() {
-            2.0 * dot - c_norm2 - q_norm2
-        } else {
-            dot
-        }
-    }
-
-    /// `<q, c>` back from an internal score (the inverse of [`Metric::score_from_dot`]).
-    #[inline]
-    pub fn dot_from_score(self, score: f32, q_norm2: f32, c_norm2: f32) -> f32 {
-        if self.is_distance() {
-            0.5 * (q_norm2 + c_norm2 + score)
-        } else {
-            score
-        }
-    }
-
-    /// `||q - c||^2` from an internal score.
-    #[inline]
-    pub fn dist2_from_score(self, score: f32, q_norm2: f32, c_norm2: f32) -> f32 {
-        if self.is_distance() {
-            -score
-        } else {
-            q_norm2 - 2.0 * score + c_norm2
-        }
-    }
-
     /// The part of a row's Tier1 estimate that depends only on its anchor:
     /// `<q, a>` for ip and cosine, `-||q - a||^2` for l2.
     #[inline]

@@ -12,7 +12,6 @@ use super::topk::{best_first, Scored};
 use super::view::View;
 use crate::math::int8::quantize_i8;
 use crate::math::Kernels;
-use crate::metric::Metric;
 
 /// What the router keeps per process: int8 centroids with one scale each
 /// (`c[p] ~= scale[p] * codes[p]`) and `||c_p||^2` of each exact centroid.
@@ -86,21 +85,23 @@ impl<'a> Router<'a> {
         Router { view, centroids }
     }
 
-    fn metric(&self) -> Metric {
-        self.view.metric
-    }
-
-    /// Exact routing score of partition `p` (higher is better).
+    /// Exact routing score of partition `p`: `-||q - c_p||^2`, whatever
+    /// the index's metric. Partitions are the L2 cells of k-means (every row
+    /// went to its L2-nearest centroid), so a query's neighbours lie in the
+    /// cells of its L2-nearest centroids. Routing cosine and ip indexes by
+    /// `<q, c_p>` instead favoured long centroids over near ones: on a
+    /// well-clustered 1M x 384 set (2000 partitions, centroid norms from
+    /// 0.18 to 1) the top 100 partitions by `<q, c_p>` held 0.956 of the
+    /// true top ten, the top 10 by distance all of it.
     fn route_score(&self, q: &[f32], p: usize) -> f32 {
-        self.metric()
-            .score(self.view.kernels, q, self.view.centroid(p))
+        -(self.view.kernels.l2sq)(q, self.view.centroid(p))
     }
 
-    /// Approximate routing score of partition `p`, from the int8 copy.
+    /// Approximate routing score of partition `p`, from the int8 copy:
+    /// `2 <q, c_p> - ||c_p||^2 - ||q||^2`.
     fn rank_score(&self, q: &PreparedQuery, p: usize) -> f32 {
         let dot = self.centroids.dot(self.view.kernels, q, p);
-        self.metric()
-            .score_from_dot(dot, q.norm2, self.centroids.norms[p])
+        2.0 * dot - self.centroids.norms[p] - q.norm2
     }
 
     /// Chooses the partitions to probe, best routing score first, into
@@ -135,11 +136,8 @@ impl<'a> Router<'a> {
         if plan.extra_probes > 0 && order.len() > nprobe {
             // The `nprobe` best first (the rest stay behind them, unordered).
             order.select_nth_unstable_by(nprobe - 1, best_first);
-            let norms = &self.centroids.norms;
-            let d2 = |r: &Scored| {
-                self.metric()
-                    .dist2_from_score(r.score, q.norm2, norms[r.row as usize])
-            };
+            // Routing scores are negated squared distances.
+            let d2 = |r: &Scored| -r.score;
             let first = order[..nprobe].iter().copied().min_by(best_first);
             let limit = first.map_or(0.0, |r| d2(&r)) * (1.0 + plan.expand_ratio);
             let mut i = 0;
@@ -187,17 +185,17 @@ impl<'a> Router<'a> {
     /// a probe costs no second dot product.
     pub fn probe(&self, q: &PreparedQuery, route: &Scored) -> Probe {
         let p = route.row as usize;
-        let metric = self.metric();
         let (q_dot_a, a2) = if self.view.centered {
+            // `-||q - c||^2 = 2 <q, c> - ||q||^2 - ||c||^2`, solved for `<q, c>`.
             let a2 = self.centroids.norms[p];
-            (metric.dot_from_score(route.score, q.norm2, a2), a2)
+            (0.5 * (q.norm2 + a2 + route.score), a2)
         } else {
             (0.0, 0.0)
         };
         let d2 = (q.norm2 - 2.0 * q_dot_a + a2).max(0.0);
         Probe {
             partition: p,
-            offset: metric.anchor_offset(q_dot_a, d2),
+            offset: self.view.metric.anchor_offset(q_dot_a, d2),
             centered_norm: d2.sqrt(),
         }
     }

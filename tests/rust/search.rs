@@ -338,3 +338,63 @@ fn few_probes_of_small_partitions_probe_more_instead_of_brute_force() {
     }
     assert!(top1 >= 10, "top-1 right for {top1} of 20 queries");
 }
+
+#[rstest]
+fn cosine_and_ip_indexes_route_to_the_nearest_cells(
+    #[values(Metric::Cosine, Metric::Ip)] metric: Metric,
+) {
+    // Partitions are L2 cells: with one probe, a query's answer must come
+    // from the cell of its L2-nearest centroid. Ranking cells by <q, c>
+    // (as ip and cosine indexes once did) picks long centroids over near
+    // ones whenever centroid norms differ, which k-means cells do.
+    use _svve_core::index::format::SectionKind;
+    let dir = TempDir::new("route");
+    let (e, data) = engine_with(&dir, metric, 40);
+    let f = e.file();
+    let centroids: &[f32] = f.section(SectionKind::Centroid);
+    let ids: &[i64] = f.section(SectionKind::Ids);
+    let offsets = f.offsets();
+    let p = SearchParams {
+        k: 1,
+        nprobe: 1,
+        expansion: false,
+        ..Default::default()
+    };
+    let norms: Vec<f32> = centroids
+        .chunks(DIM)
+        .map(|c| c.iter().map(|x| x * x).sum::<f32>().sqrt())
+        .collect();
+    let spread = norms.iter().cloned().fold(0.0f32, f32::max)
+        / norms.iter().cloned().fold(f32::MAX, f32::min);
+    assert!(
+        spread > 1.05,
+        "the test needs uneven centroid norms ({spread})"
+    );
+    let mut rng = crate::common::Rng::new(5);
+    let dist2 = |c: &[f32], q: &[f32]| c.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+    let mut worst = 1.0f32;
+    for i in (0..N).step_by(10) {
+        // Near the data, as queries are: a stored row plus noise.
+        let mut q: Vec<f32> = data[i * DIM..(i + 1) * DIM]
+            .iter()
+            .map(|x| x + 0.3 * rng.unit())
+            .collect();
+        if metric == Metric::Cosine {
+            let n = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+            q.iter_mut().for_each(|x| *x /= n);
+        }
+        let best = centroids
+            .chunks(DIM)
+            .map(|c| dist2(c, &q))
+            .fold(f32::MAX, f32::min);
+        let (found, _) = e.search(&q, &p).unwrap();
+        let row = ids.iter().position(|&i| i == found[0]).unwrap() as u64;
+        let part = offsets.partition_point(|&o| o <= row) - 1;
+        // The int8 ranking may swap near ties; nothing more.
+        worst = worst.max(dist2(&centroids[part * DIM..(part + 1) * DIM], &q) / best);
+    }
+    assert!(
+        worst < 1.05,
+        "a query went to a cell {worst}x farther than the nearest"
+    );
+}
