@@ -217,7 +217,7 @@ impl Engine {
             return Ok(stats);
         }
         let router = Router::new(view, &self.centroids);
-        router.route(&s.query, plan, &mut s.route_order, &mut s.route_rest);
+        router.route(&s.query, plan, &mut s.route_order);
         let rows = rows_in(view, &s.route_order);
         s.probe_norms.clear();
         s.probe_norms.resize(view.partitions(), 0.0);

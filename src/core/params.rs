@@ -147,8 +147,9 @@ macro_rules! search_params {
                 },)*]
             }
 
-            /// Sets the knob called `name`; a value of the wrong type or out
-            /// of its bounds is an error naming the knob.
+            /// Sets the knob called `name`; a value of the wrong type is an
+            /// error naming the knob. Bounds are checked by
+            /// [`SearchParams::validate`], once all knobs are set.
             pub fn set(&mut self, name: &str, value: ParamValue) -> Result<()> {
                 match name {
                     $(stringify!($name) => {
@@ -159,7 +160,7 @@ macro_rules! search_params {
                     })*
                     _ => return Err(Error::param("params", format!("no search parameter `{name}`"))),
                 }
-                self.validate()
+                Ok(())
             }
 
             /// Rejects values outside their bounds, naming the knob.

@@ -111,25 +111,16 @@ impl<'a> Router<'a> {
     /// the best one's (centroid expansion), plus, if those hold fewer than
     /// `k` rows, the next best until they hold `k` (so a query never comes
     /// back short). Ranking uses the int8 copy; selection is linear; only
-    /// the chosen partitions get exact scores and are sorted. `rest` is
-    /// scratch for the partitions not chosen.
-    pub fn route(
-        &self,
-        q: &PreparedQuery,
-        plan: &QueryPlan,
-        order: &mut Vec<Scored>,
-        rest: &mut Vec<Scored>,
-    ) {
+    /// the chosen partitions get exact scores and are sorted.
+    pub fn route(&self, q: &PreparedQuery, plan: &QueryPlan, order: &mut Vec<Scored>) {
         order.clear();
         order.extend((0..self.view.partitions()).map(|p| Scored {
             score: self.rank_score(q, p),
             row: p as u32,
         }));
-        rest.clear();
         let m = plan.max_probes().min(order.len());
         if m > 0 && m < order.len() {
             order.select_nth_unstable_by(m - 1, best_first);
-            rest.extend_from_slice(&order[m..]);
             order.truncate(m);
         }
         let nprobe = plan.nprobe;
@@ -143,26 +134,24 @@ impl<'a> Router<'a> {
             let mut i = 0;
             order.retain(|r| {
                 i += 1;
-                let keep = i <= nprobe || d2(r) <= limit;
-                if !keep {
-                    rest.push(*r);
-                }
-                keep
+                i <= nprobe || d2(r) <= limit
             });
         }
-        self.top_up(order, rest, plan.k);
+        self.top_up(q, order, plan.k);
         for r in order.iter_mut() {
             r.score = self.route_score(&q.q, r.row as usize);
         }
         order.sort_unstable_by(best_first);
     }
 
-    /// Adds the best partitions of `rest` to `order` until `order` holds at
-    /// least `k` rows. Small partitions exist (k-means cells are uneven):
-    /// without this, a query probing a few of them came back with fewer
-    /// than `k` survivors and fell back to brute force over the whole index
-    /// (at one probe on debian-minilm-384: p50 33 us, mean 139 us).
-    fn top_up(&self, order: &mut Vec<Scored>, rest: &mut [Scored], k: usize) {
+    /// Adds the next best partitions (by the int8 ranking) to `order` until
+    /// it holds at least `k` rows. Small partitions exist (k-means cells are
+    /// uneven): without this, a query probing a few of them came back with
+    /// fewer than `k` survivors and fell back to brute force over the whole
+    /// index (at one probe on debian-minilm-384: p50 33 us, mean 139 us).
+    /// Rare, so the ranking of the others is recomputed here rather than
+    /// kept for every query.
+    fn top_up(&self, q: &PreparedQuery, order: &mut Vec<Scored>, k: usize) {
         let rows = |r: &Scored| {
             let (a, b) = self.view.rows_of(r.row as usize);
             b - a
@@ -171,6 +160,13 @@ impl<'a> Router<'a> {
         if have >= k {
             return;
         }
+        let mut rest: Vec<Scored> = (0..self.view.partitions())
+            .filter(|&p| order.iter().all(|r| r.row as usize != p))
+            .map(|p| Scored {
+                score: self.rank_score(q, p),
+                row: p as u32,
+            })
+            .collect();
         rest.sort_unstable_by(best_first);
         for r in rest.iter() {
             if have >= k {

@@ -13,8 +13,6 @@ pub struct Scratch {
     pub query: PreparedQuery,
     /// Partitions in probe order, with their exact routing scores.
     pub route_order: Vec<Scored>,
-    /// Partitions routing did not choose (scratch for topping up).
-    pub route_rest: Vec<Scored>,
     /// `||q - anchor_p||` per partition (valid for probed ones).
     pub probe_norms: Vec<f32>,
     /// Tier1 kernel outputs for one chunk of rows.

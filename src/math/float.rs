@@ -76,17 +76,15 @@ pub mod x86 {
         _mm_cvtss_f32(s)
     }
 
-    /// `sum f(a[i], b[i])`: `load` reads 8 lanes of `b` as f32 (it is only
-    /// given pointers with 8 elements in bounds), `step` folds 8 lanes into
-    /// an accumulator, `tail` scores the last `n % 8` pairs.
+    /// `sum f(a[i], b[i])`: `step` folds 8 lanes of each into an
+    /// accumulator, `tail` scores the last `n % 8` pairs.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn fold<T: Copy>(
+    fn fold(
         a: &[f32],
-        b: &[T],
-        load: impl Fn(*const T) -> __m256,
+        b: &[f32],
         step: impl Fn(__m256, __m256, __m256) -> __m256,
-        tail: impl Fn(f32, T) -> f32,
+        tail: impl Fn(f32, f32) -> f32,
     ) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -95,15 +93,19 @@ pub mod x86 {
         while i + 32 <= n {
             for (j, r) in acc.iter_mut().enumerate() {
                 // SAFETY: `i + 8 j + 8 <= n`: 8 lanes of both slices in bounds.
-                let (x, y) =
-                    unsafe { (_mm256_loadu_ps(pa.add(i + 8 * j)), load(pb.add(i + 8 * j))) };
+                let (x, y) = unsafe {
+                    (
+                        _mm256_loadu_ps(pa.add(i + 8 * j)),
+                        _mm256_loadu_ps(pb.add(i + 8 * j)),
+                    )
+                };
                 *r = step(x, y, *r);
             }
             i += 32;
         }
         while i + 8 <= n {
             // SAFETY: `i + 8 <= n`.
-            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), load(pb.add(i))) };
+            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
             acc[0] = step(x, y, acc[0]);
             i += 8;
         }
@@ -116,27 +118,9 @@ pub mod x86 {
                 .sum::<f32>()
     }
 
-    /// 8 f32 lanes from `p`.
-    ///
-    /// # Safety
-    /// `p` points at 8 readable f32.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn load_f32(p: *const f32) -> __m256 {
-        // SAFETY: guaranteed by the caller.
-        unsafe { _mm256_loadu_ps(p) }
-    }
-
     #[target_feature(enable = "avx2,fma")]
     fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
-        fold(
-            a,
-            b,
-            // SAFETY: `fold` only passes pointers with 8 elements in bounds.
-            |p| unsafe { load_f32(p) },
-            |x, y, acc| _mm256_fmadd_ps(x, y, acc),
-            |x, y| x * y,
-        )
+        fold(a, b, |x, y, acc| _mm256_fmadd_ps(x, y, acc), |x, y| x * y)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -144,8 +128,6 @@ pub mod x86 {
         fold(
             a,
             b,
-            // SAFETY: `fold` only passes pointers with 8 elements in bounds.
-            |p| unsafe { load_f32(p) },
             |x, y, acc| {
                 let d = _mm256_sub_ps(x, y);
                 _mm256_fmadd_ps(d, d, acc)
