@@ -7,7 +7,7 @@
 //! into each row's bias and one encoding of `q` serves every partition.
 use crate::error::{Error, Result};
 use crate::limits::{norm2_f64, MAX_NORM2};
-use crate::math::int8::quantize_i8;
+use crate::math::int8::{quantize_i8, widen_query};
 use crate::math::quantize::QueryPlanes;
 use crate::metric::Metric;
 
@@ -20,8 +20,10 @@ pub struct PreparedQuery {
     pub norm2: f32,
     /// Bit-planes of `q` for the asymmetric scan.
     pub planes: QueryPlanes,
-    /// `q` quantized to int8 for ranking partitions: `q ~= q8_scale * q8`.
-    pub q8: Vec<i8>,
+    /// `q` quantized to int8 (`q ~= q8_scale * q8`).
+    q8: Vec<i8>,
+    /// `q8` widened for the router's block kernel ([`widen_query`]).
+    pub q16: Vec<i16>,
     /// Scale of `q8`.
     pub q8_scale: f32,
 }
@@ -65,6 +67,7 @@ impl PreparedQuery {
         self.norm2 = if metric.normalizes() { 1.0 } else { n * n };
         self.planes.encode(&self.q, usize::from(bits));
         self.q8_scale = quantize_i8(&self.q, &mut self.q8);
+        widen_query(&self.q8, &mut self.q16);
         Ok(())
     }
 }

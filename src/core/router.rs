@@ -10,14 +10,15 @@ use super::plan::QueryPlan;
 use super::query::PreparedQuery;
 use super::topk::{best_first, Scored};
 use super::view::View;
-use crate::math::int8::quantize_i8;
+use crate::math::int8::{interleave, pairs, quantize_i8, LANES};
 use crate::math::Kernels;
 
 /// What the router keeps per process: int8 centroids with one scale each
-/// (`c[p] ~= scale[p] * codes[p]`) and `||c_p||^2` of each exact centroid.
+/// (`c[p] ~= scale[p] * codes[p]`), interleaved in blocks of [`LANES`] for
+/// the block kernel, and `||c_p||^2` of each exact centroid.
 pub struct Centroids {
     dim: usize,
-    codes: Vec<i8>,
+    blocks: Vec<i16>,
     scales: Vec<f32>,
     norms: Vec<f32>,
 }
@@ -35,9 +36,13 @@ impl Centroids {
             codes.extend_from_slice(&row);
             norms.push((kernels.dot)(c, c));
         }
+        let mut blocks = Vec::with_capacity(rows.div_ceil(LANES) * LANES * (dim + 1));
+        for block in codes.chunks(LANES * dim.max(1)) {
+            interleave(block, dim, &mut blocks);
+        }
         Centroids {
             dim,
-            codes,
+            blocks,
             scales,
             norms,
         }
@@ -53,11 +58,24 @@ impl Centroids {
         self.scales.is_empty()
     }
 
-    /// Approximate `<q, c_p>` from the int8 query and centroid.
-    #[inline]
-    fn dot(&self, kernels: &Kernels, q: &PreparedQuery, p: usize) -> f32 {
-        let c = &self.codes[p * self.dim..(p + 1) * self.dim];
-        self.scales[p] * q.q8_scale * (kernels.dot_i8)(&q.q8, c) as f32
+    /// Appends the approximate routing score of every partition to `out`
+    /// (`row` = partition): `2 <q, c_p> - ||c_p||^2 - ||q||^2`, the negated
+    /// squared distance with `<q, c_p>` from the int8 copies.
+    fn rank_all(&self, kernels: &Kernels, q: &PreparedQuery, out: &mut Vec<Scored>) {
+        let step = pairs(self.dim) * LANES * 2;
+        let mut dots = [0i32; LANES];
+        for (b, block) in self.blocks.chunks_exact(step.max(1)).enumerate() {
+            (kernels.dot_i8_block)(block, &q.q16, &mut dots);
+            let first = b * LANES;
+            let last = (first + LANES).min(self.len());
+            for (p, &d) in (first..last).zip(&dots) {
+                let dot = self.scales[p] * q.q8_scale * d as f32;
+                out.push(Scored {
+                    score: 2.0 * dot - self.norms[p] - q.norm2,
+                    row: p as u32,
+                });
+            }
+        }
     }
 }
 
@@ -97,13 +115,6 @@ impl<'a> Router<'a> {
         -(self.view.kernels.l2sq)(q, self.view.centroid(p))
     }
 
-    /// Approximate routing score of partition `p`, from the int8 copy:
-    /// `2 <q, c_p> - ||c_p||^2 - ||q||^2`.
-    fn rank_score(&self, q: &PreparedQuery, p: usize) -> f32 {
-        let dot = self.centroids.dot(self.view.kernels, q, p);
-        2.0 * dot - self.centroids.norms[p] - q.norm2
-    }
-
     /// Chooses the partitions to probe, best routing score first, into
     /// `order` (`row` = partition, `score` = its exact routing score): the
     /// plan's `nprobe` best, plus up to `extra_probes` of the next best
@@ -114,10 +125,7 @@ impl<'a> Router<'a> {
     /// the chosen partitions get exact scores and are sorted.
     pub fn route(&self, q: &PreparedQuery, plan: &QueryPlan, order: &mut Vec<Scored>) {
         order.clear();
-        order.extend((0..self.view.partitions()).map(|p| Scored {
-            score: self.rank_score(q, p),
-            row: p as u32,
-        }));
+        self.centroids.rank_all(self.view.kernels, q, order);
         let m = plan.max_probes().min(order.len());
         if m > 0 && m < order.len() {
             order.select_nth_unstable_by(m - 1, best_first);
@@ -160,13 +168,9 @@ impl<'a> Router<'a> {
         if have >= k {
             return;
         }
-        let mut rest: Vec<Scored> = (0..self.view.partitions())
-            .filter(|&p| order.iter().all(|r| r.row as usize != p))
-            .map(|p| Scored {
-                score: self.rank_score(q, p),
-                row: p as u32,
-            })
-            .collect();
+        let mut rest = Vec::with_capacity(self.centroids.len());
+        self.centroids.rank_all(self.view.kernels, q, &mut rest);
+        rest.retain(|r| order.iter().all(|o| o.row != r.row));
         rest.sort_unstable_by(best_first);
         for r in rest.iter() {
             if have >= k {

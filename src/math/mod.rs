@@ -13,8 +13,8 @@ pub mod quantize;
 pub struct Kernels {
     /// Inner product of two equal-length slices.
     pub dot: fn(&[f32], &[f32]) -> f32,
-    /// `sum a_j b_j` of two int8 slices of equal length, exact in i32.
-    pub dot_i8: fn(&[i8], &[i8]) -> i32,
+    /// Int8 dot products of a query with a block of centroids, see [`int8`].
+    pub dot_i8_block: int8::DotBlockFn,
     /// `out[i] = <x, rows[i]>` for the rows of a row-major matrix.
     pub dot_rows: fn(&[f32], &[f32], &mut [f32]),
     /// Squared Euclidean distance of two equal-length slices.
@@ -36,7 +36,7 @@ impl Kernels {
     const PORTABLE: Kernels = Kernels {
         dot: float::dot_portable,
         dot_rows: float::dot_rows_portable,
-        dot_i8: int8::dot_i8_portable,
+        dot_i8_block: int8::dot_block_portable,
         l2sq: float::l2sq_portable,
         plane_scan: bits::plane_scan_portable,
         estimate_scan: estimate::estimate_scan_portable,
@@ -88,12 +88,12 @@ impl Kernels {
             {
                 k.dot = float::x86::dot_avx2;
                 k.dot_rows = float::x86::dot_rows_avx2;
-                k.dot_i8 = int8::x86::dot_i8_avx2;
+                k.dot_i8_block = int8::x86::dot_block_avx2;
                 k.l2sq = float::x86::l2sq_avx2;
                 isa.push("avx2");
             }
             if avx512 && std::arch::is_x86_feature_detected!("avx512bw") {
-                k.dot_i8 = int8::x86::dot_i8_avx512;
+                k.dot_i8_block = int8::x86::dot_block_avx512;
                 isa.push("avx512bw");
             }
             k.isa = match isa.join("+").as_str() {

@@ -204,50 +204,60 @@ fn blocked_layout_round_trips(#[values(1, 6, 24)] words: usize, #[values(1, 8, 1
 }
 
 #[rstest]
-fn int8_dot_matches_reference(
+fn int8_block_dot_matches_reference(
     #[values(1, 15, 16, 31, 32, 63, 64, 65, 384, 1536, 1537)] dim: usize,
+    #[values(1, 7, 16)] rows: usize,
 ) {
-    use _svve_core::math::int8::{dot_i8_portable, quantize_i8};
-    let mut rng = Rng::new(dim as u64 + 5);
+    use _svve_core::math::int8::{
+        dot_block_portable, interleave, quantize_i8, widen_query, DotBlockFn, LANES,
+    };
+    let mut rng = Rng::new(dim as u64 * 17 + rows as u64);
+    let mut byte = || (rng.next_u64() % 256) as u8 as i8;
     let mut cases: Vec<(Vec<i8>, Vec<i8>)> = (0..4)
         .map(|_| {
-            let a = (0..dim)
-                .map(|_| (rng.next_u64() % 256) as u8 as i8)
-                .collect();
-            let b = (0..dim)
-                .map(|_| (rng.next_u64() % 256) as u8 as i8)
-                .collect();
-            (a, b)
+            let q = (0..dim).map(|_| byte()).collect();
+            let c = (0..rows * dim).map(|_| byte()).collect();
+            (q, c)
         })
         .collect();
     // The extremes: every product at its largest magnitude, both signs.
-    cases.push((vec![-128; dim], vec![-128; dim]));
-    cases.push((vec![127; dim], vec![-128; dim]));
-    type DotI8 = fn(&[i8], &[i8]) -> i32;
-    let mut variants: Vec<(&str, DotI8)> = vec![("portable", dot_i8_portable)];
+    cases.push((vec![-128; dim], vec![-128; rows * dim]));
+    cases.push((vec![127; dim], vec![-128; rows * dim]));
+    let mut variants: Vec<(&str, DotBlockFn)> = vec![("portable", dot_block_portable)];
     #[cfg(target_arch = "x86_64")]
     {
         use _svve_core::math::int8::x86;
         if std::arch::is_x86_feature_detected!("avx2") {
-            variants.push(("avx2", x86::dot_i8_avx2));
+            variants.push(("avx2", x86::dot_block_avx2));
         }
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
         {
-            variants.push(("avx512bw", x86::dot_i8_avx512));
+            variants.push(("avx512bw", x86::dot_block_avx512));
         }
     }
-    variants.extend(kernel_sets().into_iter().map(|k| (k.isa, k.dot_i8)));
-    for (a, b) in &cases {
-        let want: i64 = a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| i64::from(x) * i64::from(y))
-            .sum();
+    variants.extend(kernel_sets().into_iter().map(|k| (k.isa, k.dot_i8_block)));
+    for (q, c) in &cases {
+        let (mut block, mut q16) = (Vec::new(), Vec::new());
+        interleave(c, dim, &mut block);
+        widen_query(q, &mut q16);
         for (name, f) in &variants {
-            assert_eq!(i64::from(f(a, b)), want, "{name} dim {dim}");
+            let mut out = [7i32; LANES];
+            f(&block, &q16, &mut out);
+            for (l, &got) in out.iter().enumerate() {
+                let want: i64 = if l < rows {
+                    q.iter()
+                        .zip(&c[l * dim..(l + 1) * dim])
+                        .map(|(&x, &y)| i64::from(x) * i64::from(y))
+                        .sum()
+                } else {
+                    0 // a missing lane holds zeros
+                };
+                assert_eq!(i64::from(got), want, "{name} dim {dim} lane {l}");
+            }
         }
     }
+    let mut rng = Rng::new(dim as u64 + 5);
     // Quantization: v ~= scale * code, within half a step per component.
     let v: Vec<f32> = (0..dim).map(|_| rng.unit() * 3.0).collect();
     let mut code = Vec::new();
