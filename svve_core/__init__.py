@@ -8,7 +8,15 @@
 
 from svve_core import _svve_core, exceptions
 from svve_core.engine import SearchEngine, build_index
-from svve_core.schemas import EngineConfig, IndexConfig, IndexInfo, IndexManifest, SearchParams
+from svve_core.schemas import (
+    Calibration,
+    CalibrationPoint,
+    EngineConfig,
+    IndexConfig,
+    IndexInfo,
+    IndexManifest,
+    SearchParams,
+)
 
 __version__ = _svve_core.__version__
 FORMAT_VERSION = _svve_core.FORMAT_VERSION
@@ -44,6 +52,8 @@ def build_id() -> str:
 
 __all__ = [
     "FORMAT_VERSION",
+    "Calibration",
+    "CalibrationPoint",
     "EngineConfig",
     "IndexConfig",
     "IndexInfo",

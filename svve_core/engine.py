@@ -23,6 +23,7 @@ from svve_core.exceptions import (
     InvalidShapeError,
 )
 from svve_core.schemas import (
+    Calibration,
     EngineConfig,
     IndexConfig,
     IndexInfo,
@@ -252,6 +253,15 @@ class SearchEngine:
         st = self._state
         m = st.manifest
         sizes = dict(st.core.section_bytes())
+        cal_json = st.core.calibration_json()
+        calibration = None if cal_json is None else Calibration.model_validate_json(cal_json)
+        warnings = []
+        if calibration is None:
+            warnings.append(
+                "this index has no recall calibration (a format version 1 file or a build with "
+                "calibrate=False): target_recall is ignored and searches use fixed rules; "
+                "rebuild it to calibrate"
+            )
         return IndexInfo(
             path=os.fspath(st.core.path),
             n=m.n,
@@ -266,6 +276,8 @@ class SearchEngine:
             partitions=m.partitions,
             build=m.build,
             isa=st.core.isa,
+            calibration=calibration,
+            warnings=warnings,
         )
 
     def arrays(self) -> Dict[str, np.ndarray]:

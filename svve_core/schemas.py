@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Dict, Literal
+from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -47,6 +47,11 @@ class IndexConfig(_Model):
         "else round(2 sqrt(n))).",
     )
     seed: int = Field(default=0, ge=0, le=2**64 - 1, description="Seed of the k-means sampling.")
+    calibrate: bool = Field(
+        default=True,
+        description="Measure at build which search settings reach each recall target "
+        "(SearchParams.target_recall); without it, searches use fixed rules.",
+    )
 
 
 def _knob(name: str) -> Any:
@@ -71,6 +76,7 @@ class SearchParams(_Model):
     this class only declares them for type checkers (a test checks the two
     agree)."""
 
+    target_recall: float = _knob("target_recall")
     exact: bool = _knob("exact")
     candidates: int = _knob("candidates")
     nprobe: int = _knob("nprobe")
@@ -136,6 +142,31 @@ class IndexManifest(_Model):
         return self
 
 
+class CalibrationPoint(_Model):
+    """The settings that reached one recall target at calibration."""
+
+    target: float = Field(description="Mean recall@k target.")
+    exact: bool = Field(description="No approximate setting reached it: answered exactly.")
+    nprobe: int
+    expand_ratio: float
+    expand_probes: int
+    candidates: int = Field(description="Tier1 survivors at the calibration's k.")
+    recall: float = Field(description="Mean recall@k on the calibration queries.")
+    recall_p10: float = Field(description="10th percentile of per-query recall.")
+    cost_us: float = Field(description="Modelled microseconds per query.")
+
+
+class Calibration(_Model):
+    """How an index was calibrated (``info().calibration``)."""
+
+    k: int
+    queries: int = Field(description="Calibration queries (rows of the index, leave-one-out).")
+    source: str
+    settings_tried: int
+    seconds: float = Field(description="Time the calibration took.")
+    points: List[CalibrationPoint]
+
+
 class IndexInfo(_Model):
     """What ``SearchEngine.info()`` and ``build_index`` report."""
 
@@ -152,3 +183,7 @@ class IndexInfo(_Model):
     partitions: int
     build: IndexConfig
     isa: str = Field(description="Instruction set the kernels dispatched to.")
+    calibration: Optional[Calibration] = Field(
+        default=None, description="Recall calibration; None for files without one."
+    )
+    warnings: List[str] = Field(default_factory=list)

@@ -7,8 +7,9 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use super::gil::enter;
+use crate::core::calibrate::build_index as core_build;
 use crate::error::Error;
-use crate::index::{build_index as core_build, BuildConfig, Metric, Progress};
+use crate::index::{BuildConfig, Metric, Progress};
 
 /// Calls back into Python between chunks; remembers the first exception.
 /// The callback cancels by raising (that exception propagates) or by

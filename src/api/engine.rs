@@ -118,6 +118,13 @@ impl PyEngine {
         self.inner.file().manifest_json().to_owned()
     }
 
+    /// The recall calibration as JSON (`None`: a version 1 file or an
+    /// uncalibrated build).
+    fn calibration_json(&self) -> Option<String> {
+        let c = self.inner.file().calibration()?;
+        serde_json::to_string(c).ok()
+    }
+
     /// Bytes per part: `{"tier1": ..., "tier2": ..., "ids": ..., "file": ...}`.
     fn section_bytes(&self) -> [(&'static str, usize); 4] {
         let f = self.inner.file();

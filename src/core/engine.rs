@@ -127,7 +127,36 @@ impl Engine {
         } else {
             usize::MAX
         };
-        QueryPlan::new(params, f.len(), parts, f.metric(), split_from)
+        QueryPlan::new(
+            params,
+            f.len(),
+            parts,
+            f.metric(),
+            split_from,
+            f.calibration(),
+        )
+    }
+
+    /// Runs `plan` for each row of `queries` (`b x dim`) on the pool and
+    /// returns each query's result rows (stored order, best first) and
+    /// stats; for calibration, which builds its own plans.
+    pub(crate) fn run_plan(
+        &self,
+        queries: &[f32],
+        plan: &QueryPlan,
+    ) -> Result<Vec<(Vec<u32>, SearchStats)>> {
+        let view = View::new(&self.file, &self.kernels);
+        pool::install(|| {
+            queries
+                .par_chunks_exact(self.dim())
+                .map(|q| {
+                    with_scratch(|s| {
+                        let stats = self.run_query(&view, q, plan, s)?;
+                        Ok((s.out.iter().map(|r| r.row).collect(), stats))
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Top-k of one query: `(ids, scores)`, best first, `min(k, n)` long.

@@ -3,7 +3,9 @@
 //! encode ([`query`]) -> route ([`router`]: probes and centroid expansion)
 //! -> Tier1 scan ([`tier1`]) -> exact rescoring with error bounds
 //! ([`rescore`]) -> top-k ([`topk`]). [`exact`] is brute force; [`view`]
-//! is the typed projection of the mapped file that every stage reads.
+//! is the typed projection of the mapped file that every stage reads;
+//! [`calibrate`] measures, at build, the settings each recall target needs.
+pub mod calibrate;
 pub mod engine;
 pub mod exact;
 pub mod params;

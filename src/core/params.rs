@@ -2,8 +2,8 @@
 //! and descriptions. [`search_params!`] writes the struct, its `Default`,
 //! its validation and the table ([`SearchParams::spec`]) that the Python
 //! package reads to build `svve_core.SearchParams`; nothing else lists them.
-//! How a knob of 0 ("automatic") becomes a number is the plan's business
-//! (`core::plan`).
+//! How a knob of 0 ("automatic": calibrated for `target_recall`) becomes a
+//! number is the plan's business (`core::plan`).
 use crate::error::{Error, Result};
 
 /// A knob's value as the Python side sees it.
@@ -194,16 +194,18 @@ macro_rules! search_params {
 }
 
 search_params! {
+    target_recall: f32 = 0.95, (1e-6, 1.0),
+        "Mean recall@k to reach: effort knobs left at 0 take the settings the index calibrated for this target (1.0 = exact).";
     exact: bool = false, flag,
         "Score every vector exactly in float32 (brute force).";
     candidates: usize = 0, (0, usize::MAX),
-        "Tier1 survivors handed to Tier2; 0 = auto (max(20 k, 200)).";
+        "Tier1 survivors handed to Tier2; 0 = calibrated for target_recall.";
     nprobe: usize = 0, (0, usize::MAX),
-        "Partitions Tier1 always scans; 0 = auto (max(8, partitions / 10)).";
+        "Partitions Tier1 always scans; 0 = calibrated for target_recall.";
     expand_probes: usize = 0, (0, usize::MAX),
-        "Most extra partitions expansion may open; 0 = auto (2 nprobe).";
-    expand_ratio: f32 = 0.7, (0.0, f32::MAX),
-        "Open an extra partition if its squared centroid distance is within (1 + expand_ratio) of the nearest centroid's.";
+        "Most extra partitions expansion may open; 0 = calibrated for target_recall.";
+    expand_ratio: f32 = 0.0, (0.0, f32::MAX),
+        "Open an extra partition if its squared centroid distance is within (1 + expand_ratio) of the nearest centroid's; 0 = calibrated for target_recall.";
     query_bits: u8 = 4, (1, 8),
         "Bits per query level in the Tier1 estimate.";
     expansion: bool = true, flag,

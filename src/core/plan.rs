@@ -3,6 +3,7 @@
 //! automatic rules for knobs left at 0 live here and nowhere else.
 use super::params::SearchParams;
 use crate::error::Result;
+use crate::index::{Calibration, CalibrationPoint};
 use crate::metric::Metric;
 
 /// What one query will do.
@@ -37,42 +38,69 @@ impl QueryPlan {
     /// The plan for `params` on an index of `n` rows in `partitions`
     /// partitions. `split_from_rows` is where a single query's scans start
     /// to split over the pool (`usize::MAX` keeps them inline).
+    ///
+    /// Effort knobs left at 0 come from the index's `calibration` for the
+    /// query's `target_recall` (the first calibrated target at or above
+    /// it), else from the fixed rules below. A target above the highest
+    /// calibrated one, or one no approximate setting reached at
+    /// calibration, is answered exactly unless an effort knob is set.
     pub fn new(
         params: &SearchParams,
         n: usize,
         partitions: usize,
         metric: Metric,
         split_from_rows: usize,
+        calibration: Option<&Calibration>,
     ) -> Result<Self> {
         params.validate()?;
         let parts = partitions.max(1);
-        let nprobe = if params.nprobe == 0 {
-            auto_nprobe(parts)
-        } else {
-            params.nprobe
+        let target = f64::from(params.target_recall);
+        let point = calibration.and_then(|c| c.point_for(target).map(|p| (p, c.k)));
+        let explicit = params.nprobe != 0
+            || params.candidates != 0
+            || params.expand_probes != 0
+            || params.expand_ratio != 0.0;
+        // Beyond what calibration measured (or 1 on an uncalibrated index),
+        // only brute force is known to deliver.
+        let beyond = match calibration {
+            Some(_) => point.is_none_or(|(p, _)| p.exact),
+            None => target >= 1.0,
+        };
+        let exact = params.exact || (!explicit && beyond);
+        // The calibrated point, when the plan takes anything from it.
+        let cal: Option<&CalibrationPoint> = point.map(|(p, _)| p).filter(|p| !p.exact);
+        let nprobe = match (params.nprobe, cal) {
+            (0, Some(p)) => p.nprobe,
+            (0, None) => auto_nprobe(parts),
+            (m, _) => m,
         }
         .clamp(1, parts);
-        let extra_probes = if !params.expansion {
-            0
-        } else if params.expand_probes == 0 {
-            auto_expand_probes(nprobe)
-        } else {
-            params.expand_probes
+        let expand_ratio = match (params.expand_ratio, cal) {
+            (r, _) if r != 0.0 => r,
+            (_, Some(p)) => p.expand_ratio,
+            _ => DEFAULT_EXPAND_RATIO,
+        };
+        // A calibrated cap goes with the calibrated `nprobe` only.
+        let extra_probes = match (params.expansion, params.expand_probes, cal) {
+            (false, _, _) => 0,
+            (true, 0, Some(p)) if params.nprobe == 0 => p.expand_probes,
+            (true, 0, _) => auto_expand_probes(nprobe),
+            (true, e, _) => e,
         }
         .min(parts - nprobe);
-        let candidates = if params.candidates == 0 {
-            auto_candidates(params.k)
-        } else {
-            params.candidates
+        let candidates = match (params.candidates, point) {
+            (0, Some((p, cal_k))) if !p.exact => scale_candidates(p.candidates, params.k, cal_k),
+            (0, _) => auto_candidates(params.k),
+            (c, _) => c,
         };
         let weight = metric.estimate_weight();
         Ok(QueryPlan {
             k: params.k.min(n),
-            exact: params.exact,
+            exact,
             query_bits: params.query_bits,
             nprobe,
             extra_probes,
-            expand_ratio: params.expand_ratio,
+            expand_ratio,
             candidates: candidates.max(params.k).min(n),
             weight,
             bound_margin: params.expansion.then_some(weight * params.epsilon),
@@ -91,7 +119,17 @@ impl QueryPlan {
     }
 }
 
-/// Default Tier1 survivors: `max(20 k, 200)`. The error bound, not this
+/// Expansion ratio of an uncalibrated index (version 1 files, or builds
+/// with `calibrate = false`).
+pub const DEFAULT_EXPAND_RATIO: f32 = 0.7;
+
+/// Calibrated survivors for `k` results: calibration ran at `cal_k`; more
+/// results need proportionally more survivors, fewer keep the count.
+pub fn scale_candidates(calibrated: usize, k: usize, cal_k: usize) -> usize {
+    calibrated.saturating_mul(k.max(cal_k)) / cal_k.max(1)
+}
+
+/// Default Tier1 survivors of an uncalibrated index: `max(20 k, 200)`. The error bound, not this
 /// cap, decides how many are rescored (about 60 for k = 10 on
 /// debian-minilm-384, where 100 would do and save ~15% of the time); on
 /// harder data (overlapping clusters) every survivor gets rescored and
@@ -100,7 +138,7 @@ pub fn auto_candidates(k: usize) -> usize {
     k.saturating_mul(20).max(200)
 }
 
-/// Default probes before expansion: 1/10 of the partitions, at least 8.
+/// Default probes of an uncalibrated index before expansion: 1/10 of the partitions, at least 8.
 pub fn auto_nprobe(partitions: usize) -> usize {
     (partitions / 10).max(8)
 }

@@ -6,14 +6,14 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use super::calibration::{Calibration, SLOT_BYTES};
 use super::format::SectionKind;
 use super::kmeans::{self, sample_indices, Rng, SAMPLE_PER_CENTROID};
 use super::manifest::{BuildConfig, Manifest, Metric};
-use super::writer::{write_index, SectionPlan};
+use super::writer::{write_pending, Pending, SectionPlan};
 use crate::error::{Error, Result};
 use crate::limits::{norm2_f64, MAX_NORM2};
 use crate::math::bits::{to_blocked, BLOCK};
-use crate::math::float::norm;
 use crate::math::quantize::{sign_code, words_for};
 use crate::math::Kernels;
 use crate::pool;
@@ -56,9 +56,14 @@ impl Progress for () {
 const CHUNK_ROWS: usize = 16_384;
 
 /// Progress units of a build of `n` rows: assignment to partitions,
-/// encoding and writing, `n` rows each.
-fn work_units(n: usize) -> usize {
-    3 * n
+/// encoding and writing, `n` rows each, and `n` more for the calibration
+/// (`core::calibrate`) when the build calibrates.
+pub fn work_units(n: usize, calibrate: bool) -> usize {
+    if calibrate {
+        4 * n
+    } else {
+        3 * n
+    }
 }
 
 /// Per-row Tier1 factors: see the blueprint, stage "Tier1 estimate".
@@ -69,7 +74,8 @@ struct Factors {
 }
 
 /// Validates `vectors` (`n` rows of `dim`) and `ids`, then writes the index
-/// to `path` atomically. Returns the manifest that was written.
+/// to `path` atomically, without a calibration (`core::calibrate` builds
+/// calibrated files). Returns the manifest that was written.
 pub fn build_index(
     path: &Path,
     vectors: &[f32],
@@ -79,12 +85,28 @@ pub fn build_index(
     config: &BuildConfig,
     progress: &mut dyn Progress,
 ) -> Result<Manifest> {
+    let (manifest, pending) = build_pending(path, vectors, dim, ids, metric, config, progress)?;
+    pending.commit()?;
+    Ok(manifest)
+}
+
+/// [`build_index`] up to the rename: the complete file, its calibration
+/// section a placeholder, under a temporary name.
+pub fn build_pending(
+    path: &Path,
+    vectors: &[f32],
+    dim: usize,
+    ids: Option<&[i64]>,
+    metric: Metric,
+    config: &BuildConfig,
+    progress: &mut dyn Progress,
+) -> Result<(Manifest, Pending)> {
     let n = check_input(vectors, dim, ids)?;
-    let total = work_units(n);
+    let total = work_units(n, config.calibrate);
     let norms = row_scales(vectors, dim, metric)?;
     let row = |i: usize, buf: &mut [f32]| {
         for (o, &x) in buf.iter_mut().zip(&vectors[i * dim..(i + 1) * dim]) {
-            *o = x * norms[i];
+            *o = (f64::from(x) * norms[i]) as f32;
         }
     };
     let kernels = Kernels::detect();
@@ -100,7 +122,8 @@ pub fn build_index(
         }
         kmeans::train(&sample, dim, parts, config.seed, &kernels)
     };
-    let (order, offsets) = partition_order(n, dim, &centroids, &row, &kernels, &mut *progress)?;
+    let (order, offsets) =
+        partition_order(n, dim, &centroids, &row, &kernels, &mut *progress, total)?;
     let anchors = if config.center {
         centroids.clone()
     } else {
@@ -140,7 +163,9 @@ pub fn build_index(
         plan(SectionKind::Factors, 3, n),
         plan(SectionKind::Vectors, n, dim),
         plan(SectionKind::Ids, n, 1),
+        plan(SectionKind::Calibration, SLOT_BYTES, 1),
     ];
+    let placeholder = Calibration::encode_slot(None).map_err(|e| Error::param("calibration", e))?;
     let default_ids: Vec<i64>;
     let ids = match ids {
         Some(ids) => ids,
@@ -149,7 +174,7 @@ pub fn build_index(
             &default_ids
         }
     };
-    write_index(path, &plans, |kind, sink| match kind {
+    let pending = write_pending(path, &plans, |kind, sink| match kind {
         SectionKind::Manifest => sink.write(&manifest_json),
         SectionKind::Centroid => sink.write_pod(&centroids),
         SectionKind::Offsets => sink.write_pod(&offsets),
@@ -180,8 +205,9 @@ pub fn build_index(
             let stored: Vec<i64> = order.iter().map(|&r| ids[r as usize]).collect();
             sink.write_pod(&stored)
         }
+        SectionKind::Calibration => sink.write(&placeholder),
     })?;
-    Ok(manifest)
+    Ok((manifest, pending))
 }
 
 fn plan(kind: SectionKind, rows: usize, cols: usize) -> SectionPlan {
@@ -256,16 +282,18 @@ fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize
 }
 
 /// Per-row multipliers: `1 / ||x||` for cosine, `1` otherwise.
-fn row_scales(vectors: &[f32], dim: usize, metric: Metric) -> Result<Vec<f32>> {
+/// In f64: a row of subnormal values has a norm whose f32 inverse is
+/// infinite, which made its stored unit vector infinite.
+fn row_scales(vectors: &[f32], dim: usize, metric: Metric) -> Result<Vec<f64>> {
     let n = vectors.len() / dim;
     if !metric.normalizes() {
         return Ok(vec![1.0; n]);
     }
-    let scales: Vec<f32> = pool::install(|| {
+    let scales: Vec<f64> = pool::install(|| {
         vectors
             .par_chunks(dim)
             .map(|r| {
-                let s = norm(r);
+                let s = norm2_f64(r).sqrt();
                 if s > 0.0 {
                     1.0 / s
                 } else {
@@ -283,7 +311,7 @@ fn row_scales(vectors: &[f32], dim: usize, metric: Metric) -> Result<Vec<f32>> {
 }
 
 /// Mean of the (scaled) rows, accumulated in f64.
-fn mean(vectors: &[f32], dim: usize, scales: &[f32]) -> Vec<f32> {
+fn mean(vectors: &[f32], dim: usize, scales: &[f64]) -> Vec<f32> {
     let n = scales.len();
     let sum = pool::install(|| {
         vectors
@@ -293,7 +321,7 @@ fn mean(vectors: &[f32], dim: usize, scales: &[f32]) -> Vec<f32> {
                 || vec![0.0f64; dim],
                 |mut acc, (r, &s)| {
                     for (a, &x) in acc.iter_mut().zip(r) {
-                        *a += f64::from(x * s);
+                        *a += f64::from(x) * s;
                     }
                     acc
                 },
@@ -321,9 +349,9 @@ fn partition_order(
     row: &(dyn Fn(usize, &mut [f32]) + Sync),
     kernels: &Kernels,
     progress: &mut dyn Progress,
+    total: usize,
 ) -> Result<(Vec<u32>, Vec<u64>)> {
     let parts = centroids.len() / dim;
-    let total = work_units(n);
     let mut assign = vec![0u32; n];
     if parts == 1 && !progress.report(n, total) {
         return Err(Error::Cancelled);

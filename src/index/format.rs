@@ -1,4 +1,4 @@
-//! The byte layout of an index file (format version 1). All integers are
+//! The byte layout of an index file (format versions 1 and 2). All integers are
 //! little-endian; every section starts on a 64-byte boundary.
 //!
 //! ```text
@@ -8,10 +8,17 @@
 
 /// First 8 bytes of every index file.
 pub const FILE_MAGIC: [u8; 8] = *b"SVVEIDX\0";
+/// First 8 bytes of a complete file that its builder has not finished (it
+/// is still calibrating it): only the builder opens it; everyone else
+/// refuses it, so a temporary file left by a killed build never loads.
+pub const PENDING_MAGIC: [u8; 8] = *b"SVVEPND\0";
 /// First 4 bytes of every section table entry.
 pub const SECTION_MAGIC: [u8; 4] = *b"SVSC";
-/// The only format version this build reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes. Version 2 added the calibration
+/// section; version 1 files (without it) are still read.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_READABLE: u16 = 1;
 /// Size of the file header and of each section table entry.
 pub const HEADER_LEN: usize = 64;
 /// Alignment of every section payload.
@@ -37,11 +44,15 @@ pub enum SectionKind {
     Vectors,
     /// Document ids (rows = n, cols = 1, i64).
     Ids,
+    /// UTF-8 JSON recall calibration, padded with spaces to a fixed size
+    /// (rows = bytes, cols = 1; format version 2 on; `null` when the build
+    /// did not calibrate). See `index::calibration`.
+    Calibration,
 }
 
 impl SectionKind {
     /// All kinds, in the order the writer lays them out.
-    pub const ALL: [SectionKind; 7] = [
+    pub const ALL: [SectionKind; 8] = [
         SectionKind::Manifest,
         SectionKind::Centroid,
         SectionKind::Offsets,
@@ -49,7 +60,17 @@ impl SectionKind {
         SectionKind::Factors,
         SectionKind::Vectors,
         SectionKind::Ids,
+        SectionKind::Calibration,
     ];
+
+    /// The first format version in which this section is required (and
+    /// allowed).
+    pub fn since(self) -> u16 {
+        match self {
+            SectionKind::Calibration => 2,
+            _ => 1,
+        }
+    }
 
     /// The 4-byte tag stored in the section entry.
     pub fn tag(self) -> [u8; 4] {
@@ -61,6 +82,7 @@ impl SectionKind {
             SectionKind::Factors => *b"FACT",
             SectionKind::Vectors => *b"VECS",
             SectionKind::Ids => *b"IDS\0",
+            SectionKind::Calibration => *b"CALI",
         }
     }
 
@@ -72,7 +94,7 @@ impl SectionKind {
     /// The element type this kind must be stored with.
     pub fn elem(self) -> ElemType {
         match self {
-            SectionKind::Manifest => ElemType::U8,
+            SectionKind::Manifest | SectionKind::Calibration => ElemType::U8,
             SectionKind::Codes | SectionKind::Offsets => ElemType::U64,
             SectionKind::Ids => ElemType::I64,
             SectionKind::Centroid | SectionKind::Factors | SectionKind::Vectors => ElemType::F32,
@@ -89,6 +111,7 @@ impl SectionKind {
             SectionKind::Factors => "tier1 factors",
             SectionKind::Vectors => "tier2 vectors",
             SectionKind::Ids => "ids",
+            SectionKind::Calibration => "calibration",
         }
     }
 }
@@ -199,8 +222,13 @@ fn check_seal(b: &[u8; HEADER_LEN], what: &str) -> Result<(), DecodeError> {
 impl FileHeader {
     /// Encodes the header with its checksum.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
+        self.encode_with(FILE_MAGIC)
+    }
+
+    /// Encodes the header with `magic` ([`FILE_MAGIC`] or [`PENDING_MAGIC`]).
+    pub fn encode_with(&self, magic: [u8; 8]) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        b[0..8].copy_from_slice(&FILE_MAGIC);
+        b[0..8].copy_from_slice(&magic);
         b[8..10].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         b[16..20].copy_from_slice(&self.section_count.to_le_bytes());
@@ -212,7 +240,15 @@ impl FileHeader {
     /// Decodes and checks magic, header length and checksum. The version is
     /// returned as read; the caller decides whether it can read it.
     pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Self, DecodeError> {
-        if b[0..8] != FILE_MAGIC {
+        Self::decode_with(b, FILE_MAGIC)
+    }
+
+    /// [`FileHeader::decode`] expecting `magic`.
+    pub fn decode_with(b: &[u8; HEADER_LEN], magic: [u8; 8]) -> Result<Self, DecodeError> {
+        if b[0..8] == PENDING_MAGIC && magic != PENDING_MAGIC {
+            return Err("a build's unfinished temporary file, not an index".into());
+        }
+        if b[0..8] != magic {
             return Err("not an svve index (wrong magic bytes)".into());
         }
         check_seal(b, "file header")?;

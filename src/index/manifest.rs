@@ -22,6 +22,9 @@ pub struct BuildConfig {
     /// Seed of the k-means sample and initialisation.
     #[serde(default)]
     pub seed: u64,
+    /// Calibrate recall targets at build (`core::calibrate`).
+    #[serde(default = "yes")]
+    pub calibrate: bool,
 }
 
 fn yes() -> bool {
@@ -34,6 +37,7 @@ impl Default for BuildConfig {
             center: true,
             partitions: 0,
             seed: 0,
+            calibrate: true,
         }
     }
 }
@@ -84,15 +88,15 @@ impl Manifest {
         }
     }
 
-    /// Internal consistency of the manifest on its own.
-    pub fn check(&self) -> Result<(), String> {
+    /// Internal consistency of the manifest, in a file of format `version`.
+    pub fn check(&self, version: u16) -> Result<(), String> {
         if self.format != "svve-core" {
             return Err(format!(
                 "manifest format is {:?}, not \"svve-core\"",
                 self.format
             ));
         }
-        if self.format_version != FORMAT_VERSION {
+        if self.format_version != version {
             return Err(format!(
                 "manifest format_version {} disagrees with the file header",
                 self.format_version

@@ -1,11 +1,13 @@
 //! The on-disk index: format, manifest, builder, atomic writer and mmap reader.
 pub mod build;
+pub mod calibration;
 pub mod format;
 pub mod kmeans;
 pub mod manifest;
 pub mod reader;
 pub mod writer;
 
-pub use build::{build_index, Progress};
+pub use build::{build_index, build_pending, Progress};
+pub use calibration::{Calibration, CalibrationPoint};
 pub use manifest::{BuildConfig, Manifest, Metric};
 pub use reader::{IndexFile, LoadOptions};

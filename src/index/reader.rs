@@ -6,7 +6,11 @@ use std::sync::Arc;
 
 use memmap2::{Advice, Mmap};
 
-use super::format::{FileHeader, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN};
+use super::calibration::{Calibration, SLOT_BYTES};
+use super::format::{
+    FileHeader, SectionEntry, SectionKind, FILE_MAGIC, FORMAT_VERSION, HEADER_LEN, OLDEST_READABLE,
+    PENDING_MAGIC,
+};
 use super::manifest::{Manifest, Metric};
 use crate::error::{Error, Result};
 
@@ -31,6 +35,11 @@ pub struct IndexFile {
     sections: [SectionEntry; SectionKind::ALL.len()],
     manifest: Manifest,
     manifest_json: String,
+    /// Format version of the file.
+    version: u16,
+    /// The recall calibration (`None`: a version 1 file or an
+    /// uncalibrated build).
+    calibration: Option<Calibration>,
 }
 
 fn slot(kind: SectionKind) -> usize {
@@ -43,6 +52,16 @@ fn slot(kind: SectionKind) -> usize {
 impl IndexFile {
     /// Opens and validates `path`. Errors name the file and the problem.
     pub fn open(path: &Path, opts: LoadOptions) -> Result<Arc<Self>> {
+        Self::open_with(path, opts, FILE_MAGIC)
+    }
+
+    /// Opens the complete but unfinished file of a build in progress
+    /// (`writer::Pending`), for its builder only.
+    pub fn open_pending(path: &Path, opts: LoadOptions) -> Result<Arc<Self>> {
+        Self::open_with(path, opts, PENDING_MAGIC)
+    }
+
+    fn open_with(path: &Path, opts: LoadOptions, magic: [u8; 8]) -> Result<Arc<Self>> {
         let not_found = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => Error::IndexNotFound {
                 path: path.to_path_buf(),
@@ -71,8 +90,9 @@ impl IndexFile {
         let header_bytes: &[u8; HEADER_LEN] = map[..HEADER_LEN]
             .try_into()
             .map_err(|_| Error::corrupt(path, "short header"))?;
-        let header = FileHeader::decode(header_bytes).map_err(|r| Error::corrupt(path, r))?;
-        if header.version != FORMAT_VERSION {
+        let header =
+            FileHeader::decode_with(header_bytes, magic).map_err(|r| Error::corrupt(path, r))?;
+        if !(OLDEST_READABLE..=FORMAT_VERSION).contains(&header.version) {
             return Err(Error::VersionMismatch {
                 path: path.to_path_buf(),
                 found: header.version,
@@ -88,7 +108,13 @@ impl IndexFile {
                 ),
             ));
         }
-        let sections = read_table(path, &map, header.section_count as usize, len)?;
+        let sections = read_table(
+            path,
+            &map,
+            header.section_count as usize,
+            len,
+            header.version,
+        )?;
         if opts.verify {
             for e in &sections {
                 e.verify(&map[e.offset as usize..(e.offset + e.len) as usize])
@@ -102,14 +128,30 @@ impl IndexFile {
             .to_owned();
         let manifest: Manifest = serde_json::from_str(&manifest_json)
             .map_err(|e| Error::corrupt(path, format!("manifest is not valid: {e}")))?;
-        manifest.check().map_err(|r| Error::corrupt(path, r))?;
+        manifest
+            .check(header.version)
+            .map_err(|r| Error::corrupt(path, r))?;
         check_shapes(path, &manifest, &sections)?;
+        let cal = &sections[slot(SectionKind::Calibration)];
+        let calibration = if header.version < SectionKind::Calibration.since() {
+            None
+        } else {
+            let bytes = &map[cal.offset as usize..(cal.offset + cal.len) as usize];
+            let c = Calibration::decode_slot(bytes).map_err(|r| Error::corrupt(path, r))?;
+            if let Some(c) = &c {
+                c.check(manifest.partitions as usize)
+                    .map_err(|r| Error::corrupt(path, r))?;
+            }
+            c
+        };
         let index = IndexFile {
             path: path.to_path_buf(),
             map,
             sections,
             manifest,
             manifest_json,
+            version: header.version,
+            calibration,
         };
         index.check_alignment()?;
         index.check_offsets()?;
@@ -134,6 +176,16 @@ impl IndexFile {
     /// The manifest exactly as stored, for validation on the Python side.
     pub fn manifest_json(&self) -> &str {
         &self.manifest_json
+    }
+
+    /// The file's format version.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// The recall calibration, if the file has one.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
     }
 
     /// Number of vectors.
@@ -183,7 +235,8 @@ impl IndexFile {
         self.map.len()
     }
 
-    /// The table entry of a section.
+    /// The table entry of a section (an empty one for a section the
+    /// file's version does not have).
     pub fn entry(&self, kind: SectionKind) -> &SectionEntry {
         &self.sections[slot(kind)]
     }
@@ -260,6 +313,7 @@ fn read_table(
     map: &[u8],
     count: usize,
     len: u64,
+    version: u16,
 ) -> Result<[SectionEntry; SectionKind::ALL.len()]> {
     let table_end = HEADER_LEN * (1 + count);
     if table_end as u64 > len {
@@ -274,12 +328,22 @@ fn read_table(
             .try_into()
             .map_err(|_| Error::corrupt(path, "short section entry"))?;
         let e = SectionEntry::decode(raw, i).map_err(|r| Error::corrupt(path, r))?;
-        if e.version != FORMAT_VERSION {
+        if e.version > FORMAT_VERSION {
             return Err(Error::VersionMismatch {
                 path: path.to_path_buf(),
                 found: e.version,
                 supported: FORMAT_VERSION,
             });
+        }
+        if e.version != version || e.kind.since() > version {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "{} section has version {} in a version {version} file",
+                    e.kind.name(),
+                    e.version
+                ),
+            ));
         }
         let end = e.offset.checked_add(e.len);
         if e.offset < table_end as u64 || end.is_none_or(|end| end > len) {
@@ -303,10 +367,27 @@ fn read_table(
         *s = Some(e);
     }
     let mut out = Vec::with_capacity(found.len());
-    for (kind, e) in SectionKind::ALL.iter().zip(found) {
-        out.push(
-            e.ok_or_else(|| Error::corrupt(path, format!("{} section is missing", kind.name())))?,
-        );
+    for (&kind, e) in SectionKind::ALL.iter().zip(found) {
+        out.push(match e {
+            Some(e) => e,
+            // A section newer than the file: empty, never read.
+            None if kind.since() > version => SectionEntry {
+                kind,
+                version,
+                elem: kind.elem(),
+                rows: 0,
+                cols: 1,
+                offset: 0,
+                len: 0,
+                crc: 0,
+            },
+            None => {
+                return Err(Error::corrupt(
+                    path,
+                    format!("{} section is missing", kind.name()),
+                ))
+            }
+        });
     }
     // The writer lays sections out one after another; payloads that share
     // bytes can only come from a damaged or crafted table.
@@ -375,5 +456,9 @@ fn check_shapes(path: &Path, m: &Manifest, s: &[SectionEntry]) -> Result<()> {
     expect(SectionKind::Codes, m.n.div_ceil(8), 8 * m.code_words)?;
     expect(SectionKind::Factors, 3, m.n)?;
     expect(SectionKind::Vectors, m.n, m.dim)?;
-    expect(SectionKind::Ids, m.n, 1)
+    expect(SectionKind::Ids, m.n, 1)?;
+    if m.format_version >= SectionKind::Calibration.since() {
+        expect(SectionKind::Calibration, SLOT_BYTES as u64, 1)?;
+    }
+    Ok(())
 }

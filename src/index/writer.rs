@@ -3,12 +3,18 @@
 //! The file is written to a temporary name in the target directory, fsynced,
 //! renamed over the target and the directory is fsynced. A crash at any
 //! point leaves either the old file or the new one, never a mix; and a file
-//! that readers may have mapped is never modified, only replaced.
+//! that readers may have mapped is never modified, only replaced. Between
+//! writing and renaming, a [`Pending`] file is private to the builder, which
+//! may open it (to calibrate) and overwrite a section of the same size.
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
+#[cfg(unix)]
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::format::{align_up, FileHeader, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN};
+use super::format::{
+    align_up, FileHeader, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN, PENDING_MAGIC,
+};
 use crate::error::{Error, Result};
 
 /// Shape of one section, known before any payload is written.
@@ -76,8 +82,87 @@ fn temp_path(path: &Path) -> PathBuf {
 pub fn write_index(
     path: &Path,
     plans: &[SectionPlan],
-    mut fill: impl FnMut(SectionKind, &mut SectionSink<'_>) -> Result<()>,
+    fill: impl FnMut(SectionKind, &mut SectionSink<'_>) -> Result<()>,
 ) -> Result<()> {
+    write_pending(path, plans, fill)?.commit()
+}
+
+/// A complete index file under a temporary name, not yet renamed into
+/// place; dropped without [`Pending::commit`], it is removed.
+pub struct Pending {
+    path: PathBuf,
+    file: File,
+    header: FileHeader,
+    entries: Vec<SectionEntry>,
+    guard: TempGuard,
+}
+
+impl Pending {
+    /// Where the complete file lies until it is committed. Its header
+    /// carries `PENDING_MAGIC` until then, so only `IndexFile::open_pending`
+    /// opens it: a temporary file left by a killed build never loads.
+    pub fn temp_path(&self) -> &Path {
+        self.guard.0.as_deref().unwrap_or(&self.path)
+    }
+
+    /// Overwrites the payload of section `kind` with `bytes` (exactly its
+    /// planned length) and reseals its table entry.
+    pub fn replace_section(&mut self, kind: SectionKind, bytes: &[u8]) -> Result<()> {
+        let tmp = self.temp_path().to_path_buf();
+        let (i, e) = self
+            .entries
+            .iter_mut()
+            .enumerate()
+            .find(|(_, e)| e.kind == kind)
+            .ok_or_else(|| Error::param("section", format!("{} was not planned", kind.name())))?;
+        if bytes.len() as u64 != e.len {
+            return Err(Error::param(
+                "section",
+                format!(
+                    "{} is {} bytes, planned {}",
+                    kind.name(),
+                    bytes.len(),
+                    e.len
+                ),
+            ));
+        }
+        e.crc = crc32fast::hash(bytes);
+        let entry = e.encode();
+        let io = |err| Error::io(&tmp, err);
+        write_at(&self.file, bytes, e.offset).map_err(io)?;
+        write_at(&self.file, &entry, (HEADER_LEN * (1 + i)) as u64).map_err(io)
+    }
+
+    /// Seals the header, fsyncs the file, renames it over the target and
+    /// fsyncs the directory.
+    pub fn commit(mut self) -> Result<()> {
+        let tmp = self.temp_path().to_path_buf();
+        write_at(&self.file, &self.header.encode(), 0).map_err(|e| Error::io(&tmp, e))?;
+        self.file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        self.guard.0 = None;
+        sync_parent(&self.path)
+    }
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+    file.write_all_at(bytes, at)
+}
+
+#[cfg(not(unix))]
+fn write_at(mut file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(at))?;
+    file.write_all(bytes)
+}
+
+/// Writes a complete index file under a temporary name next to `path`;
+/// see [`write_index`] for `fill`.
+pub fn write_pending(
+    path: &Path,
+    plans: &[SectionPlan],
+    mut fill: impl FnMut(SectionKind, &mut SectionSink<'_>) -> Result<()>,
+) -> Result<Pending> {
     let table_end = (HEADER_LEN * (1 + plans.len())) as u64;
     let mut entries = Vec::with_capacity(plans.len());
     let mut at = align_up(table_end);
@@ -98,7 +183,7 @@ pub fn write_index(
     let file_len = entries.last().map_or(table_end, |e| e.offset + e.len);
 
     let tmp = temp_path(path);
-    let mut guard = TempGuard(Some(tmp.clone()));
+    let guard = TempGuard(Some(tmp.clone()));
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -134,25 +219,30 @@ pub fn write_index(
         e.crc = sink.crc.finalize();
         pos = e.offset + e.len;
     }
-    // Header and table last: a file cut short by a crash fails the length check.
+    // Header and table last: a file cut short by a crash fails the length
+    // check; the header's pending magic keeps a complete one from loading
+    // until `commit`.
     out.seek(SeekFrom::Start(0)).map_err(io)?;
     let header = FileHeader {
         version: FORMAT_VERSION,
         section_count: entries.len() as u32,
         file_len,
     };
-    out.write_all(&header.encode()).map_err(io)?;
+    out.write_all(&header.encode_with(PENDING_MAGIC))
+        .map_err(io)?;
     for e in &entries {
         out.write_all(&e.encode()).map_err(io)?;
     }
     let file = out
         .into_inner()
         .map_err(|e| Error::io(&tmp, e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    guard.0 = None;
-    sync_parent(path)
+    Ok(Pending {
+        path: path.to_path_buf(),
+        file,
+        header,
+        entries,
+        guard,
+    })
 }
 
 /// fsyncs the directory holding `path`, so the rename itself is durable.

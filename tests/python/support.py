@@ -119,6 +119,26 @@ def sections(path: Path) -> Dict[str, Tuple[int, int]]:
     return out
 
 
+def without_timing(path: Path) -> bytes:
+    """The file's bytes with the calibration's wall-clock ``seconds`` set to 0
+    and the checksums over it blanked: the only bytes in which two builds of
+    the same data and seed may differ."""
+    buf = bytearray(Path(path).read_bytes())
+    count = struct.unpack_from("<I", buf, 16)[0]
+    for i in range(count):
+        at = HEADER_LEN * (1 + i)
+        if bytes(buf[at + 4 : at + 8]) != b"CALI":
+            continue
+        offset, length = struct.unpack_from("<QQ", buf, at + 32)
+        cal = json.loads(bytes(buf[offset : offset + length]).decode())
+        if cal is not None:
+            cal["seconds"] = 0
+        buf[offset : offset + length] = json.dumps(cal).encode().ljust(length)
+        buf[at + 48 : at + 52] = bytes(4)  # payload CRC
+        buf[at + 60 : at + 64] = bytes(4)  # entry seal
+    return bytes(buf)
+
+
 def reseal(buf: bytearray, at: int) -> None:
     """Recomputes the CRC32 of the 64-byte block at ``at`` (bytes 0..60 -> 60..64)."""
     crc = zlib.crc32(bytes(buf[at : at + 60])) & 0xFFFFFFFF

@@ -115,7 +115,7 @@ def _file_version(value: int) -> Callable[[Env], None]:
 
 
 def _section_version(e: Env) -> None:
-    _patch_u16(e, HEADER_LEN + 8, 2)  # version of the first section table entry
+    _patch_u16(e, HEADER_LEN + 8, 3)  # version of the first section table entry
     SearchEngine(e.index)
 
 
@@ -250,9 +250,9 @@ TRIGGERS: List[Tuple[Type[BaseException], str, Callable[[Env], Any]]] = [
      lambda e: _manifest_says(e, b'"metric":"cosine"', b'"metric":"cosinX"')),
     (exc.CorruptIndexError, "directory", lambda e: SearchEngine(e.tmp)),
     # VersionMismatchError
-    (exc.VersionMismatchError, "file version 2", _file_version(2)),
+    (exc.VersionMismatchError, "file version 3", _file_version(3)),
     (exc.VersionMismatchError, "file version 0", _file_version(0)),
-    (exc.VersionMismatchError, "section version 2", _section_version),
+    (exc.VersionMismatchError, "section version 3", _section_version),
     # IndexIOError
     (exc.IndexIOError, "parent dir missing",
      lambda e: build_index(e.tmp / "no" / "such" / "dir.svve", e.data[:5])),
@@ -372,17 +372,17 @@ def test_verify_false_still_checks_structure(env: Env) -> None:
 
 def test_version_mismatch_message(env: Env) -> None:
     with pytest.raises(exc.VersionMismatchError) as info:
-        _file_version(2)(env)
+        _file_version(3)(env)
     msg = str(info.value)
     assert str(env.index) in msg
-    assert "version 2" in msg
+    assert "version 3" in msg
     assert f"reads version {svve_core.FORMAT_VERSION}" in msg
     assert not isinstance(info.value, exc.CorruptIndexError)
 
 
 def test_version_patch_without_crc_is_corruption(env: Env) -> None:
     buf = bytearray(env.index.read_bytes())
-    struct.pack_into("<H", buf, 8, 2)
+    struct.pack_into("<H", buf, 8, 3)
     env.index.write_bytes(bytes(buf))
     with pytest.raises(exc.CorruptIndexError, match="checksum"):
         SearchEngine(env.index)
@@ -444,13 +444,14 @@ def test_progress_reports_every_phase(tmp_path: Path, dataset, partitions: int) 
     )
     n = len(dataset.data)
     assert calls, "progress was never called"
-    assert all(t == 3 * n for _, t in calls)
+    assert all(t == 4 * n for _, t in calls)
     dones = [d for d, _ in calls]
     assert dones == sorted(dones)
-    assert dones[-1] == 3 * n
+    assert dones[-1] == 4 * n
     assert any(d <= n for d in dones)  # assignment to partitions
     assert any(n < d <= 2 * n for d in dones)  # encoding
-    assert any(d > 2 * n for d in dones)  # writing
+    assert any(2 * n < d <= 3 * n for d in dones)  # writing
+    assert any(d > 3 * n for d in dones)  # calibration
 
 
 @pytest.mark.parametrize("fail_at", [1, 2, 3], ids=["assign-phase", "encode-phase", "write-phase"])

@@ -81,7 +81,7 @@ def assemble(sections: List[Section], entry: Optional[Callable[[int, dict], None
                            offset=at, len=len(s.payload), crc=zlib.crc32(s.payload)))  # fmt: skip
         at = _align(at + len(s.payload))
     end = max([f["offset"] + f["len"] for f in fields] or [HEADER])
-    h = dict(version=1, count=len(sections), file_len=end, header_len=64, table=64)
+    h = dict(version=2, count=len(sections), file_len=end, header_len=64, table=64)
     if header:
         header(h)
     buf = bytearray(end)
@@ -186,12 +186,16 @@ def test_extension_is_refused_even_with_a_resealed_length(damage: Damage, extra:
     assert "follow the last section" in str(expect_refused(damage.write(bytes(buf))))
 
 
-@pytest.mark.parametrize("version", [0, 2, 255, 65535])
+@pytest.mark.parametrize("version", [0, 1, 3, 255, 65535])
 def test_versions(damage: Damage, version: int) -> None:
     secs = parse(damage.raw)
     p = damage.write(assemble(secs, header=lambda h: h.update(version=version)))
-    with pytest.raises(exc.VersionMismatchError, match=f"version {version} "):
-        SearchEngine(p)
+    if version == 1:  # readable, but its sections say 2
+        with pytest.raises(exc.CorruptIndexError, match="version 2 in a version 1 file"):
+            SearchEngine(p)
+    else:
+        with pytest.raises(exc.VersionMismatchError, match=f"version {version} "):
+            SearchEngine(p)
     for i in range(len(secs)):
 
         def entry(j: int, f: dict, i: int = i) -> None:
@@ -199,7 +203,10 @@ def test_versions(damage: Damage, version: int) -> None:
                 f["version"] = version
 
         p = damage.write(assemble(secs, entry=entry))
-        with pytest.raises(exc.VersionMismatchError):
+        # A section newer than this library is a version mismatch; one that
+        # disagrees with its file's version otherwise, a damaged file.
+        newer = version > svve_core.FORMAT_VERSION
+        with pytest.raises(exc.VersionMismatchError if newer else exc.CorruptIndexError):
             SearchEngine(p, EngineConfig(verify=False))
 
 
@@ -240,7 +247,8 @@ def _manifest_cases(m: dict) -> Dict[str, bytes]:
         "partitions 0": _edited(m, partitions=0),
         "partitions > n": _edited(m, partitions=m["n"] + 1),
         "format": _edited(m, format="faiss"),
-        "format_version 2": _edited(m, format_version=2),
+        "format_version 1": _edited(m, format_version=1),
+        "format_version 3": _edited(m, format_version=3),
         "missing build": _edited(m, build=_DROP),
         "extra field": _edited(m, loader="pickle"),
         "build.center string": _edited(m, build={**m["build"], "center": "yes"}),

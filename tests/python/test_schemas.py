@@ -30,11 +30,12 @@ from svve_core.exceptions import InvalidParameterError
 REPO = Path(__file__).resolve().parents[2]
 
 SEARCH_DEFAULTS: Dict[str, Any] = {
+    "target_recall": 0.95,
     "exact": False,
     "candidates": 0,
     "nprobe": 0,
     "expand_probes": 0,
-    "expand_ratio": 0.7,
+    "expand_ratio": 0.0,
     "query_bits": 4,
     "expansion": True,
     "epsilon": 3.0,
@@ -56,6 +57,7 @@ def test_index_config_defaults() -> None:
     assert config.center is True
     assert config.partitions == 0  # automatic
     assert config.seed == 0
+    assert config.calibrate is True
 
 
 def test_engine_config_defaults() -> None:
@@ -308,7 +310,7 @@ def test_index_info_after_build(
     words = math.ceil(dim / 64)
     assert info.path == os.fspath(path)
     assert (info.n, info.dim, info.metric) == (n, dim, metric)
-    assert info.format_version == svve_core.FORMAT_VERSION == 1
+    assert info.format_version == svve_core.FORMAT_VERSION == 2
     assert info.library_version == svve_core.__version__
     assert info.build == IndexConfig(center=center)
     assert info.partitions == 1  # automatic: flat below 10k rows
@@ -318,6 +320,10 @@ def test_index_info_after_build(
     assert info.bytes_tier1 >= n * words * 8 + 3 * n * 4 + dim * 4
     assert info.bytes_file == path.stat().st_size
     assert info.bytes_file >= info.bytes_tier1 + info.bytes_tier2 + info.bytes_ids
+    assert info.calibration is not None
+    assert info.warnings == []
+    targets = [p.target for p in info.calibration.points]
+    assert targets == sorted(targets)
     assert isinstance(info.isa, str)
     assert info.isa
     assert info.isa == _svve_core.isa()

@@ -5,7 +5,8 @@
 //! `cargo +nightly miri test --test rust_tests decode` (iterations shrink
 //! under `cfg(miri)`).
 use _svve_core::index::format::{
-    ElemType, FileHeader, SectionEntry, SectionKind, ALIGN, HEADER_LEN, MAX_SECTIONS,
+    ElemType, FileHeader, SectionEntry, SectionKind, ALIGN, FORMAT_VERSION, HEADER_LEN,
+    MAX_SECTIONS,
 };
 use _svve_core::index::{BuildConfig, Manifest, Metric};
 use _svve_core::pool;
@@ -147,7 +148,7 @@ fn manifest_parser_survives_mutations() {
     let text = serde_json::to_vec(&good).unwrap();
     assert!(serde_json::from_slice::<Manifest>(&text)
         .unwrap()
-        .check()
+        .check(FORMAT_VERSION)
         .is_ok());
     let mut rng = Rng::new(13);
     let mut valid = 0;
@@ -165,7 +166,7 @@ fn manifest_parser_survives_mutations() {
             }
         }
         if let Ok(m) = serde_json::from_slice::<Manifest>(&t) {
-            if m.check().is_ok() {
+            if m.check(FORMAT_VERSION).is_ok() {
                 valid += 1;
                 assert!(m.dim >= 1 && m.partitions >= 1 && m.partitions <= m.n);
                 assert_eq!(m.code_words, m.dim.div_ceil(64));

@@ -2,7 +2,9 @@
 //! with an error that names the file.
 use std::path::Path;
 
-use _svve_core::index::format::{FileHeader, SectionEntry, SectionKind, HEADER_LEN};
+use _svve_core::index::format::{
+    FileHeader, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN,
+};
 use _svve_core::index::{build_index, BuildConfig, IndexFile, LoadOptions, Metric};
 use _svve_core::Error;
 use rstest::rstest;
@@ -164,7 +166,7 @@ fn future_version_is_a_version_mismatch() {
     match open(&path, true) {
         Err(Error::VersionMismatch {
             found: 9,
-            supported: 1,
+            supported: FORMAT_VERSION,
             ..
         }) => {}
         other => panic!("expected VersionMismatch, got {other:?}"),

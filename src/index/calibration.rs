@@ -1,0 +1,116 @@
+//! The recall calibration stored in an index file (format version 2): for
+//! each recall target, the search settings that reached it on queries
+//! sampled from the index's own rows, and what they measured. The
+//! procedure that produces it is `core::calibrate`; this module only holds
+//! the record and its encoding, so the reader needs nothing from `core`.
+//!
+//! The section has a fixed size ([`SLOT_BYTES`]): the builder writes the
+//! file with a placeholder (`null`), opens it to calibrate, and overwrites
+//! the placeholder before the file is renamed into place, so no file that
+//! anyone may have mapped is ever modified.
+use serde::{Deserialize, Serialize};
+
+/// Bytes reserved for the calibration JSON (padded with spaces).
+pub const SLOT_BYTES: usize = 16 << 10;
+
+/// The recall targets every calibration records, ascending. A query asking
+/// for a target between two uses the settings of the higher one; above the
+/// highest, it is answered exactly (300 calibration queries cannot tell
+/// 0.999 from 0.998).
+pub const TARGETS: [f64; 8] = [0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995];
+
+/// What it takes to reach one recall target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationPoint {
+    /// The recall@k target.
+    pub target: f64,
+    /// No approximate setting reached the target within the cost of brute
+    /// force: answer exactly.
+    pub exact: bool,
+    /// Partitions always probed.
+    pub nprobe: usize,
+    /// Centroid expansion ratio (0: no expansion).
+    pub expand_ratio: f32,
+    /// Most extra partitions expansion may open.
+    pub expand_probes: usize,
+    /// Tier1 survivors at `k` = [`Calibration::k`].
+    pub candidates: usize,
+    /// Mean recall@k measured on the calibration queries.
+    pub recall: f64,
+    /// 10th percentile of the per-query recall.
+    pub recall_p10: f64,
+    /// Modelled cost per query, microseconds (see `core::calibrate`).
+    pub cost_us: f64,
+}
+
+/// A calibration: how it was made and one point per target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// The `k` of recall@k.
+    pub k: usize,
+    /// Calibration queries.
+    pub queries: usize,
+    /// Where the queries came from.
+    pub source: String,
+    /// Search settings tried.
+    pub settings_tried: usize,
+    /// Wall-clock seconds the calibration took.
+    pub seconds: f64,
+    /// One point per target of [`TARGETS`], ascending.
+    pub points: Vec<CalibrationPoint>,
+}
+
+impl Calibration {
+    /// The JSON padded to [`SLOT_BYTES`]; `None` writes the placeholder.
+    pub fn encode_slot(cal: Option<&Calibration>) -> Result<Vec<u8>, String> {
+        let mut bytes = serde_json::to_vec(&cal).map_err(|e| e.to_string())?;
+        if bytes.len() > SLOT_BYTES {
+            return Err(format!(
+                "calibration is {} bytes, more than the {SLOT_BYTES} reserved",
+                bytes.len()
+            ));
+        }
+        bytes.resize(SLOT_BYTES, b' ');
+        Ok(bytes)
+    }
+
+    /// Decodes a slot: `None` for the placeholder of an uncalibrated build.
+    pub fn decode_slot(bytes: &[u8]) -> Result<Option<Calibration>, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "calibration is not UTF-8")?;
+        let cal: Option<Calibration> =
+            serde_json::from_str(text.trim_end()).map_err(|e| format!("calibration: {e}"))?;
+        Ok(cal)
+    }
+
+    /// Consistency with an index of `partitions` partitions.
+    pub fn check(&self, partitions: usize) -> Result<(), String> {
+        if self.k == 0 || self.points.is_empty() {
+            return Err("calibration has no points or k = 0".into());
+        }
+        let sorted = self.points.windows(2).all(|w| w[0].target < w[1].target);
+        if !sorted {
+            return Err("calibration targets are not ascending".into());
+        }
+        for p in &self.points {
+            let valid = p.target > 0.0
+                && p.target <= 1.0
+                && p.candidates >= 1
+                && (1..=partitions).contains(&p.nprobe)
+                && p.expand_ratio.is_finite()
+                && p.expand_ratio >= 0.0;
+            if !valid {
+                return Err(format!("calibration point for {} is invalid", p.target));
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings for `target`: the first point whose target is at least
+    /// `target`; `None` above the highest (answer exactly). Targets arrive
+    /// as f32 (0.97 is 0.9700000286), so equality allows 1e-6.
+    pub fn point_for(&self, target: f64) -> Option<&CalibrationPoint> {
+        self.points.iter().find(|p| p.target >= target - 1e-6)
+    }
+}
