@@ -47,7 +47,7 @@ def cmd_build(a: argparse.Namespace) -> int:
         vectors,
         ids,
         metric=a.metric,
-        config=IndexConfig(center=not a.no_center),
+        config=IndexConfig(center=not a.no_center, calibrate=not a.no_calibrate),
         progress=ProgressBar("build"),
     )
     print(info.model_dump_json(indent=2))
@@ -59,7 +59,9 @@ def cmd_search(a: argparse.Namespace) -> int:
     queries = _load_matrix(a.queries)
     if queries.ndim == 1:
         queries = queries[None, :]
-    params = SearchParams(exact=a.exact, candidates=a.candidates)
+    params = SearchParams(
+        target_recall=a.recall, exact=a.exact, candidates=a.candidates, nprobe=a.nprobe
+    )
     ids, scores = engine.search_batch(queries, a.k, params)
     for i, (row_ids, row_scores) in enumerate(zip(ids, scores)):
         print(json.dumps({"query": i, "ids": row_ids.tolist(), "scores": row_scores.tolist()}))
@@ -84,13 +86,25 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--ids", help=".npy of int64 ids (default 0..n-1)")
     b.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
     b.add_argument("--no-center", action="store_true", help="do not centre before sign coding")
+    b.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip the recall calibration (searches then use fixed rules)",
+    )
     b.set_defaults(func=cmd_build)
     s = sub.add_parser("search", help="search an index with queries from a .npy file")
     s.add_argument("index")
     s.add_argument("queries", help=".npy of one query (dim,) or several (b, dim)")
     s.add_argument("-k", type=int, default=10)
+    s.add_argument(
+        "--recall",
+        type=float,
+        default=SearchParams().target_recall,
+        help="mean recall@k to reach, as calibrated at build (default %(default)s; 1 = exact)",
+    )
     s.add_argument("--exact", action="store_true")
-    s.add_argument("--candidates", type=int, default=0)
+    s.add_argument("--candidates", type=int, default=0, help="override the calibrated count")
+    s.add_argument("--nprobe", type=int, default=0, help="override the calibrated count")
     s.set_defaults(func=cmd_search)
     i = sub.add_parser("info", help="print an index's manifest and sizes")
     i.add_argument("index")

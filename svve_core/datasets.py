@@ -88,10 +88,25 @@ def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     ``len(found)`` count) and more columns; NaN when ``found`` has no rows."""
     if not len(found):
         return float("nan")
-    hits = 0
-    for f, t in zip(found, truth[: len(found)]):
-        hits += len(set(f[:k].tolist()) & set(t[:k].tolist()))
-    return hits / (k * len(found))
+    return float(recall_per_query(found, truth, k).mean())
 
 
-__all__ = ["DEMO_NAME", "Dataset", "dataset_metric", "load_dataset", "recall"]
+def recall_per_query(found: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    """recall@k of each row of ``found`` (see :func:`recall`), float64 ``(len(found),)``."""
+    return np.array(
+        [
+            len(set(f[:k].tolist()) & set(t[:k].tolist())) / k
+            for f, t in zip(found, truth[: len(found)])
+        ],
+        dtype=np.float64,
+    )
+
+
+__all__ = [
+    "DEMO_NAME",
+    "Dataset",
+    "dataset_metric",
+    "load_dataset",
+    "recall",
+    "recall_per_query",
+]

@@ -238,6 +238,9 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     k: int = 10
+    # Mean recall@k to reach (svve_core.SearchParams.target_recall); None
+    # keeps the default (or params["target_recall"]).
+    recall: Optional[float] = None
     params: Optional[Dict[str, Any]] = None
 
 
@@ -297,7 +300,12 @@ def _params(body: _Request, settings: Settings) -> Optional[SearchParams]:
     if body.k < 1 or body.k > settings.max_k:
         raise RequestError(f"k must be between 1 and {settings.max_k}, got {body.k}")
     # Bad knobs raise svve_core's InvalidParameterError -> 400 with its message.
-    return None if body.params is None else SearchParams(**body.params)
+    knobs = dict(body.params or {})
+    if body.recall is not None:
+        if "target_recall" in knobs:
+            raise RequestError("give the recall once: recall or params.target_recall")
+        knobs["target_recall"] = body.recall
+    return SearchParams(**knobs) if knobs else None
 
 
 # --- limits --------------------------------------------------------------------

@@ -101,6 +101,10 @@ def test_search_endpoints_equal_the_engine(index_dir: Path, dataset) -> None:
         exact = SearchParams(exact=True)
         r = client.post("/search", json={"vector": queries[0].tolist(), "params": {"exact": True}})
         np.testing.assert_array_equal(r.json()["ids"], engine.search(queries[0], 10, exact)[0])
+        for recall in (0.8, 1.0):
+            want = engine.search_batch(queries, 10, SearchParams(target_recall=recall))[0]
+            r = client.post("/search/batch", json={"vectors": queries.tolist(), "recall": recall})
+            np.testing.assert_array_equal(r.json()["ids"], want)
         want_ids, want_scores = engine.search_batch(queries, 7)
         for body in ({"vectors": queries.tolist()}, {"vectors_b64": _b64(queries)}):
             r = client.post("/search/batch", json={**body, "k": 7})
@@ -126,6 +130,10 @@ BAD_REQUESTS = [
     ("/search", {"vector": [1.0] * 64, "k": 100_000}, 400, "k must be"),
     ("/search", {"vector": [1.0] * 64, "params": {"nprobe": -1}}, 400, "nprobe"),
     ("/search", {"vector": [1.0] * 64, "params": {"bogus": 1}}, 400, "bogus"),
+    ("/search", {"vector": [1.0] * 64, "recall": 1.5}, 400, "target_recall"),
+    ("/search", {"vector": [1.0] * 64, "recall": 0}, 400, "target_recall"),
+    ("/search", {"vector": [1.0] * 64, "recall": 0.9, "params": {"target_recall": 0.9}}, 400,
+     "once"),
     ("/search", {"vector_b64": "not base64!"}, 400, "base64"),
     ("/search", {"vector_b64": "AAAAAAA="}, 400, "float32"),
     ("/search", {"vector": [1.0] * 64, "vector_b64": "AAAA"}, 422, "exactly one"),

@@ -1,5 +1,6 @@
 //! Integration tests of the pure-Rust core (no Python needed):
 //! `cargo test --test rust_tests`.
+mod calibration;
 mod common;
 mod corruption;
 mod craft;
