@@ -1,8 +1,9 @@
-//! A frozen format-1 file (`tests/data/frozen_v1.svve`, written by svve-core
-//! 0.1.0 before the core remodel) must open and answer exactly as recorded
-//! in `frozen_v1_answers.json`: the file format and the pipeline's answers
-//! cannot change silently. `tests/data/make_frozen_v1.py` records how the
-//! files were made; never regenerate them to make this test pass.
+//! Frozen files of every format version (`tests/data/frozen_v1.svve`,
+//! written by svve-core 0.1.0 before the core remodel; `frozen_v2.svve`, the
+//! first with a recall calibration) must open and answer exactly as recorded
+//! in their `frozen_v*_answers.json`: the file format and the pipeline's
+//! answers cannot change silently. `tests/data/make_frozen_v*.py` record how
+//! the files were made; never regenerate them to make this test pass.
 use std::path::PathBuf;
 
 use _svve_core::core::{Engine, SearchParams};
@@ -18,7 +19,7 @@ fn data(name: &str) -> PathBuf {
 /// The recorded parameters (only those that differ from the defaults).
 fn params(k: usize, recorded: &Value) -> SearchParams {
     for key in recorded.as_object().unwrap().keys() {
-        let known = ["nprobe", "candidates", "expansion", "exact"];
+        let known = ["nprobe", "candidates", "expansion", "exact", "target_recall"];
         assert!(
             known.contains(&key.as_str()),
             "unhandled recorded parameter {key}"
@@ -41,6 +42,9 @@ fn params(k: usize, recorded: &Value) -> SearchParams {
     if let Some(v) = recorded.get("exact").and_then(Value::as_bool) {
         p.exact = v;
     }
+    if let Some(v) = recorded.get("target_recall").and_then(Value::as_f64) {
+        p.target_recall = v as f32;
+    }
     p
 }
 
@@ -48,18 +52,32 @@ fn params(k: usize, recorded: &Value) -> SearchParams {
 fn frozen_v1_file_answers_as_recorded() {
     let engine = Engine::open(&data("frozen_v1.svve"), LoadOptions::default())
         .expect("the frozen v1 file must open");
+    assert!(engine.file().calibration().is_none());
+    check_answers(&engine, 1, "frozen_v1_answers.json", 4);
+}
+
+#[test]
+fn frozen_v2_file_answers_as_recorded() {
+    let engine = Engine::open(&data("frozen_v2.svve"), LoadOptions::default())
+        .expect("the frozen v2 file must open");
+    let cal = engine.file().calibration().expect("a v2 file is calibrated");
+    assert_eq!(cal.points.len(), 8);
+    check_answers(&engine, 2, "frozen_v2_answers.json", 6);
+}
+
+fn check_answers(engine: &Engine, version: u16, answers: &str, count: usize) {
     let file = engine.file();
-    assert_eq!(file.manifest().format_version, 1);
+    assert_eq!(file.manifest().format_version, version);
     assert_eq!((file.len(), file.dim()), (1200, 40));
     assert_eq!(file.metric(), Metric::L2);
     assert_eq!(file.manifest().partitions, 5);
 
-    let text = std::fs::read_to_string(data("frozen_v1_answers.json")).unwrap();
+    let text = std::fs::read_to_string(data(answers)).unwrap();
     let answers: Value = serde_json::from_str(&text).unwrap();
     let k = answers["k"].as_u64().unwrap() as usize;
     let queries: Vec<Vec<f32>> = serde_json::from_value(answers["queries"].clone()).unwrap();
     let settings = answers["settings"].as_object().unwrap();
-    assert_eq!(settings.len(), 4);
+    assert_eq!(settings.len(), count);
     for (name, rec) in settings {
         let p = params(k, &rec["params"]);
         let want_ids: Vec<Vec<i64>> = serde_json::from_value(rec["ids"].clone()).unwrap();

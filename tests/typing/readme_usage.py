@@ -42,6 +42,19 @@ def quickstart(directory: Path) -> None:
 
     exact_ids, _ = engine.search(vectors[0], k=10, params=svve_core.SearchParams(exact=True))
     assert exact_ids[0] == ids[0]
+
+    rng = np.random.default_rng(0)
+    queries = rng.standard_normal((50, 64)).astype(np.float32)
+    truth, _ = engine.search_batch(queries, k=10, params=svve_core.SearchParams(exact=True))
+    for target in (0.9, 0.95, 0.99):
+        params = svve_core.SearchParams(target_recall=target)
+        found, _ = engine.search_batch(queries, k=10, params=params)
+        recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
+        print(target, recall)
+    calibration = engine.info().calibration
+    assert calibration is not None
+    print(calibration.queries, calibration.seconds, [p.target for p in calibration.points])
+    print(engine.info().warnings)
     print(len(engine), engine.dim, engine.info().metric)
 
 
@@ -50,8 +63,9 @@ def parameters(directory: Path) -> None:
     svve_core.build_index(
         directory / "p.svve", vectors, metric="l2", config=IndexConfig(partitions=4, seed=3)
     )
-    IndexConfig(center=False)
+    IndexConfig(center=False, calibrate=False)
     params = SearchParams(
+        target_recall=0.95,
         candidates=400,
         nprobe=2,
         expand_probes=2,
