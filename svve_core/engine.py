@@ -280,6 +280,31 @@ class SearchEngine:
             warnings=warnings,
         )
 
+    def calibrate(self, queries: np.ndarray, out: Optional[PathLike] = None) -> IndexInfo:
+        """Recalibrate ``target_recall`` on your own queries (``(b, dim)`` float32,
+        at least 50; a few hundred sampled from the service's query log is best).
+
+        A build calibrates on rows of the index; queries unlike the indexed rows
+        (short questions against long passages) may need more effort for the same
+        recall. This measures every target's settings against exact search over
+        ``queries`` and writes the index with that calibration, otherwise
+        unchanged, to ``out`` atomically. By default ``out`` is this engine's own
+        file: it is replaced (queries in flight keep the old mapping) and this
+        engine reloads it. Returns the new file's ``info()``.
+        """
+        st = self._state
+        queries = _float_matrix(queries, "queries")
+        if queries.shape[1] != st.dim:
+            raise DimensionMismatchError(
+                f"queries have {queries.shape[1]} dimensions, the index has {st.dim}"
+            )
+        target = os.fspath(st.core.path if out is None else out)
+        st.core.recalibrate(queries, target)
+        if out is None or os.path.abspath(target) == os.path.abspath(st.core.path):
+            self.reload(target)
+            return self.info()
+        return SearchEngine(target, EngineConfig(verify=False)).info()
+
     def arrays(self) -> Dict[str, np.ndarray]:
         """Read-only numpy views of what the index stores, without copying (the
         views keep the mapping alive): ``centroids`` (partitions, dim) float32,

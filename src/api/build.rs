@@ -7,7 +7,7 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use super::gil::enter;
-use crate::core::calibrate::build_index as core_build;
+use crate::core::calibrated::build_index as core_build;
 use crate::error::Error;
 use crate::index::{BuildConfig, Metric, Progress};
 

@@ -13,6 +13,7 @@ use pyo3::types::PyDict;
 
 use super::gil::enter;
 use super::params::PyParams;
+use crate::core::calibrated::recalibrate;
 use crate::core::{Engine, SearchParams};
 use crate::error::Error;
 use crate::index::format::SectionKind;
@@ -101,6 +102,19 @@ impl PyEngine {
         let ids = r.ids.into_pyarray(py).reshape([b, r.k])?;
         let scores = r.scores.into_pyarray(py).reshape([b, r.k])?;
         Ok((ids, scores))
+    }
+
+    /// Recalibrates on `queries` (b, dim) and writes the index with that
+    /// calibration to `dst`; returns the calibration as JSON.
+    fn recalibrate(
+        &self,
+        py: Python<'_>,
+        queries: PyReadonlyArray2<'_, f32>,
+        dst: PathBuf,
+    ) -> PyResult<String> {
+        let q = queries.as_slice()?;
+        let cal = enter(py, || recalibrate(&self.inner, q, &dst, &mut ()))?;
+        Ok(serde_json::to_string(&cal).map_err(|e| Error::param("calibration", e.to_string()))?)
     }
 
     fn __len__(&self) -> usize {

@@ -6,7 +6,6 @@
 //! recall@10 reaches the target with 95% confidence is stored in the file.
 //! Blueprint section 3.9 defines the grid, the confidence rule and the cost
 //! model, and what calibrating on rows cannot know about real queries.
-use std::path::Path;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -14,15 +13,13 @@ use rayon::prelude::*;
 use super::engine::{Engine, SearchStats};
 use super::params::SearchParams;
 use super::plan::QueryPlan;
+use super::query::PreparedQuery;
 use super::topk::{Scored, TopK};
 use super::view::View;
 use crate::error::{Error, Result};
 use crate::index::calibration::{Calibration, CalibrationPoint, TARGETS};
-use crate::index::format::SectionKind;
 use crate::index::kmeans::{sample_indices, Rng};
-use crate::index::{
-    build_pending, BuildConfig, IndexFile, LoadOptions, Manifest, Metric, Progress,
-};
+use crate::index::Metric;
 use crate::pool;
 
 /// Calibration queries (rows of the index).
@@ -40,37 +37,6 @@ const CANDIDATES: [usize; 5] = [10, 20, 50, 200, 1000];
 /// A line of the grid stops once `nprobe` growth adds less recall than
 /// this twice in a row (it is limited by its survivor count).
 const PLATEAU: f64 = 0.0005;
-
-/// Builds a calibrated index at `path` (see `index::build_index` for the
-/// rest): the file is written under a temporary name, opened and calibrated,
-/// and only then renamed into place. Progress runs over four phases of `n`
-/// units each, calibration being the fourth.
-pub fn build_index(
-    path: &Path,
-    vectors: &[f32],
-    dim: usize,
-    ids: Option<&[i64]>,
-    metric: Metric,
-    config: &BuildConfig,
-    progress: &mut dyn Progress,
-) -> Result<Manifest> {
-    let (manifest, mut pending) = build_pending(path, vectors, dim, ids, metric, config, progress)?;
-    if config.calibrate {
-        let cal = {
-            let file = IndexFile::open_pending(pending.temp_path(), LoadOptions { verify: false })?;
-            let engine = Engine::from_file(file);
-            let n = engine.len();
-            let total = crate::index::build::work_units(n, true);
-            let mut report = |f: f64| progress.report(3 * n + (f * n as f64) as usize, total);
-            calibrate(&engine, config.seed, &mut report)?
-        };
-        let slot =
-            Calibration::encode_slot(Some(&cal)).map_err(|e| Error::param("calibration", e))?;
-        pending.replace_section(SectionKind::Calibration, &slot)?;
-    }
-    pending.commit()?;
-    Ok(manifest)
-}
 
 /// How a setting did on the calibration queries.
 #[derive(Debug, Clone, Copy)]
@@ -121,11 +87,28 @@ struct Queries {
     truth: Vec<Vec<u32>>,
 }
 
+/// Where the calibration queries come from.
+#[derive(Debug, Clone, Copy)]
+pub enum QuerySource<'a> {
+    /// [`QUERIES`] rows of the index, sampled with this seed, leave-one-out.
+    Rows {
+        /// Seed of the sample (the build's).
+        seed: u64,
+    },
+    /// The user's own queries (`b x dim`, row-major), e.g. a sample of a
+    /// query log: closer to what the index will be asked than its rows.
+    Given(&'a [f32]),
+}
+
+/// Fewest user queries a calibration accepts: below this, one query more or
+/// less moves the mean recall by more than the margins between targets.
+pub const MIN_GIVEN_QUERIES: usize = 50;
+
 /// Calibrates `engine`'s index. `progress(f)` gets the fraction done and
 /// returns `false` to cancel.
 pub fn calibrate(
     engine: &Engine,
-    seed: u64,
+    source: QuerySource<'_>,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<Calibration> {
     let t0 = Instant::now();
@@ -146,7 +129,15 @@ pub fn calibrate(
         recall_p10: 1.0,
         cost_us: exact_cost,
     };
-    let q = QUERIES.min(n);
+    let queries = match source {
+        QuerySource::Rows { seed } => sample_queries(engine, QUERIES.min(n), seed),
+        QuerySource::Given(q) => given_queries(engine, q)?,
+    };
+    let q = queries.truth.len();
+    let described = match source {
+        QuerySource::Rows { .. } => "rows of the index, leave-one-out".to_owned(),
+        QuerySource::Given(_) => format!("{q} queries given by the user"),
+    };
     if n <= CAL_K + 1 {
         // Every search returns every row: nothing to calibrate.
         return Ok(Calibration {
@@ -160,7 +151,7 @@ pub fn calibrate(
     }
     let mut grid = Grid {
         engine,
-        queries: sample_queries(engine, q, seed),
+        queries,
         model,
         parts,
         exact_cost,
@@ -187,7 +178,7 @@ pub fn calibrate(
     Ok(Calibration {
         k: CAL_K,
         queries: q,
-        source: "rows of the index, leave-one-out".into(),
+        source: described,
         settings_tried: grid.tried.len(),
         seconds: t0.elapsed().as_secs_f64(),
         points,
@@ -346,6 +337,44 @@ fn sample_queries(engine: &Engine, q: usize, seed: u64) -> Queries {
         vectors,
         truth,
     }
+}
+
+/// The user's queries, checked and encoded as a search would (normalised
+/// for cosine), and their exact top `CAL_K`.
+fn given_queries(engine: &Engine, queries: &[f32]) -> Result<Queries> {
+    let view = View::new(engine.file(), engine.kernels());
+    let dim = view.dim;
+    if !queries.len().is_multiple_of(dim) {
+        return Err(Error::DimensionMismatch {
+            expected: dim,
+            got: queries.len() % dim,
+        });
+    }
+    let b = queries.len() / dim;
+    if b < MIN_GIVEN_QUERIES {
+        return Err(Error::param(
+            "queries",
+            format!("calibration needs at least {MIN_GIVEN_QUERIES} queries, got {b}"),
+        ));
+    }
+    let mut prepared = PreparedQuery::default();
+    let mut vectors = Vec::with_capacity(queries.len());
+    for (row, q) in queries.chunks_exact(dim).enumerate() {
+        prepared
+            .prepare(q, dim, view.metric, 1)
+            .map_err(|e| match e {
+                Error::NonFinite { what, col, .. } => Error::NonFinite { what, row, col },
+                other => other,
+            })?;
+        vectors.extend_from_slice(&prepared.q);
+    }
+    let truth = exact_top(&view, &vectors, CAL_K);
+    Ok(Queries {
+        // No query is a row of the index: nothing to leave out.
+        rows: vec![u32::MAX; b],
+        vectors,
+        truth,
+    })
 }
 
 /// Exact top `k` rows of every query, by blocks of rows that stay in cache

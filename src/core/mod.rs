@@ -4,8 +4,10 @@
 //! -> Tier1 scan ([`tier1`]) -> exact rescoring with error bounds
 //! ([`rescore`]) -> top-k ([`topk`]). [`exact`] is brute force; [`view`]
 //! is the typed projection of the mapped file that every stage reads;
-//! [`calibrate`] measures, at build, the settings each recall target needs.
+//! [`calibrate`] measures, at build, the settings each recall target needs;
+//! [`calibrated`] writes calibrated files (builds and recalibrated copies).
 pub mod calibrate;
+pub mod calibrated;
 pub mod engine;
 pub mod exact;
 pub mod params;

@@ -1,6 +1,7 @@
 //! The on-disk index: format, manifest, builder, atomic writer and mmap reader.
 pub mod build;
 pub mod calibration;
+pub mod copy;
 pub mod format;
 pub mod kmeans;
 pub mod manifest;

@@ -22,7 +22,8 @@ _REQUIRED = {
     _native: ("__version__", "FORMAT_VERSION", "_Engine", "_Params", "build_index",
               "search_param_spec", "set_num_threads", "num_threads", "isa"),
     _native._Engine: ("search", "search_stats", "search_batch", "manifest_json",
-                      "section_bytes", "arrays", "path", "isa", "dim"),
+                      "section_bytes", "arrays", "path", "isa", "dim",
+                      "calibration_json", "recalibrate"),
 }  # fmt: skip
 _missing = [
     f"{getattr(owner, '__name__', owner)}.{name}"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import brute_force, clustered, topk_ids
 
+from support import brute_force, clustered, topk_ids
 from svve_core import SearchEngine, SearchParams
 from svve_core.cli import main
 

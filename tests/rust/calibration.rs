@@ -1,7 +1,7 @@
 //! Recall calibration: what a calibrated build stores, how the plan uses
 //! it, and that the recall asked for is delivered on queries the
 //! calibration never saw.
-use _svve_core::core::calibrate::build_index as build_calibrated;
+use _svve_core::core::calibrated::build_index as build_calibrated;
 use _svve_core::core::{Engine, QueryPlan, SearchParams};
 use _svve_core::index::calibration::{Calibration, SLOT_BYTES, TARGETS};
 use _svve_core::index::format::HEADER_LEN;

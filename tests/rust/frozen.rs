@@ -19,7 +19,13 @@ fn data(name: &str) -> PathBuf {
 /// The recorded parameters (only those that differ from the defaults).
 fn params(k: usize, recorded: &Value) -> SearchParams {
     for key in recorded.as_object().unwrap().keys() {
-        let known = ["nprobe", "candidates", "expansion", "exact", "target_recall"];
+        let known = [
+            "nprobe",
+            "candidates",
+            "expansion",
+            "exact",
+            "target_recall",
+        ];
         assert!(
             known.contains(&key.as_str()),
             "unhandled recorded parameter {key}"
@@ -60,7 +66,10 @@ fn frozen_v1_file_answers_as_recorded() {
 fn frozen_v2_file_answers_as_recorded() {
     let engine = Engine::open(&data("frozen_v2.svve"), LoadOptions::default())
         .expect("the frozen v2 file must open");
-    let cal = engine.file().calibration().expect("a v2 file is calibrated");
+    let cal = engine
+        .file()
+        .calibration()
+        .expect("a v2 file is calibrated");
     assert_eq!(cal.points.len(), 8);
     check_answers(&engine, 2, "frozen_v2_answers.json", 6);
 }
