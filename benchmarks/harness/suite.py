@@ -520,11 +520,11 @@ def main(argv=None) -> int:
     ap.add_argument("--synthetic", default="", help="comma-separated sizes, e.g. 10000,100000")
     ap.add_argument(
         "--synthetic-kind",
-        choices=("default", "clustered", "ada"),
+        choices=("default", "clustered", "ada", "gaussian"),
         default="default",
         help="kind of the --synthetic sets (benchmarks.harness.synthetic): default "
         "(overlapping clusters, 384-d), clustered (well separated, 384-d), ada "
-        "(ada-002 stand-in, 1536-d)",
+        "(ada-002 stand-in, 1536-d), gaussian (isotropic, 384-d)",
     )
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true", help="smoke test: 10k synthetic, few settings")

@@ -8,7 +8,7 @@
     uv run python -m benchmarks.harness.synthetic --kind ada --n 100000 \\
         --out benchmarks/.cache/synthetic-ada-100000-1536-s0
 
-Three kinds (``--kind``), each unit-norm, queries held out from the same
+Four kinds (``--kind``), each unit-norm, queries held out from the same
 distribution, ground truth exact inner product computed blockwise in float32
 with numpy:
 
@@ -21,6 +21,8 @@ with numpy:
   unit centres, uneven sizes, each row its centre plus a small anisotropic
   low-rank part and isotropic noise): the well-clustered regime that
   partition methods are built for, meant for 1M x 384 runs.
+- ``gaussian``: isotropic Gaussian rows, unit norm: no structure at all, the
+  worst case for partitions (the README quickstart's data).
 - ``ada``: a stand-in for OpenAI ada-002 embeddings (1536-d by default, meant
   for 9k-100k rows): a strong common direction (mean pairwise cosine about
   0.75, the "narrow cone" of ada-002), plus a low-rank part with a decaying
@@ -38,8 +40,8 @@ from typing import Optional
 
 import numpy as np
 
-KINDS = ("default", "clustered", "ada")
-DEFAULT_DIM = {"default": 384, "clustered": 384, "ada": 1536}
+KINDS = ("default", "clustered", "ada", "gaussian")
+DEFAULT_DIM = {"default": 384, "clustered": 384, "ada": 1536, "gaussian": 384}
 # Parameters of the new kinds (the default kind takes none: see generate()).
 CLUSTERED = {"clusters": 2048, "spread": 0.5, "latent": 32, "size_sigma": 0.5}
 ADA = {
@@ -69,6 +71,16 @@ def generate(
     x = z @ basis + 0.15 * rng.standard_normal((total, dim)).astype(np.float32) + offset
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x[:n].astype(np.float32), x[n:].astype(np.float32)
+
+
+def generate_gaussian(n: int, dim: int, queries: int = 1000, seed: int = 0):
+    """Isotropic Gaussian rows and queries, scaled to unit norm: no structure
+    at all (every point nearly equidistant from every other), the worst case
+    for partitions and the README quickstart's data."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n + queries, dim), dtype=np.float32)
+    x = _unit_rows(x)
+    return x[:n], x[n:]
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -179,9 +191,9 @@ def ground_truth(base: np.ndarray, queries: np.ndarray, k: int = 100, block: int
 
 def params_of(kind: str, **overrides) -> dict:
     """The full parameter set of ``kind`` with ``overrides`` (None: default)."""
-    if kind == "default":
+    if kind in ("default", "gaussian"):
         if any(v is not None for v in overrides.values()):
-            raise ValueError("the default kind takes no parameters (its output is frozen)")
+            raise ValueError(f"the {kind} kind takes no parameters")
         return {}
     table = CLUSTERED if kind == "clustered" else ADA
     unknown = sorted(k for k, v in overrides.items() if v is not None and k not in table)
@@ -205,6 +217,11 @@ def write(
         if params:
             raise ValueError("the default kind takes no parameters (its output is frozen)")
         base, q = generate(n, dim, queries, seed)
+    elif kind == "gaussian":
+        if params:
+            raise ValueError("the gaussian kind takes no parameters")
+        base, q = generate_gaussian(n, dim, queries, seed)
+        meta.update(kind=kind, generator="benchmarks.harness.synthetic.generate_gaussian")
     else:
         params = params_of(kind, **(params or {}))
         make = generate_clustered if kind == "clustered" else generate_ada
