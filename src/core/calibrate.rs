@@ -1,9 +1,10 @@
 //! Recall calibration: part of every build. Queries are sampled from the
 //! index's own rows and answered leave-one-out (the row itself is dropped
 //! from both the exact and the approximate answer, as if it had been held
-//! out); a grid of search settings is run over them and, for each recall
-//! target of `index::calibration::TARGETS`, the cheapest setting whose mean
-//! recall@10 reaches the target with 95% confidence is stored in the file.
+//! out), or given by the user (`engine.calibrate(queries)`); a grid of
+//! search settings is run over them and, for each recall target of
+//! `index::calibration::TARGETS`, the cheapest setting whose mean recall@10
+//! reaches the target with 95% confidence is stored in the file.
 //! Blueprint section 3.9 defines the grid, the confidence rule and the cost
 //! model, and what calibrating on rows cannot know about real queries.
 use std::time::Instant;
@@ -80,8 +81,10 @@ impl CostModel {
     }
 }
 
-/// The calibration queries and their leave-one-out exact answers.
+/// The calibration queries and their exact answers.
 struct Queries {
+    /// The stored row each query is (left out of its answers), `u32::MAX`
+    /// for queries that are not rows.
     rows: Vec<u32>,
     vectors: Vec<f32>,
     truth: Vec<Vec<u32>>,
