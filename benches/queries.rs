@@ -3,8 +3,8 @@
 //! `cargo bench --bench queries -- INDEX QUERIES.f32 [key=value ...]`
 //!
 //! `QUERIES.f32` is raw little-endian float32, `dim` values per query.
-//! Keys: k, nprobe, candidates, expand_probes, expand_ratio, expansion
-//! (0/1), epsilon, reps, lock (0/1, default 1: mlock the index, as the
+//! Keys: k, target_recall, nprobe, candidates, expand_probes, expand_ratio,
+//! expansion (0/1), epsilon, reps, lock (0/1, default 1: mlock the index, as the
 //! Python benchmark does, so proactive reclaim cannot turn the run into a
 //! page-fault benchmark). Prints p50/p99/mean latency per query, one thread.
 use std::path::Path;
@@ -40,6 +40,7 @@ fn main() {
         };
         match k {
             "k" => p.k = num() as usize,
+            "target_recall" => p.target_recall = num() as f32,
             "nprobe" => p.nprobe = num() as usize,
             "candidates" => p.candidates = num() as usize,
             "expand_probes" => p.expand_probes = num() as usize,

@@ -84,8 +84,15 @@ impl Engine {
         self
     }
 
-    /// Uses the given kernels instead of the detected ones (tests, benches).
+    /// Uses the given kernels instead of the detected ones (tests, benches);
+    /// the router's tables are rebuilt in those kernels' layout.
     pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        let f = &self.file;
+        self.centroids = Arc::new(Centroids::new(
+            f.section(SectionKind::Centroid),
+            f.dim(),
+            &kernels,
+        ));
         self.kernels = kernels;
         self
     }

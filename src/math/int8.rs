@@ -10,6 +10,11 @@
 //! with one dot product per centroid (a reduction and a call each) was a
 //! quarter of a one-partition query on debian-minilm-384 (490 partitions).
 //! Sums are exact in i32 for `dim < 2^17` (each product is at most 2^14).
+//!
+//! CPUs with AVX-512 VNNI read the centroids as int8 quads instead
+//! (`[quad][lane][4]`, half the bytes): `vpdpbusd` multiplies unsigned by
+//! signed bytes, so the query is biased by +128 into u8 and each centroid's
+//! sum of codes times 128 is subtracted afterwards; the sums stay exact.
 
 /// Centroids per interleaved block (one 512-bit register of i32 sums).
 pub const LANES: usize = 16;
@@ -72,6 +77,60 @@ pub fn widen_query(q: &[i8], out: &mut Vec<i16>) {
 
 /// Signature of the block kernels: `out[l] = <q, row l of block>`.
 pub type DotBlockFn = fn(&[i16], &[i16], &mut [i32; LANES]);
+
+/// Quads of dimensions in a vector of `dim` (the last one padded with 0).
+pub fn quads(dim: usize) -> usize {
+    dim.div_ceil(4)
+}
+
+/// Appends the quad-interleaved block of `rows` (at most [`LANES`] int8
+/// rows of `dim`) to `out`: `quads(dim) * LANES * 4` bytes, missing lanes
+/// and padding dimensions zero. Returns each lane's sum of codes.
+pub fn interleave_quads(rows: &[i8], dim: usize, out: &mut Vec<i8>) -> [i32; LANES] {
+    let n = rows.len().checked_div(dim).unwrap_or(0);
+    assert!(n <= LANES, "a block holds at most {LANES} rows");
+    let mut sums = [0i32; LANES];
+    for j in 0..quads(dim) {
+        for (l, sum) in sums.iter_mut().enumerate() {
+            for d in 4 * j..4 * j + 4 {
+                let c = if l < n && d < dim {
+                    rows[l * dim + d]
+                } else {
+                    0
+                };
+                *sum += i32::from(c);
+                out.push(c);
+            }
+        }
+    }
+    sums
+}
+
+/// `q` biased by +128 into u8 (as `vpdpbusd` wants its unsigned operand)
+/// and padded to whole quads.
+pub fn bias_query(q: &[i8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend(q.iter().map(|&x| (i16::from(x) + 128) as u8));
+    out.resize(quads(q.len()) * 4, 128);
+}
+
+/// Signature of the quad kernels: `out[l] = <q + 128, row l of block>`
+/// (subtract `128 * sum of row l` for `<q, row l>`).
+pub type DotQuadsFn = fn(&[i8], &[u8], &mut [i32; LANES]);
+
+/// Portable quad kernel; `block` from [`interleave_quads`], `q` from [`bias_query`].
+pub fn dot_quads_portable(block: &[i8], q: &[u8], out: &mut [i32; LANES]) {
+    *out = [0; LANES];
+    for (row, qq) in block.chunks_exact(4 * LANES).zip(q.chunks_exact(4)) {
+        for (o, c) in out.iter_mut().zip(row.chunks_exact(4)) {
+            *o += c
+                .iter()
+                .zip(qq)
+                .map(|(&c, &q)| i32::from(c) * i32::from(q))
+                .sum::<i32>();
+        }
+    }
+}
 
 /// Portable block kernel; `block` from [`interleave`], `q` from [`widen_query`].
 pub fn dot_block_portable(block: &[i16], q: &[i16], out: &mut [i32; LANES]) {
@@ -170,6 +229,44 @@ pub mod x86 {
         let s = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
         // SAFETY: `out` holds 16 i32: one 64-byte store.
         unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), s) };
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn dot_quads_vnni_inner(block: &[i8], q: &[u8], out: &mut [i32; LANES]) {
+        let rows = (block.len() / (4 * LANES)).min(q.len() / 4);
+        let p = block.as_ptr();
+        let quad =
+            |j: usize| i32::from_le_bytes([q[4 * j], q[4 * j + 1], q[4 * j + 2], q[4 * j + 3]]);
+        let step = |acc: __m512i, j: usize| {
+            // SAFETY: `j < rows`: the 64 bytes of quad row j are in `block`.
+            let c = unsafe { _mm512_loadu_si512(p.add(j * 4 * LANES).cast()) };
+            _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(quad(j)), c)
+        };
+        // Four named accumulators hide the dpbusd latency.
+        let z = _mm512_setzero_si512();
+        let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+        let mut j = 0;
+        while j + 4 <= rows {
+            a0 = step(a0, j);
+            a1 = step(a1, j + 1);
+            a2 = step(a2, j + 2);
+            a3 = step(a3, j + 3);
+            j += 4;
+        }
+        while j < rows {
+            a0 = step(a0, j);
+            j += 1;
+        }
+        let s = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
+        // SAFETY: `out` holds 16 i32: one 64-byte store.
+        unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), s) };
+    }
+
+    /// AVX-512 VNNI quad kernel; handed out only after run-time detection
+    /// of avx512f, avx512bw and avx512vnni.
+    pub fn dot_quads_vnni(block: &[i8], q: &[u8], out: &mut [i32; LANES]) {
+        // SAFETY: `Kernels::detect` checked the three features.
+        unsafe { dot_quads_vnni_inner(block, q, out) }
     }
 
     /// AVX2 block kernel; handed out only after run-time detection of avx2.

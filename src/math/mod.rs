@@ -15,6 +15,9 @@ pub struct Kernels {
     pub dot: fn(&[f32], &[f32]) -> f32,
     /// Int8 dot products of a query with a block of centroids, see [`int8`].
     pub dot_i8_block: int8::DotBlockFn,
+    /// The same over int8 quads (AVX-512 VNNI), when the CPU has it: the
+    /// router then keeps its centroids in that layout.
+    pub dot_i8_quads: Option<int8::DotQuadsFn>,
     /// `out[i] = <x, rows[i]>` for the rows of a row-major matrix.
     pub dot_rows: fn(&[f32], &[f32], &mut [f32]),
     /// Squared Euclidean distance of two equal-length slices.
@@ -37,6 +40,7 @@ impl Kernels {
         dot: float::dot_portable,
         dot_rows: float::dot_rows_portable,
         dot_i8_block: int8::dot_block_portable,
+        dot_i8_quads: None,
         l2sq: float::l2sq_portable,
         plane_scan: bits::plane_scan_portable,
         estimate_scan: estimate::estimate_scan_portable,
@@ -95,6 +99,10 @@ impl Kernels {
             if avx512 && std::arch::is_x86_feature_detected!("avx512bw") {
                 k.dot_i8_block = int8::x86::dot_block_avx512;
                 isa.push("avx512bw");
+                if std::arch::is_x86_feature_detected!("avx512vnni") {
+                    k.dot_i8_quads = Some(int8::x86::dot_quads_vnni);
+                    isa.push("avx512vnni");
+                }
             }
             k.isa = match isa.join("+").as_str() {
                 "x86_64" => "x86_64",
@@ -104,6 +112,12 @@ impl Kernels {
                 "x86_64+popcnt+avx2+avx512bw" => "x86_64+popcnt+avx2+avx512bw",
                 "x86_64+popcnt+avx512vpopcntdq+avx2+avx512bw" => {
                     "x86_64+popcnt+avx512vpopcntdq+avx2+avx512bw"
+                }
+                "x86_64+popcnt+avx2+avx512bw+avx512vnni" => {
+                    "x86_64+popcnt+avx2+avx512bw+avx512vnni"
+                }
+                "x86_64+popcnt+avx512vpopcntdq+avx2+avx512bw+avx512vnni" => {
+                    "x86_64+popcnt+avx512vpopcntdq+avx2+avx512bw+avx512vnni"
                 }
                 _ => "x86_64+mixed",
             };

@@ -209,7 +209,8 @@ fn int8_block_dot_matches_reference(
     #[values(1, 7, 16)] rows: usize,
 ) {
     use _svve_core::math::int8::{
-        dot_block_portable, interleave, quantize_i8, widen_query, DotBlockFn, LANES,
+        bias_query, dot_block_portable, dot_quads_portable, interleave, interleave_quads,
+        quantize_i8, widen_query, DotBlockFn, DotQuadsFn, LANES,
     };
     let mut rng = Rng::new(dim as u64 * 17 + rows as u64);
     let mut byte = || (rng.next_u64() % 256) as u8 as i8;
@@ -254,6 +255,48 @@ fn int8_block_dot_matches_reference(
                     0 // a missing lane holds zeros
                 };
                 assert_eq!(i64::from(got), want, "{name} dim {dim} lane {l}");
+            }
+        }
+    }
+    // The quad layout (AVX-512 VNNI): the biased sums, less 128 times the
+    // code sums, are the same exact dot products.
+    let mut quads: Vec<(&str, DotQuadsFn)> = vec![("portable", dot_quads_portable)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use _svve_core::math::int8::x86;
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+        {
+            quads.push(("vnni", x86::dot_quads_vnni));
+        }
+    }
+    quads.extend(
+        kernel_sets()
+            .into_iter()
+            .filter_map(|k| k.dot_i8_quads.map(|f| (k.isa, f))),
+    );
+    for (q, c) in &cases {
+        let (mut block, mut qu8) = (Vec::new(), Vec::new());
+        let sums = interleave_quads(c, dim, &mut block);
+        bias_query(q, &mut qu8);
+        for (name, f) in &quads {
+            let mut out = [7i32; LANES];
+            f(&block, &qu8, &mut out);
+            for (l, (&got, &sum)) in out.iter().zip(&sums).enumerate() {
+                let want: i64 = if l < rows {
+                    q.iter()
+                        .zip(&c[l * dim..(l + 1) * dim])
+                        .map(|(&x, &y)| i64::from(x) * i64::from(y))
+                        .sum()
+                } else {
+                    0
+                };
+                assert_eq!(
+                    i64::from(got) - 128 * i64::from(sum),
+                    want,
+                    "{name} dim {dim} lane {l}"
+                );
             }
         }
     }
