@@ -140,3 +140,21 @@ def test_calibrate_refuses_bad_queries(tmp_path: Path, built: Path, queries, err
         SearchEngine(built).calibrate(queries, out=out)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_asearch_takes_the_target_like_search(built: Path, data) -> None:
+    import asyncio
+
+    engine = SearchEngine(built)
+    params = SearchParams(target_recall=0.8)
+    q = data[1][:5]
+
+    async def run():
+        one = [await engine.asearch(x, 10, params) for x in q]
+        batch = await engine.asearch_batch(q, 10, params)
+        return one, batch
+
+    one, batch = asyncio.run(run())
+    for i, x in enumerate(q):
+        np.testing.assert_array_equal(one[i][0], engine.search(x, 10, params)[0])
+        np.testing.assert_array_equal(batch[0][i], engine.search(x, 10, params)[0])
