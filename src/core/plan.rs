@@ -129,16 +129,17 @@ pub fn scale_candidates(calibrated: usize, k: usize, cal_k: usize) -> usize {
     calibrated.saturating_mul(k.max(cal_k)) / cal_k.max(1)
 }
 
-/// Default Tier1 survivors of an uncalibrated index: `max(20 k, 200)`. The error bound, not this
-/// cap, decides how many are rescored (about 60 for k = 10 on
-/// debian-minilm-384, where 100 would do and save ~15% of the time); on
-/// harder data (overlapping clusters) every survivor gets rescored and
-/// recall needs the larger cap.
+/// Default Tier1 survivors of an uncalibrated index: `max(20 k, 200)`.
+/// The error bound, not this cap, decides how many are rescored (about 60
+/// for k = 10 on debian-minilm-384, where 100 would do and save ~15% of the
+/// time); on harder data (overlapping clusters) every survivor gets
+/// rescored and recall needs the larger cap.
 pub fn auto_candidates(k: usize) -> usize {
     k.saturating_mul(20).max(200)
 }
 
-/// Default probes of an uncalibrated index before expansion: 1/10 of the partitions, at least 8.
+/// Default probes of an uncalibrated index before expansion: 1/10 of the
+/// partitions, at least 8.
 pub fn auto_nprobe(partitions: usize) -> usize {
     (partitions / 10).max(8)
 }
