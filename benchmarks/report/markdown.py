@@ -230,6 +230,25 @@ def _fixed(svve: List[dict]) -> List[dict]:
     return [r for r in svve if "probe_frac" in (r.get("query") or {})]
 
 
+def _target_cells(r: dict, fixed: List[dict]) -> dict:
+    """One recall-target run's cells, shared by the summary and the per-dataset table."""
+    t = r["query"]["target_recall"]
+    front = best_at(fixed, r["recall"], single_qps)
+    p10 = r.get("recall_p10")
+    sq = r["single"]
+    return {
+        "target": f"{t:.2f}",
+        "recall": f"{r['recall']:.4f}",
+        "p10": "-" if p10 is None else f"{p10:.2f}",
+        "met": "yes" if r["recall"] >= t - 0.005 else "NO",
+        "qps": fmt(single_qps(r)),
+        "p50": f"{sq['p50_us']:.1f}",
+        "spread": f"{sq['p99_us'] / sq['p50_us']:.2f}",
+        "front": front,
+        "ratio": f"{single_qps(r) / single_qps(front):.2f}x" if front else "-",
+    }
+
+
 def targets_summary(outs: List[Path]) -> str:
     """Every dataset's recall targets in one table (each row from its own run)."""
     lines = [
@@ -248,20 +267,13 @@ def targets_summary(outs: List[Path]) -> str:
                 and r["adapter"] == "svve"
             ]
             for r in _targets(svve):
-                t = r["query"]["target_recall"]
-                front = best_at(_fixed(svve), r["recall"], single_qps)
-                sq = r["single"]
-                p10 = r.get("recall_p10")
+                c = _target_cells(r, _fixed(svve))
+                front = c["front"]
                 lines.append(
-                    f"| {ds['dataset']} ({ds['n']:,}) | {t:.2f} | {r['recall']:.4f} | "
-                    f"{'-' if p10 is None else f'{p10:.2f}'} | "
-                    f"{'yes' if r['recall'] >= t - 0.005 else 'NO'} | {fmt(single_qps(r))} | "
-                    f"{sq['p99_us'] / sq['p50_us']:.2f} | "
-                    + (
-                        f"{fmt(single_qps(front))} | {single_qps(r) / single_qps(front):.2f}x |"
-                        if front
-                        else "not reached | - |"
-                    )
+                    f"| {ds['dataset']} ({ds['n']:,}) | {c['target']} | {c['recall']} | "
+                    f"{c['p10']} | {c['met']} | {c['qps']} | {c['spread']} | "
+                    + (f"{fmt(single_qps(front))} | " if front else "not reached | ")
+                    + f"{c['ratio']} |"
                 )
     return "\n".join(lines) + "\n"
 
@@ -285,20 +297,13 @@ def targets_table(svve: List[dict]) -> List[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in targets:
-        t = r["query"]["target_recall"]
-        front = best_at(fixed, r["recall"], single_qps)
-        p10 = r.get("recall_p10")
-        sq = r["single"]
+        c = _target_cells(r, fixed)
+        front = c["front"]
         lines.append(
-            f"| {t:.2f} | {r['recall']:.4f} | {'-' if p10 is None else f'{p10:.2f}'} | "
-            f"{'yes' if r['recall'] >= t - 0.005 else 'NO'} | {fmt(single_qps(r))} | "
-            f"{sq['p50_us']:.1f} | {sq['p99_us'] / sq['p50_us']:.2f} | "
-            + (
-                f"{fmt(single_qps(front))} ({setting(front)}) | "
-                f"{single_qps(r) / single_qps(front):.2f}x |"
-                if front
-                else "not reached | - |"
-            )
+            f"| {c['target']} | {c['recall']} | {c['p10']} | {c['met']} | {c['qps']} | "
+            f"{c['p50']} | {c['spread']} | "
+            + (f"{fmt(single_qps(front))} ({setting(front)}) | " if front else "not reached | ")
+            + f"{c['ratio']} |"
         )
     return [*lines, ""]
 

@@ -363,12 +363,10 @@ fn given_queries(engine: &Engine, queries: &[f32]) -> Result<Queries> {
     let mut prepared = PreparedQuery::default();
     let mut vectors = Vec::with_capacity(queries.len());
     for (row, q) in queries.chunks_exact(dim).enumerate() {
-        prepared
-            .prepare(q, dim, view.metric, 1)
-            .map_err(|e| match e {
-                Error::NonFinite { what, col, .. } => Error::NonFinite { what, row, col },
-                other => other,
-            })?;
+        prepared.check(q, dim, view.metric).map_err(|e| match e {
+            Error::NonFinite { what, col, .. } => Error::NonFinite { what, row, col },
+            other => other,
+        })?;
         vectors.extend_from_slice(&prepared.q);
     }
     let truth = exact_top(&view, &vectors, CAL_K);

@@ -243,7 +243,7 @@ impl Engine {
     ) -> Result<SearchStats> {
         let n = view.len();
         s.query
-            .prepare(query, view.dim, view.metric, plan.query_bits)?;
+            .prepare(query, view.dim, view.metric, plan.query_bits, view.kernels)?;
         s.best.reset(plan.k);
         let mut stats = SearchStats::default();
         if plan.exact {

@@ -54,7 +54,7 @@ impl QueryPlan {
     ) -> Result<Self> {
         params.validate()?;
         let parts = partitions.max(1);
-        let target = f64::from(params.target_recall);
+        let target = params.target_recall;
         let point = calibration.and_then(|c| c.point_for(target).map(|p| (p, c.k)));
         let explicit = params.nprobe != 0
             || params.candidates != 0

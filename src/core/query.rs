@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::limits::{norm2_f64, MAX_NORM2};
 use crate::math::int8::{bias_query, quantize_i8, widen_query};
 use crate::math::quantize::QueryPlanes;
+use crate::math::Kernels;
 use crate::metric::Metric;
 
 /// The checked query and its Tier1 encoding.
@@ -31,9 +32,32 @@ pub struct PreparedQuery {
 }
 
 impl PreparedQuery {
+    /// Checks and normalises `query` ([`PreparedQuery::check`]), then
+    /// encodes its bit-planes and its int8 form in the layout the router of
+    /// `kernels` reads (i16 pairs, or u8 quads with AVX-512 VNNI).
+    pub fn prepare(
+        &mut self,
+        query: &[f32],
+        dim: usize,
+        metric: Metric,
+        bits: u8,
+        kernels: &Kernels,
+    ) -> Result<()> {
+        self.check(query, dim, metric)?;
+        self.planes.encode(&self.q, usize::from(bits));
+        self.q8_scale = quantize_i8(&self.q, &mut self.q8);
+        if kernels.dot_i8_quads.is_some() {
+            bias_query(&self.q8, &mut self.qu8);
+        } else {
+            widen_query(&self.q8, &mut self.q16);
+        }
+        Ok(())
+    }
+
     /// Checks `query` (dimension, finiteness, magnitude, non-zero for
-    /// cosine), normalises it for cosine and encodes its bit-planes.
-    pub fn prepare(&mut self, query: &[f32], dim: usize, metric: Metric, bits: u8) -> Result<()> {
+    /// cosine) into `q`, normalised for cosine, and sets `norm2`; encodes
+    /// nothing.
+    pub fn check(&mut self, query: &[f32], dim: usize, metric: Metric) -> Result<()> {
         if query.len() != dim {
             return Err(Error::DimensionMismatch {
                 expected: dim,
@@ -67,12 +91,6 @@ impl PreparedQuery {
             self.q.iter_mut().for_each(|x| *x /= n);
         }
         self.norm2 = if metric.normalizes() { 1.0 } else { n * n };
-        self.planes.encode(&self.q, usize::from(bits));
-        self.q8_scale = quantize_i8(&self.q, &mut self.q8);
-        // Both encodings: which one the router reads depends on its layout
-        // (a few dozen nanoseconds for the one left unread).
-        widen_query(&self.q8, &mut self.q16);
-        bias_query(&self.q8, &mut self.qu8);
         Ok(())
     }
 }

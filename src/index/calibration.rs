@@ -108,9 +108,10 @@ impl Calibration {
     }
 
     /// The settings for `target`: the first point whose target is at least
-    /// `target`; `None` above the highest (answer exactly). Targets arrive
-    /// as f32 (0.97 is 0.9700000286), so equality allows 1e-6.
-    pub fn point_for(&self, target: f64) -> Option<&CalibrationPoint> {
-        self.points.iter().find(|p| p.target >= target - 1e-6)
+    /// `target`; `None` above the highest (answer exactly). Compared in
+    /// f32, the type of `SearchParams::target_recall` (0.97 as f32 is
+    /// 0.9700000286, above the stored f64 0.97).
+    pub fn point_for(&self, target: f32) -> Option<&CalibrationPoint> {
+        self.points.iter().find(|p| p.target as f32 >= target)
     }
 }

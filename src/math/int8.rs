@@ -148,6 +148,31 @@ pub mod x86 {
     use super::LANES;
     use std::arch::x86_64::*;
 
+    /// `step(acc, j)` folded over rows `0..rows` into four named
+    /// accumulators (they hide the multiply-add latency; an array of them
+    /// was kept in memory by the compiler), then summed. A macro, not a
+    /// function: the intrinsics need the caller's target features.
+    macro_rules! sum_rows_x4 {
+        ($rows:expr, $step:expr) => {{
+            let (rows, step) = ($rows, $step);
+            let z = _mm512_setzero_si512();
+            let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+            let mut j = 0;
+            while j + 4 <= rows {
+                a0 = step(a0, j);
+                a1 = step(a1, j + 1);
+                a2 = step(a2, j + 2);
+                a3 = step(a3, j + 3);
+                j += 4;
+            }
+            while j < rows {
+                a0 = step(a0, j);
+                j += 1;
+            }
+            _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3))
+        }};
+    }
+
     /// The query's pairs as i32 (two i16 each), for broadcasts.
     #[inline(always)]
     fn pair(q: &[i16], j: usize) -> i32 {
@@ -211,22 +236,7 @@ pub mod x86 {
             let c = unsafe { _mm512_loadu_si512(p.add(j * 2 * LANES).cast()) };
             _mm512_add_epi32(acc, _mm512_madd_epi16(c, _mm512_set1_epi32(pair(q, j))))
         };
-        // Four named accumulators hide the madd latency.
-        let z = _mm512_setzero_si512();
-        let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-        let mut j = 0;
-        while j + 4 <= rows {
-            a0 = step(a0, j);
-            a1 = step(a1, j + 1);
-            a2 = step(a2, j + 2);
-            a3 = step(a3, j + 3);
-            j += 4;
-        }
-        while j < rows {
-            a0 = step(a0, j);
-            j += 1;
-        }
-        let s = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
+        let s = sum_rows_x4!(rows, step);
         // SAFETY: `out` holds 16 i32: one 64-byte store.
         unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), s) };
     }
@@ -242,22 +252,7 @@ pub mod x86 {
             let c = unsafe { _mm512_loadu_si512(p.add(j * 4 * LANES).cast()) };
             _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(quad(j)), c)
         };
-        // Four named accumulators hide the dpbusd latency.
-        let z = _mm512_setzero_si512();
-        let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-        let mut j = 0;
-        while j + 4 <= rows {
-            a0 = step(a0, j);
-            a1 = step(a1, j + 1);
-            a2 = step(a2, j + 2);
-            a3 = step(a3, j + 3);
-            j += 4;
-        }
-        while j < rows {
-            a0 = step(a0, j);
-            j += 1;
-        }
-        let s = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
+        let s = sum_rows_x4!(rows, step);
         // SAFETY: `out` holds 16 i32: one 64-byte store.
         unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), s) };
     }

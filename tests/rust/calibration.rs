@@ -110,7 +110,7 @@ fn the_plan_takes_calibrated_knobs_unless_set() {
     let plan = |p: &SearchParams| {
         QueryPlan::new(p, f.len(), parts, f.metric(), usize::MAX, Some(cal)).expect("plan")
     };
-    let point = cal.point_for(0.9).expect("0.9 is calibrated");
+    let point = cal.point_for(0.9f32).expect("0.9 is calibrated");
     let at = |t: f32| SearchParams {
         target_recall: t,
         ..SearchParams::default()

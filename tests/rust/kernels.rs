@@ -224,6 +224,21 @@ fn int8_block_dot_matches_reference(
     // The extremes: every product at its largest magnitude, both signs.
     cases.push((vec![-128; dim], vec![-128; rows * dim]));
     cases.push((vec![127; dim], vec![-128; rows * dim]));
+    // The reference: exact dots per lane, zero for a missing lane.
+    let reference = |q: &[i8], c: &[i8]| -> Vec<i64> {
+        (0..LANES)
+            .map(
+                |l| match c.get(l * dim..(l + 1) * dim).filter(|_| l < rows) {
+                    Some(row) => q
+                        .iter()
+                        .zip(row)
+                        .map(|(&x, &y)| i64::from(x) * i64::from(y))
+                        .sum(),
+                    None => 0,
+                },
+            )
+            .collect()
+    };
     let mut variants: Vec<(&str, DotBlockFn)> = vec![("portable", dot_block_portable)];
     #[cfg(target_arch = "x86_64")]
     {
@@ -242,19 +257,12 @@ fn int8_block_dot_matches_reference(
         let (mut block, mut q16) = (Vec::new(), Vec::new());
         interleave(c, dim, &mut block);
         widen_query(q, &mut q16);
+        let want = reference(q, c);
         for (name, f) in &variants {
             let mut out = [7i32; LANES];
             f(&block, &q16, &mut out);
             for (l, &got) in out.iter().enumerate() {
-                let want: i64 = if l < rows {
-                    q.iter()
-                        .zip(&c[l * dim..(l + 1) * dim])
-                        .map(|(&x, &y)| i64::from(x) * i64::from(y))
-                        .sum()
-                } else {
-                    0 // a missing lane holds zeros
-                };
-                assert_eq!(i64::from(got), want, "{name} dim {dim} lane {l}");
+                assert_eq!(i64::from(got), want[l], "{name} dim {dim} lane {l}");
             }
         }
     }
@@ -280,21 +288,14 @@ fn int8_block_dot_matches_reference(
         let (mut block, mut qu8) = (Vec::new(), Vec::new());
         let sums = interleave_quads(c, dim, &mut block);
         bias_query(q, &mut qu8);
+        let want = reference(q, c);
         for (name, f) in &quads {
             let mut out = [7i32; LANES];
             f(&block, &qu8, &mut out);
             for (l, (&got, &sum)) in out.iter().zip(&sums).enumerate() {
-                let want: i64 = if l < rows {
-                    q.iter()
-                        .zip(&c[l * dim..(l + 1) * dim])
-                        .map(|(&x, &y)| i64::from(x) * i64::from(y))
-                        .sum()
-                } else {
-                    0
-                };
                 assert_eq!(
                     i64::from(got) - 128 * i64::from(sum),
-                    want,
+                    want[l],
                     "{name} dim {dim} lane {l}"
                 );
             }
