@@ -43,6 +43,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// No collection at the path.
+    #[error("{path}: collection not found (create it with Collection.create)")]
+    CollectionNotFound { path: PathBuf },
+    /// `create` found a collection already there.
+    #[error("{path}: a collection already exists here (open it with Collection.open)")]
+    CollectionExists { path: PathBuf },
+    /// Another writer holds the collection.
+    #[error(
+        "{path}: the collection is open for writing elsewhere (one writer at a time); open it with readonly=True to search"
+    )]
+    CollectionLocked { path: PathBuf },
+    /// A write through a read-only handle.
+    #[error("{path}: the collection was opened read-only; open it without readonly=True to write")]
+    ReadOnly { path: PathBuf },
+    /// An id given twice in one call, or added when it already exists.
+    #[error("duplicate id {id}: {detail}")]
+    DuplicateId { id: i64, detail: &'static str },
     /// A build stopped because its progress callback asked it to.
     #[error("build cancelled")]
     Cancelled,

@@ -16,6 +16,7 @@
 //! `limits`, `pool` and `error` are leaves that any of them may use.
 #![cfg(target_endian = "little")]
 
+pub mod collection;
 pub mod core;
 pub mod error;
 pub mod index;

@@ -7,10 +7,12 @@
 """
 
 from svve_core import _svve_core, exceptions
+from svve_core.collection import Collection
 from svve_core.engine import SearchEngine, build_index
 from svve_core.schemas import (
     Calibration,
     CalibrationPoint,
+    CollectionInfo,
     EngineConfig,
     IndexConfig,
     IndexInfo,
@@ -54,6 +56,8 @@ __all__ = [
     "FORMAT_VERSION",
     "Calibration",
     "CalibrationPoint",
+    "Collection",
+    "CollectionInfo",
     "EngineConfig",
     "IndexConfig",
     "IndexInfo",

@@ -60,6 +60,26 @@ class IndexIOError(SVVEError, OSError):
     """The operating system refused a read or write."""
 
 
+class DuplicateIdError(InvalidParameterError):
+    """An id appears twice in one call, or ``add`` got an id the collection already holds."""
+
+
+class CollectionNotFoundError(IndexNotFoundError):
+    """No collection exists at the given directory."""
+
+
+class CollectionExistsError(SVVEError, FileExistsError):
+    """``Collection.create`` found a collection already in the directory."""
+
+
+class CollectionLockedError(SVVEError):
+    """Another writer (in this or another process) holds the collection."""
+
+
+class ReadOnlyCollectionError(SVVEError):
+    """A write was attempted through a collection opened with ``readonly=True``."""
+
+
 class BuildCancelledError(SVVEError):
     """A build was stopped by its progress callback."""
 
@@ -70,8 +90,12 @@ class InternalError(SVVEError):
 
 __all__ = [
     "BuildCancelledError",
+    "CollectionExistsError",
+    "CollectionLockedError",
+    "CollectionNotFoundError",
     "CorruptIndexError",
     "DimensionMismatchError",
+    "DuplicateIdError",
     "IndexFormatError",
     "IndexIOError",
     "IndexNotFoundError",
@@ -82,6 +106,7 @@ __all__ = [
     "InvalidShapeError",
     "InvalidVectorError",
     "NonFiniteError",
+    "ReadOnlyCollectionError",
     "SVVEError",
     "VersionMismatchError",
 ]

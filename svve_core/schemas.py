@@ -187,3 +187,26 @@ class IndexInfo(_Model):
         default=None, description="Recall calibration; None for files without one."
     )
     warnings: List[str] = Field(default_factory=list)
+
+
+class SegmentInfo(_Model):
+    """One segment of a live collection."""
+
+    rows: int = Field(description="Rows in the segment file.")
+    deleted: int = Field(description="Of those, rows deleted.")
+
+
+class CollectionInfo(_Model):
+    """What a live collection holds, as this handle sees it."""
+
+    path: str
+    dim: int
+    metric: Metric
+    n: int = Field(description="Live rows this handle searches.")
+    generation: int = Field(description="The last committed generation (for a reader: the "
+                            "one it refreshed to).")
+    readonly: bool
+    segments: List[SegmentInfo] = Field(description="Segments, oldest first.")
+    fresh: int = Field(description="Rows not yet in a segment (searched exactly).")
+    uncommitted: bool = Field(description="The writer holds changes not yet committed.")
+    build: IndexConfig = Field(description="Build options of new segments.")

@@ -15,6 +15,11 @@ import_exception!(svve_core.exceptions, VersionMismatchError);
 import_exception!(svve_core.exceptions, IndexIOError);
 import_exception!(svve_core.exceptions, BuildCancelledError);
 import_exception!(svve_core.exceptions, InternalError);
+import_exception!(svve_core.exceptions, CollectionNotFoundError);
+import_exception!(svve_core.exceptions, CollectionExistsError);
+import_exception!(svve_core.exceptions, CollectionLockedError);
+import_exception!(svve_core.exceptions, ReadOnlyCollectionError);
+import_exception!(svve_core.exceptions, DuplicateIdError);
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -29,6 +34,11 @@ impl From<Error> for PyErr {
             Error::VersionMismatch { .. } => VersionMismatchError::new_err(msg),
             Error::Io { .. } => IndexIOError::new_err(msg),
             Error::Cancelled => BuildCancelledError::new_err(msg),
+            Error::CollectionNotFound { .. } => CollectionNotFoundError::new_err(msg),
+            Error::CollectionExists { .. } => CollectionExistsError::new_err(msg),
+            Error::CollectionLocked { .. } => CollectionLockedError::new_err(msg),
+            Error::ReadOnly { .. } => ReadOnlyCollectionError::new_err(msg),
+            Error::DuplicateId { .. } => DuplicateIdError::new_err(msg),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! PyO3 bindings: convert, release the GIL, delegate. No algorithm here.
 mod build;
+mod collection;
 mod engine;
 mod errors;
 mod gil;
@@ -14,6 +15,7 @@ fn _svve_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORMAT_VERSION", crate::index::format::FORMAT_VERSION)?;
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<params::PyParams>()?;
+    m.add_class::<collection::PyCollection>()?;
     m.add_function(wrap_pyfunction!(params::search_param_spec, m)?)?;
     m.add_function(wrap_pyfunction!(build::build_index, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::exact::{exact_all, exact_scan};
+use super::mask::RowMask;
 use super::params::SearchParams;
 use super::plan::QueryPlan;
 use super::router::{Centroids, Router};
@@ -122,8 +123,9 @@ impl Engine {
         self.file.dim()
     }
 
-    /// The plan of one query; `single` queries may split over the pool.
-    fn plan(&self, params: &SearchParams, single: bool) -> Result<QueryPlan> {
+    /// The plan of one query over `allowed` returnable rows; `single`
+    /// queries may split over the pool.
+    fn plan(&self, params: &SearchParams, allowed: usize, single: bool) -> Result<QueryPlan> {
         // With a one-thread pool a pool hop only adds latency.
         let split =
             single && self.len() >= self.parallel_min_rows && pool::configured_threads() > 1;
@@ -136,7 +138,7 @@ impl Engine {
         };
         QueryPlan::new(
             params,
-            f.len(),
+            allowed,
             parts,
             f.metric(),
             split_from,
@@ -178,8 +180,19 @@ impl Engine {
         query: &[f32],
         params: &SearchParams,
     ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
-        let plan = self.plan(params, true)?;
-        let view = View::new(&self.file, &self.kernels);
+        self.search_masked(query, params, None)
+    }
+
+    /// [`Engine::search_with_stats`] returning only rows `mask` allows
+    /// (`min(k, allowed)` of them).
+    pub fn search_masked(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        mask: Option<&RowMask>,
+    ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
+        let view = View::new(&self.file, &self.kernels).masked(mask);
+        let plan = self.plan(params, view.allowed(), true)?;
         with_scratch(|s| {
             let stats = self.run_query(&view, query, &plan, s)?;
             let (ids, scores) = finish(&view, &s.out);
@@ -190,7 +203,18 @@ impl Engine {
     /// Top-k of each row of `queries` (`b x dim`, row-major). Queries run in
     /// parallel on the library's pool; a single query runs inline.
     pub fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<BatchResult> {
-        let plan = self.plan(params, false)?;
+        self.search_batch_masked(queries, params, None)
+    }
+
+    /// [`Engine::search_batch`] returning only rows `mask` allows.
+    pub fn search_batch_masked(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        mask: Option<&RowMask>,
+    ) -> Result<BatchResult> {
+        let view = View::new(&self.file, &self.kernels).masked(mask);
+        let plan = self.plan(params, view.allowed(), false)?;
         let dim = self.dim();
         if !queries.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch {
@@ -202,7 +226,6 @@ impl Engine {
         let k = plan.k;
         let mut ids = vec![0i64; b * k];
         let mut scores = vec![0f32; b * k];
-        let view = View::new(&self.file, &self.kernels);
         let one = |(i, ((q, id), sc)): BatchItem<'_>| {
             with_scratch(|s| {
                 self.run_query(&view, q, &plan, s)
@@ -246,6 +269,11 @@ impl Engine {
             .prepare(query, view.dim, view.metric, plan.query_bits, view.kernels)?;
         s.best.reset(plan.k);
         let mut stats = SearchStats::default();
+        if plan.k == 0 {
+            // Every row is masked: nothing to return.
+            s.out.clear();
+            return Ok(stats);
+        }
         if plan.exact {
             exact_all(view, &s.query.q, plan.splits(n), &mut s.best);
             s.best.drain_sorted(&mut s.out);
@@ -279,9 +307,9 @@ impl Engine {
         );
         s.best.drain_sorted(&mut s.out);
         if s.out.len() < plan.k {
-            // Every query must get min(k, n) rows. Routing probes at least k
-            // rows, so only estimates that are not finite can leave Tier1
-            // short; answer such a query exactly.
+            // Every query must get min(k, allowed) rows. Routing probes at
+            // least k allowed rows, so only estimates that are not finite
+            // can leave Tier1 short; answer such a query exactly.
             s.best.reset(plan.k);
             exact_scan(view, &s.query.q, 0, n, &mut s.best);
             s.best.drain_sorted(&mut s.out);

@@ -7,14 +7,16 @@ use super::topk::TopK;
 use super::view::View;
 use crate::pool;
 
-/// Scores rows `start..end` exactly into `best`.
+/// Scores the allowed rows of `start..end` exactly into `best`.
 pub fn exact_scan(view: &View<'_>, q: &[f32], start: usize, end: usize, best: &mut TopK) {
     for row in start..end {
-        best.push(view.exact_score(q, row), row as u32);
+        if view.allows(row) {
+            best.push(view.exact_score(q, row), row as u32);
+        }
     }
 }
 
-/// Scores every row into `best`, inline or split over the pool (`split`).
+/// Scores every allowed row into `best`, inline or split over the pool (`split`).
 pub fn exact_all(view: &View<'_>, q: &[f32], split: bool, best: &mut TopK) {
     let n = view.len();
     if !split {

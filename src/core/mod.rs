@@ -10,6 +10,7 @@ pub mod calibrate;
 pub mod calibrated;
 pub mod engine;
 pub mod exact;
+pub mod mask;
 pub mod params;
 pub mod plan;
 pub mod query;
@@ -21,5 +22,6 @@ pub mod topk;
 pub mod view;
 
 pub use engine::{Engine, SearchStats};
+pub use mask::RowMask;
 pub use params::SearchParams;
 pub use plan::QueryPlan;

@@ -236,17 +236,14 @@ impl<'a> Router<'a> {
     }
 
     /// Adds the next best partitions (by the int8 ranking) to `order` until
-    /// it holds at least `k` rows. Small partitions exist (k-means cells are
+    /// it holds at least `k` rows the query may return. Small partitions exist (k-means cells are
     /// uneven): without this, a query probing a few of them came back with
     /// fewer than `k` survivors and fell back to brute force over the whole
     /// index (at one probe on debian-minilm-384: p50 33 us, mean 139 us).
     /// Rare, so the ranking of the others is recomputed here rather than
     /// kept for every query.
     fn top_up(&self, q: &PreparedQuery, order: &mut Vec<Scored>, k: usize) {
-        let rows = |r: &Scored| {
-            let (a, b) = self.view.rows_of(r.row as usize);
-            b - a
-        };
+        let rows = |r: &Scored| self.view.allowed_in(r.row as usize);
         let mut have: usize = order.iter().map(rows).sum();
         if have >= k {
             return;

@@ -134,8 +134,10 @@ impl<'a> Tier1<'a> {
             );
             // Only rows above the chunk's starting threshold have their bit
             // set; most blocks have none once the survivors fill up.
+            let block0 = r0 / BLOCK;
             for (b, &m) in bufs.mask[..nb].iter().enumerate() {
-                let mut m = m;
+                // Masked rows (deleted, filtered out) never take a slot.
+                let mut m = m & view.allowed_bits(block0 + b);
                 while m != 0 {
                     let i = b * BLOCK + m.trailing_zeros() as usize;
                     m &= m - 1;
@@ -150,7 +152,8 @@ impl<'a> Tier1<'a> {
     }
 }
 
-/// Rows in the partitions of `order`.
+/// Rows in the partitions of `order` (masked ones included: Tier1 reads
+/// their codes).
 pub fn rows_in(view: &View<'_>, order: &[Scored]) -> usize {
     order
         .iter()

@@ -1,5 +1,6 @@
 //! [`View`]: typed slices into one mapped index file, taken once per search.
 //! A projection of the file and nothing more: no routing, no scoring rules.
+use super::mask::RowMask;
 use crate::index::format::SectionKind;
 use crate::index::IndexFile;
 use crate::math::bits::CodeBlocks;
@@ -35,6 +36,8 @@ pub struct View<'a> {
     pub metric: Metric,
     /// Kernels in use.
     pub kernels: &'a Kernels,
+    /// Rows a query may return (`None`: all of them).
+    pub mask: Option<&'a RowMask>,
 }
 
 impl<'a> View<'a> {
@@ -56,7 +59,36 @@ impl<'a> View<'a> {
             words: f.words(),
             metric: f.metric(),
             kernels,
+            mask: None,
         }
+    }
+
+    /// The same view, returning only the rows `mask` allows.
+    pub fn masked(self, mask: Option<&'a RowMask>) -> Self {
+        View { mask, ..self }
+    }
+
+    /// Rows a query may return.
+    pub fn allowed(&self) -> usize {
+        self.mask.map_or(self.len(), RowMask::allowed)
+    }
+
+    /// Whether stored row `row` may be returned.
+    #[inline]
+    pub fn allows(&self, row: usize) -> bool {
+        self.mask.is_none_or(|m| m.get(row))
+    }
+
+    /// Rows of code block `block` that may be returned, as a Tier1 survivor mask.
+    #[inline]
+    pub fn allowed_bits(&self, block: usize) -> u8 {
+        self.mask.map_or(u8::MAX, |m| m.block_bits(block))
+    }
+
+    /// Rows of partition `p` that may be returned.
+    pub fn allowed_in(&self, p: usize) -> usize {
+        let (a, b) = self.rows_of(p);
+        self.mask.map_or(b - a, |m| m.count_range(a, b))
     }
 
     /// Number of rows.

@@ -66,6 +66,21 @@ pub fn work_units(n: usize, calibrate: bool) -> usize {
     }
 }
 
+/// Checks `vectors` (`n` rows of `dim`, `n >= 1`) as a build does and
+/// returns them as an index stores them: unit length for cosine. Live
+/// collections keep rows in this form until they go into a segment.
+pub fn prepare_rows(vectors: &[f32], dim: usize, metric: Metric) -> Result<Vec<f32>> {
+    check_input(vectors, dim, None)?;
+    let scales = row_scales(vectors, dim, metric)?;
+    let mut out = vectors.to_vec();
+    for (row, &s) in out.chunks_exact_mut(dim).zip(&scales) {
+        if s != 1.0 {
+            row.iter_mut().for_each(|x| *x = (f64::from(*x) * s) as f32);
+        }
+    }
+    Ok(out)
+}
+
 /// Per-row Tier1 factors: see the blueprint, stage "Tier1 estimate".
 struct Factors {
     scale: Vec<f32>,

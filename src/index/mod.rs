@@ -12,3 +12,4 @@ pub use build::{build_index, build_pending, Progress};
 pub use calibration::{Calibration, CalibrationPoint};
 pub use manifest::{BuildConfig, Manifest, Metric};
 pub use reader::{IndexFile, LoadOptions};
+pub use writer::{sync_parent, write_small};

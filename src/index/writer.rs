@@ -246,7 +246,23 @@ pub fn write_pending(
 }
 
 /// fsyncs the directory holding `path`, so the rename itself is durable.
-fn sync_parent(path: &Path) -> Result<()> {
+/// Writes a small file (a manifest, a deletion list) atomically: a
+/// temporary name, fsync, rename over `path`, fsync of the directory.
+pub fn write_small(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    let mut guard = TempGuard(Some(tmp.clone()));
+    let io = |e| Error::io(&tmp, e);
+    let mut f = File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    guard.0 = None;
+    sync_parent(path)
+}
+
+/// Fsyncs the directory holding `path`, so a rename or a new file in it
+/// survives a crash (a no-op where directories cannot be opened).
+pub fn sync_parent(path: &Path) -> Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -1,0 +1,567 @@
+//! The one writer of a collection: takes changes, commits them durably,
+//! checkpoints fresh rows into segments and merges segments.
+//!
+//! A change is applied at once to the writer's working [`State`] (its own
+//! searches see it) and queued as a log record. `commit` makes the queue
+//! durable in one of two ways:
+//! - append it to the write-ahead log, fsync, publish a manifest with the
+//!   log's new length (the common, cheap case);
+//! - or, once the fresh rows are many enough to slow exact search down,
+//!   a checkpoint: fresh rows become a new segment, segments with new
+//!   deletions get new deletion files, a new empty log starts, and a
+//!   manifest naming all of it is published.
+//!
+//! Either way nothing becomes visible or durable before the manifest's
+//! rename, so a crash anywhere leaves the previous generation intact.
+//! After a commit, the size-tiered policy may merge segments (another
+//! checkpoint) and unreferenced files are removed.
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use hashbrown::{HashMap, HashSet};
+
+use super::deletes;
+use super::files::{self, deletes_name, manifest_name, segment_name, wal_name, LOCK};
+use super::manifest::{CollectionManifest, SegmentEntry, MANIFEST_FORMAT};
+use super::state::{Segment, State};
+use super::wal::{self, Record, WalWriter};
+use crate::core::calibrated::build_index;
+use crate::core::Engine;
+use crate::error::{Error, Result};
+use crate::index::build::prepare_rows;
+use crate::index::format::SectionKind;
+use crate::index::{BuildConfig, LoadOptions, Metric};
+
+/// Fresh rows are searched exactly: a checkpoint moves them into a segment
+/// once they hold this many floats (1365 rows of 384 dimensions, 341 of
+/// 1536), where their exact scan costs about what a segment query does.
+const FRESH_FLOATS: usize = 1 << 19;
+
+/// Segments of a size tier merged at once (size-tiered merging, as
+/// Lucene's and Cassandra's): every row is rewritten about `log_4(n /
+/// fresh rows)` times, and a query visits at most 3 segments per tier.
+const MERGE_FACTOR: usize = 4;
+
+/// A segment with more than this fraction of its rows deleted is rewritten.
+const MAX_DELETED: f64 = 0.5;
+
+/// Where a live id's row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    /// Stored row `row` of segment `no`.
+    Segment { no: u64, row: u32 },
+    /// Among the fresh rows.
+    Fresh,
+}
+
+/// The writer of one collection directory (holds its lock).
+pub struct Writer {
+    dir: PathBuf,
+    /// Held for the writer's lifetime; the OS releases it if the process dies.
+    _lock: File,
+    /// The last published generation.
+    manifest: CollectionManifest,
+    /// Committed rows plus the queued changes.
+    work: State,
+    /// Changes not yet committed, in order.
+    queue: Vec<Record>,
+    /// Location of every live id (committed or queued).
+    ids: HashMap<i64, Loc>,
+    next_id: i64,
+    wal: WalWriter,
+    opts: LoadOptions,
+}
+
+/// Rows the fresh set holds before a checkpoint, for `dim`.
+pub fn fresh_limit(dim: usize) -> usize {
+    (FRESH_FLOATS / dim.max(1)).max(256)
+}
+
+impl Writer {
+    /// Creates an empty collection in `dir` (created if missing; it must
+    /// not hold a collection yet) and opens its writer.
+    pub fn create(
+        dir: &Path,
+        dim: usize,
+        metric: Metric,
+        config: BuildConfig,
+        opts: LoadOptions,
+    ) -> Result<Self> {
+        if dim == 0 || dim > u32::MAX as usize {
+            return Err(Error::param(
+                "dim",
+                format!("must be in 1..2^32, got {dim}"),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock = take_lock(dir)?;
+        if !files::generations(dir)?.is_empty() {
+            return Err(Error::CollectionExists {
+                path: dir.to_path_buf(),
+            });
+        }
+        wal::create(&dir.join(wal_name(0)), dim)?;
+        let m = CollectionManifest {
+            format: MANIFEST_FORMAT,
+            library_version: crate::VERSION.into(),
+            generation: 0,
+            dim: dim as u64,
+            metric,
+            config,
+            segments: Vec::new(),
+            wal: 0,
+            wal_len: wal::HEADER_LEN,
+            next_file: 1,
+            next_id: 0,
+        };
+        m.publish(dir)?;
+        drop(lock);
+        Self::open(dir, opts)
+    }
+
+    /// Opens the writer of the collection in `dir`: the newest generation,
+    /// with whatever an interrupted commit or checkpoint left behind
+    /// cleaned up.
+    pub fn open(dir: &Path, opts: LoadOptions) -> Result<Self> {
+        let gens = files::generations(dir)?;
+        let Some(&g) = gens.last() else {
+            return Err(Error::CollectionNotFound {
+                path: dir.to_path_buf(),
+            });
+        };
+        let lock = take_lock(dir)?;
+        let manifest = CollectionManifest::read(dir, g)?;
+        let work = State::load(dir, &manifest, &[], opts)?;
+        let wal = WalWriter::open(&dir.join(wal_name(manifest.wal)), manifest.wal_len)?;
+        let mut ids = HashMap::with_capacity(work.len());
+        for s in &work.segments {
+            let stored: &[i64] = s.engine.file().section(SectionKind::Ids);
+            for (row, &id) in stored.iter().enumerate() {
+                if s.mask.as_ref().is_none_or(|m| m.get(row)) {
+                    let loc = Loc::Segment {
+                        no: s.no,
+                        row: row as u32,
+                    };
+                    if ids.insert(id, loc).is_some() {
+                        return Err(Error::corrupt(
+                            &dir.join(segment_name(s.no)),
+                            format!("id {id} is live in two places"),
+                        ));
+                    }
+                }
+            }
+        }
+        for &id in &work.fresh.ids {
+            if ids.insert(id, Loc::Fresh).is_some() {
+                return Err(Error::corrupt(
+                    &dir.join(wal_name(manifest.wal)),
+                    format!("id {id} is live in two places"),
+                ));
+            }
+        }
+        let w = Writer {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            next_id: manifest.next_id,
+            manifest,
+            work,
+            queue: Vec::new(),
+            ids,
+            wal,
+            opts,
+        };
+        w.collect_garbage();
+        Ok(w)
+    }
+
+    /// The working state: committed rows plus queued changes.
+    pub fn state(&self) -> &State {
+        &self.work
+    }
+
+    /// The last committed generation.
+    pub fn manifest(&self) -> &CollectionManifest {
+        &self.manifest
+    }
+
+    /// Whether changes are queued.
+    pub fn has_changes(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Adds `vectors` (`n x dim`) under `ids` (assigned above every id the
+    /// collection ever held when `None`); an id already live is an error.
+    pub fn add(&mut self, vectors: &[f32], ids: Option<&[i64]>) -> Result<Vec<i64>> {
+        let rows = self.prepare(vectors, ids)?;
+        let n = rows.len() / self.work.dim;
+        let ids = match ids {
+            Some(ids) => {
+                if let Some(&id) = ids.iter().find(|id| self.ids.contains_key(*id)) {
+                    return Err(Error::DuplicateId {
+                        id,
+                        detail: "the collection already holds it (use upsert to replace it)",
+                    });
+                }
+                ids.to_vec()
+            }
+            None => {
+                let start = self.next_id;
+                if i64::MAX - start < n as i64 {
+                    return Err(Error::param(
+                        "ids",
+                        "the automatic ids are exhausted; pass ids",
+                    ));
+                }
+                (start..start + n as i64).collect()
+            }
+        };
+        self.insert(ids.clone(), rows);
+        Ok(ids)
+    }
+
+    /// Adds `vectors` under `ids`, replacing the rows of ids already live.
+    pub fn upsert(&mut self, vectors: &[f32], ids: &[i64]) -> Result<()> {
+        let rows = self.prepare(vectors, Some(ids))?;
+        self.remove(ids);
+        self.insert(ids.to_vec(), rows);
+        Ok(())
+    }
+
+    /// Deletes `ids`; returns how many were live (unknown ids are counted
+    /// out, not an error).
+    pub fn delete(&mut self, ids: &[i64]) -> Result<usize> {
+        check_unique(ids)?;
+        Ok(self.remove(ids))
+    }
+
+    /// Validates a call's rows and ids; returns the rows prepared.
+    fn prepare(&self, vectors: &[f32], ids: Option<&[i64]>) -> Result<Vec<f32>> {
+        let dim = self.work.dim;
+        if !vectors.len().is_multiple_of(dim) {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                got: vectors.len() % dim,
+            });
+        }
+        let n = vectors.len() / dim;
+        if let Some(ids) = ids {
+            if ids.len() != n {
+                return Err(Error::param(
+                    "ids",
+                    format!("{} ids for {n} vectors", ids.len()),
+                ));
+            }
+            check_unique(ids)?;
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        prepare_rows(vectors, dim, self.work.metric)
+    }
+
+    fn insert(&mut self, ids: Vec<i64>, rows: Vec<f32>) {
+        if ids.is_empty() {
+            return;
+        }
+        for &id in &ids {
+            self.ids.insert(id, Loc::Fresh);
+        }
+        if let Some(&top) = ids.iter().max() {
+            self.next_id = self.next_id.max(top.saturating_add(1));
+        }
+        self.log(Record::Add { ids, rows });
+    }
+
+    /// Deletes the live ones of `ids`; returns how many there were.
+    fn remove(&mut self, ids: &[i64]) -> usize {
+        let mut by_segment: HashMap<u64, Vec<u32>> = HashMap::new();
+        let mut fresh = Vec::new();
+        for id in ids {
+            match self.ids.remove(id) {
+                Some(Loc::Segment { no, row }) => by_segment.entry(no).or_default().push(row),
+                Some(Loc::Fresh) => fresh.push(*id),
+                None => {}
+            }
+        }
+        let n = fresh.len() + by_segment.values().map(Vec::len).sum::<usize>();
+        let mut segments: Vec<_> = by_segment.into_iter().collect();
+        segments.sort_unstable_by_key(|(no, _)| *no);
+        for (segment, mut rows) in segments {
+            rows.sort_unstable();
+            self.log(Record::DeleteRows { segment, rows });
+        }
+        if !fresh.is_empty() {
+            self.log(Record::DeleteFresh { ids: fresh });
+        }
+        n
+    }
+
+    /// Applies `r` to the working state and queues it.
+    fn log(&mut self, r: Record) {
+        // Records built here are consistent with the state by construction.
+        let applied = self.work.apply(&r);
+        debug_assert!(applied.is_ok(), "{applied:?}");
+        self.queue.push(r);
+    }
+
+    /// Makes the queued changes durable and visible to readers; returns
+    /// the generation now committed (unchanged when nothing was queued).
+    pub fn commit(&mut self) -> Result<u64> {
+        if self.queue.is_empty() {
+            return Ok(self.manifest.generation);
+        }
+        if self.work.fresh.len() >= fresh_limit(self.work.dim) {
+            self.checkpoint(&[])?;
+        } else {
+            self.append()?;
+        }
+        self.merge_by_policy()?;
+        Ok(self.manifest.generation)
+    }
+
+    /// Commits by appending the queue to the log.
+    fn append(&mut self) -> Result<()> {
+        let path = self.dir.join(wal_name(self.manifest.wal));
+        let len = self.wal.append(&path, &self.queue)?;
+        let mut m = self.manifest.clone();
+        m.generation += 1;
+        m.wal_len = len;
+        m.next_id = self.next_id;
+        let published = self.publish(&m);
+        self.wal
+            .committed(&path, published.is_ok().then_some(len))?;
+        published?;
+        self.manifest = m;
+        self.work.generation = self.manifest.generation;
+        self.queue.clear();
+        self.collect_garbage();
+        Ok(())
+    }
+
+    /// Publishes `m`. A failure after the rename (the directory's fsync)
+    /// still published it: that counts as success, so the writer's view
+    /// never falls behind what readers may already see.
+    fn publish(&self, m: &CollectionManifest) -> Result<()> {
+        match m.publish(&self.dir) {
+            Err(_) if self.dir.join(manifest_name(m.generation)).exists() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Merges everything into one segment (queued changes included):
+    /// deleted rows are dropped and partitions re-trained on the merged
+    /// rows. Returns the generation published.
+    pub fn compact(&mut self) -> Result<u64> {
+        self.commit()?;
+        let all: Vec<u64> = self.work.segments.iter().map(|s| s.no).collect();
+        let deleted = self.work.segments.iter().any(|s| s.deleted() > 0);
+        if all.len() > 1 || deleted || !self.work.fresh.is_empty() {
+            self.checkpoint(&all)?;
+        }
+        Ok(self.manifest.generation)
+    }
+
+    /// Merges segments while the size-tiered policy asks for it: the
+    /// smallest tier holding [`MERGE_FACTOR`] segments, or any segment
+    /// more than [`MAX_DELETED`] deleted.
+    fn merge_by_policy(&mut self) -> Result<()> {
+        let base = fresh_limit(self.work.dim) as f64;
+        loop {
+            let tier = |s: &Segment| {
+                let r = s.live().max(1) as f64 / base;
+                if r < 1.0 {
+                    0
+                } else {
+                    (r.ln() / (MERGE_FACTOR as f64).ln()).floor() as usize
+                }
+            };
+            let mut tiers: HashMap<usize, Vec<u64>> = HashMap::new();
+            for s in &self.work.segments {
+                tiers.entry(tier(s)).or_default().push(s.no);
+            }
+            let mut merge = tiers
+                .iter()
+                .filter(|(_, v)| v.len() >= MERGE_FACTOR)
+                .min_by_key(|(t, _)| **t)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            for s in &self.work.segments {
+                if s.deleted() as f64 > MAX_DELETED * s.rows() as f64 && !merge.contains(&s.no) {
+                    merge.push(s.no);
+                }
+            }
+            if merge.is_empty() {
+                return Ok(());
+            }
+            self.checkpoint(&merge)?;
+        }
+    }
+
+    /// Writes the fresh rows and the live rows of segments `merge` into a
+    /// new segment, new deletion files for segments with unpersisted
+    /// deletions, and a new empty log; publishes them as one generation.
+    fn checkpoint(&mut self, merge: &[u64]) -> Result<()> {
+        let dim = self.work.dim;
+        let mut m = self.manifest.clone();
+        let next = std::cell::Cell::new(m.next_file);
+        let number = || {
+            next.set(next.get() + 1);
+            next.get() - 1
+        };
+        let mut written: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            let mut kept = Vec::new();
+            let (mut ids, mut rows) = (self.work.fresh.ids.clone(), self.work.fresh.rows.clone());
+            for s in &self.work.segments {
+                if merge.contains(&s.no) {
+                    let stored_ids: &[i64] = s.engine.file().section(SectionKind::Ids);
+                    let vectors: &[f32] = s.engine.file().section(SectionKind::Vectors);
+                    for (row, &id) in stored_ids.iter().enumerate() {
+                        if s.mask.as_ref().is_none_or(|mk| mk.get(row)) {
+                            ids.push(id);
+                            rows.extend_from_slice(&vectors[row * dim..(row + 1) * dim]);
+                        }
+                    }
+                    continue;
+                }
+                let mut s = s.clone();
+                if s.dirty() {
+                    let no = number();
+                    let path = self.dir.join(deletes_name(no));
+                    written.push(path.clone());
+                    let mask = s
+                        .mask
+                        .as_deref()
+                        .ok_or_else(|| Error::param("deletes", "dirty segment without a mask"))?;
+                    deletes::write(&path, mask)?;
+                    s.persisted = (Some(no), s.deleted() as u64);
+                }
+                kept.push(s);
+            }
+            let mut added = None;
+            if !ids.is_empty() {
+                let no = number();
+                let path = self.dir.join(segment_name(no));
+                written.push(path.clone());
+                build_index(&path, &rows, dim, Some(&ids), m.metric, &m.config, &mut ())?;
+                let engine = Engine::open(&path, self.opts)?;
+                added = Some(Segment {
+                    no,
+                    engine,
+                    mask: None,
+                    persisted: (None, 0),
+                });
+            }
+            let wal_no = number();
+            let wal_path = self.dir.join(wal_name(wal_no));
+            written.push(wal_path.clone());
+            wal::create(&wal_path, dim)?;
+            kept.extend(added);
+            m.generation += 1;
+            m.segments = kept
+                .iter()
+                .map(|s| SegmentEntry {
+                    no: s.no,
+                    rows: s.rows() as u64,
+                    deletes: s.persisted.0,
+                    deleted: s.persisted.1,
+                })
+                .collect();
+            m.wal = wal_no;
+            m.wal_len = wal::HEADER_LEN;
+            m.next_file = next.get();
+            m.next_id = self.next_id;
+            self.publish(&m)?;
+            let wal = WalWriter::open(&wal_path, wal::HEADER_LEN)?;
+            Ok((kept, wal))
+        })();
+        let (kept, wal) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                if !self.dir.join(manifest_name(m.generation)).exists() {
+                    for p in &written {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        self.manifest = m;
+        self.wal = wal;
+        self.queue.clear();
+        if let Some(s) = kept
+            .last()
+            .filter(|s| !self.work.segments.iter().any(|o| o.no == s.no))
+        {
+            let stored: &[i64] = s.engine.file().section(SectionKind::Ids);
+            for (row, &id) in stored.iter().enumerate() {
+                self.ids.insert(
+                    id,
+                    Loc::Segment {
+                        no: s.no,
+                        row: row as u32,
+                    },
+                );
+            }
+        }
+        self.work.segments = kept;
+        self.work.fresh = Default::default();
+        self.work.generation = self.manifest.generation;
+        self.collect_garbage();
+        Ok(())
+    }
+
+    /// Removes files neither the current nor the previous generation uses
+    /// (a reader that is loading the previous one still finds its files;
+    /// readers that loaded older ones hold what they need open or in
+    /// memory, and a mapped file stays valid after unlink on POSIX).
+    fn collect_garbage(&self) {
+        let current = &self.manifest;
+        let previous = current
+            .generation
+            .checked_sub(1)
+            .and_then(|g| CollectionManifest::read(&self.dir, g).ok());
+        let mut keep: HashSet<String> = HashSet::new();
+        for m in std::iter::once(current).chain(previous.as_ref()) {
+            keep.insert(manifest_name(m.generation));
+            keep.insert(wal_name(m.wal));
+            for s in &m.segments {
+                keep.insert(segment_name(s.no));
+                if let Some(d) = s.deletes {
+                    keep.insert(deletes_name(d));
+                }
+            }
+        }
+        files::remove_unused(&self.dir, &|name| keep.contains(name));
+    }
+}
+
+/// Takes the writer's lock on `dir`, or says who holds it.
+fn take_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::CollectionLocked {
+            path: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+/// An error for the first id given twice.
+fn check_unique(ids: &[i64]) -> Result<()> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    match ids.iter().find(|id| !seen.insert(**id)) {
+        Some(&id) => Err(Error::DuplicateId {
+            id,
+            detail: "it appears twice in this call",
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,98 @@
+//! [`RowMask`]: which stored rows of one index a query may return. Live
+//! collections mask deleted rows with it (filters will mask non-matching
+//! ones). Tier1 ANDs it into the kernel's per-block survivor mask, so a
+//! masked row never takes a candidate slot; routing counts allowed rows
+//! when it tops a query up to `k`; brute force skips masked rows.
+use crate::math::bits::BLOCK;
+
+/// A bitset over stored rows: bit set = the row may be returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowMask {
+    /// Bit `r % 64` of word `r / 64` is row `r`; bits past `len` are 0.
+    words: Vec<u64>,
+    len: usize,
+    allowed: usize,
+}
+
+// A Tier1 code block is 8 rows: one byte of the mask.
+const _: () = assert!(BLOCK == 8);
+
+impl RowMask {
+    /// Every one of `len` rows allowed.
+    pub fn all(len: usize) -> Self {
+        let mut words = vec![u64::MAX; len.div_ceil(64)];
+        if !len.is_multiple_of(64) {
+            if let Some(last) = words.last_mut() {
+                *last = (1u64 << (len % 64)) - 1;
+            }
+        }
+        RowMask {
+            words,
+            len,
+            allowed: len,
+        }
+    }
+
+    /// Rows covered (allowed or not).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a mask over no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Rows allowed.
+    pub fn allowed(&self) -> usize {
+        self.allowed
+    }
+
+    /// Whether row `row` is allowed (`false` past the end).
+    #[inline]
+    pub fn get(&self, row: usize) -> bool {
+        self.words
+            .get(row / 64)
+            .is_some_and(|w| w >> (row % 64) & 1 == 1)
+    }
+
+    /// Disallows row `row`; returns whether it was allowed.
+    pub fn clear(&mut self, row: usize) -> bool {
+        let was = self.get(row);
+        if was {
+            self.words[row / 64] &= !(1u64 << (row % 64));
+            self.allowed -= 1;
+        }
+        was
+    }
+
+    /// The allowed-bits of code block `block` (rows `8 block ..`), in the
+    /// layout of the Tier1 kernel's survivor mask (bit `i` = row `8 block + i`).
+    #[inline]
+    pub fn block_bits(&self, block: usize) -> u8 {
+        self.words
+            .get(block / 8)
+            .map_or(0, |w| (w >> (8 * (block % 8))) as u8)
+    }
+
+    /// Allowed rows in `start..end`.
+    pub fn count_range(&self, start: usize, end: usize) -> usize {
+        let end = end.min(self.len);
+        if start >= end {
+            return 0;
+        }
+        let (w0, w1) = (start / 64, (end - 1) / 64);
+        let lo = u64::MAX << (start % 64);
+        let hi = u64::MAX >> (63 - (end - 1) % 64);
+        if w0 == w1 {
+            return (self.words[w0] & lo & hi).count_ones() as usize;
+        }
+        let mid: u32 = self.words[w0 + 1..w1].iter().map(|w| w.count_ones()).sum();
+        ((self.words[w0] & lo).count_ones() + mid + (self.words[w1] & hi).count_ones()) as usize
+    }
+
+    /// The disallowed rows, ascending.
+    pub fn cleared(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len).filter(|&r| !self.get(r))
+    }
+}

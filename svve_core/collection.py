@@ -1,0 +1,267 @@
+"""Live collections: ``Collection`` adds, upserts and deletes rows without a
+rebuild, durably, and shares every committed generation with any number of
+reader processes.
+
+A collection is a directory of write-once segment files (ordinary svve
+indexes, memory-mapped), deletion files, a write-ahead log and one manifest
+per generation (``docs/arch/blueprint.md``, section 10). One writer at a
+time (``Collection.open(path)``); readers (``readonly=True``) search the
+generation they last ``refresh()``-ed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from svve_core import _svve_core
+from svve_core.engine import (
+    PathLike,
+    Result,
+    _check_k,
+    _checked,
+    _float_array,
+    _float_matrix,
+)
+from svve_core.exceptions import (
+    DimensionMismatchError,
+    InvalidDTypeError,
+    InvalidParameterError,
+    InvalidShapeError,
+)
+from svve_core.schemas import (
+    CollectionInfo,
+    IndexConfig,
+    Metric,
+    SearchParams,
+    SegmentInfo,
+)
+
+IdsLike = Union[np.ndarray, Sequence[int]]
+
+
+def _ids(ids: Any, what: str = "ids") -> np.ndarray:
+    """``ids`` as a contiguous int64 array (from int64 arrays, other integer
+    arrays whose values fit, or a sequence of Python ints)."""
+    if isinstance(ids, np.ndarray):
+        if ids.dtype.kind not in "iu":
+            raise InvalidDTypeError(f"{what} must be integers (int64), got dtype {ids.dtype}")
+        if ids.dtype == np.uint64 and ids.size and ids.max() > np.iinfo(np.int64).max:
+            raise InvalidParameterError(f"{what} must fit in int64, got {int(ids.max())}")
+        arr = ids.astype(np.int64, copy=False)
+    else:
+        try:
+            items = list(ids)
+        except TypeError:
+            raise InvalidDTypeError(
+                f"{what} must be an int64 array or a sequence of ints, got {type(ids).__name__}"
+            ) from None
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
+            raise InvalidDTypeError(f"{what} must be integers")
+        try:
+            arr = np.array(items, dtype=np.int64)
+        except OverflowError:
+            raise InvalidParameterError(f"{what} must fit in int64") from None
+    if arr.ndim != 1:
+        raise InvalidShapeError(f"{what} must be 1-D, got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+class Collection:
+    """A live collection of vectors, opened as its writer or read-only.
+
+    Thread-safe: searches run in parallel and never wait for writes (they read
+    an immutable snapshot); writes from several threads are serialised.
+    """
+
+    __slots__ = ("_core", "_default", "_dim")
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+        self._dim: int = core.dim
+        self._default = SearchParams().native()
+
+    @classmethod
+    def create(
+        cls,
+        path: PathLike,
+        dim: int,
+        metric: Metric = "cosine",
+        config: Optional[IndexConfig] = None,
+    ) -> "Collection":
+        """Create an empty collection in directory ``path`` (created if missing)
+        and open it for writing. ``config`` sets how its segments are built."""
+        config = _checked(config, IndexConfig, "config")
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise InvalidParameterError(f"dim must be a positive int, got {dim!r}")
+        if metric not in ("cosine", "ip", "l2"):
+            raise InvalidParameterError(f"metric must be cosine, ip or l2, got {metric!r}")
+        core = _svve_core._Collection.create(
+            os.fspath(path), int(dim), metric, config.model_dump_json()
+        )
+        return cls(core)
+
+    @classmethod
+    def open(cls, path: PathLike, readonly: bool = False, verify: bool = True) -> "Collection":
+        """Open the collection in ``path``: as its one writer (another writer gets
+        ``CollectionLockedError``), or ``readonly`` (any number, in any process)."""
+        return cls(_svve_core._Collection.open(os.fspath(path), bool(readonly), bool(verify)))
+
+    # -- writes -------------------------------------------------------------
+
+    def _vectors(self, vectors: Any) -> np.ndarray:
+        vectors = _float_matrix(vectors, "vectors")
+        if vectors.shape[1] != self._dim:
+            raise DimensionMismatchError(
+                f"vectors have {vectors.shape[1]} dimensions, the collection has {self._dim}"
+            )
+        return vectors
+
+    def add(self, vectors: np.ndarray, ids: Optional[IdsLike] = None) -> np.ndarray:
+        """Add rows (``(n, dim)`` float32); returns their int64 ids. Ids are
+        assigned (above every id the collection ever held) when ``None``; an id
+        the collection already holds, or one given twice, is a
+        ``DuplicateIdError``. Visible to this handle at once, to readers after
+        ``commit()``."""
+        vectors = self._vectors(vectors)
+        if ids is not None:
+            ids = _ids(ids)
+            if ids.shape[0] != vectors.shape[0]:
+                raise InvalidShapeError(
+                    f"ids must have shape ({vectors.shape[0]},), got {ids.shape}"
+                )
+        return self._core.add(vectors, ids)
+
+    def upsert(self, vectors: np.ndarray, ids: IdsLike) -> None:
+        """Insert rows, replacing those whose ids the collection already holds."""
+        vectors = self._vectors(vectors)
+        ids = _ids(ids)
+        if ids.shape[0] != vectors.shape[0]:
+            raise InvalidShapeError(f"ids must have shape ({vectors.shape[0]},), got {ids.shape}")
+        self._core.upsert(vectors, ids)
+
+    def delete(self, ids: IdsLike) -> int:
+        """Delete rows by id; returns how many existed (unknown ids are not an error)."""
+        return self._core.delete(_ids(ids))
+
+    def commit(self) -> int:
+        """Make every change so far durable (fsynced) and visible to readers;
+        returns the committed generation (unchanged if nothing changed)."""
+        return self._core.commit()
+
+    def compact(self) -> int:
+        """Commit, then merge every segment into one (dropping deleted rows and
+        re-training partitions on the merged rows). Searches keep running on
+        the previous generation meanwhile. Returns the generation."""
+        return self._core.compact()
+
+    def refresh(self) -> bool:
+        """Move a read-only handle to the newest committed generation; ``True``
+        if it moved. (A writer always sees its own changes: ``False``.)"""
+        return self._core.refresh()
+
+    def close(self) -> None:
+        """Release this handle (the writer's lock is freed once searches in
+        flight return)."""
+        self._core = None
+
+    def __enter__(self) -> "Collection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- searches -----------------------------------------------------------
+
+    def _native(self, params: Optional[SearchParams]) -> Any:
+        if params is None:
+            return self._default
+        if not isinstance(params, SearchParams):
+            raise InvalidParameterError("params must be a svve_core.SearchParams")
+        return params.native()
+
+    def search(
+        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+    ) -> Result:
+        """Top-k of one query over the live rows: ``(ids int64 (m,), scores
+        float32 (m,))``, best first, ``m = min(k, len(self))``; scores as
+        ``SearchEngine.search`` returns them."""
+        query = _float_array(query, "query", 1, "(dim,)")
+        if query.shape[0] != self._dim:
+            raise DimensionMismatchError(
+                f"query has {query.shape[0]} dimensions, the collection has {self._dim}"
+            )
+        return self._core.search(query, _check_k(k), self._native(params))
+
+    def search_batch(
+        self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+    ) -> Result:
+        """Top-k of each row of ``queries`` (b, dim): ``(ids (b, m), scores (b, m))``."""
+        queries = _float_matrix(queries, "queries")
+        if queries.shape[1] != self._dim:
+            raise DimensionMismatchError(
+                f"queries have {queries.shape[1]} dimensions, the collection has {self._dim}"
+            )
+        k = _check_k(k)
+        native = self._native(params)
+        if queries.shape[0] == 0:
+            m = min(k, len(self))
+            return np.empty((0, m), np.int64), np.empty((0, m), np.float32)
+        return self._core.search_batch(queries, k, native)
+
+    async def asearch(
+        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+    ) -> Result:
+        """``search`` in a worker thread, so the event loop keeps running."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.search, query, k, params)
+
+    async def asearch_batch(
+        self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+    ) -> Result:
+        """``search_batch`` in a worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.search_batch, queries, k, params)
+
+    # -- facts --------------------------------------------------------------
+
+    def info(self) -> CollectionInfo:
+        """Rows, generation, segments and build options, as this handle sees them."""
+        generation, n, segments, fresh, uncommitted, manifest = self._core.stats()
+        m = json.loads(manifest)
+        return CollectionInfo(
+            path=os.fspath(self._core.path),
+            dim=self._dim,
+            metric=self._core.metric,
+            n=n,
+            generation=generation,
+            readonly=self._core.readonly,
+            segments=[SegmentInfo(rows=r, deleted=d) for r, d in segments],
+            fresh=fresh,
+            uncommitted=uncommitted,
+            build=IndexConfig(**m["config"]),
+        )
+
+    @property
+    def dim(self) -> int:
+        """Dimensions per vector."""
+        return self._dim
+
+    @property
+    def readonly(self) -> bool:
+        """Whether this handle is read-only."""
+        return self._core.readonly
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self._core.readonly else "writer"
+        return (
+            f"Collection(path={os.fspath(self._core.path)!r}, n={len(self)}, "
+            f"dim={self._dim}, {mode})"
+        )
