@@ -12,6 +12,7 @@ from svve_core.engine import SearchEngine, build_index
 from svve_core.schemas import (
     Calibration,
     CalibrationPoint,
+    CollectionConfig,
     CollectionInfo,
     EngineConfig,
     IndexConfig,
@@ -57,6 +58,7 @@ __all__ = [
     "Calibration",
     "CalibrationPoint",
     "Collection",
+    "CollectionConfig",
     "CollectionInfo",
     "EngineConfig",
     "IndexConfig",

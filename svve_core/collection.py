@@ -34,8 +34,8 @@ from svve_core.exceptions import (
     InvalidShapeError,
 )
 from svve_core.schemas import (
+    CollectionConfig,
     CollectionInfo,
-    IndexConfig,
     Metric,
     SearchParams,
     SegmentInfo,
@@ -91,11 +91,13 @@ class Collection:
         path: PathLike,
         dim: int,
         metric: Metric = "cosine",
-        config: Optional[IndexConfig] = None,
-    ) -> "Collection":
-        """Create an empty collection in directory ``path`` (created if missing)
-        and open it for writing. ``config`` sets how its segments are built."""
-        config = _checked(config, IndexConfig, "config")
+        config: Optional[CollectionConfig] = None,
+    ) -> Collection:
+        """Create an empty collection in directory ``path`` (created if missing;
+        ``CollectionExistsError`` if it holds one) and open it for writing.
+        ``config`` sets when fresh rows become a segment, how segments merge, and
+        how segments are built."""
+        config = _checked(config, CollectionConfig, "config")
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
             raise InvalidParameterError(f"dim must be a positive int, got {dim!r}")
         if metric not in ("cosine", "ip", "l2"):
@@ -106,7 +108,7 @@ class Collection:
         return cls(core)
 
     @classmethod
-    def open(cls, path: PathLike, readonly: bool = False, verify: bool = True) -> "Collection":
+    def open(cls, path: PathLike, readonly: bool = False, verify: bool = True) -> Collection:
         """Open the collection in ``path``: as its one writer (another writer gets
         ``CollectionLockedError``), or ``readonly`` (any number, in any process)."""
         return cls(_svve_core._Collection.open(os.fspath(path), bool(readonly), bool(verify)))
@@ -169,7 +171,7 @@ class Collection:
         flight return)."""
         self._core = None
 
-    def __enter__(self) -> "Collection":
+    def __enter__(self) -> Collection:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -231,8 +233,14 @@ class Collection:
 
     def info(self) -> CollectionInfo:
         """Rows, generation, segments and build options, as this handle sees them."""
-        generation, n, segments, fresh, uncommitted, manifest = self._core.stats()
+        generation, n, segments, fresh, uncommitted, manifest, merge = self._core.stats()
         m = json.loads(manifest)
+        warnings = []
+        if merge is not None:
+            warnings.append(
+                f"the last merge after a commit failed (the commit did not; it is retried at "
+                f"the next commit): {merge}"
+            )
         return CollectionInfo(
             path=os.fspath(self._core.path),
             dim=self._dim,
@@ -243,7 +251,8 @@ class Collection:
             segments=[SegmentInfo(rows=r, deleted=d) for r, d in segments],
             fresh=fresh,
             uncommitted=uncommitted,
-            build=IndexConfig(**m["config"]),
+            config=CollectionConfig(**m["config"]),
+            warnings=warnings,
         )
 
     @property

@@ -189,6 +189,33 @@ class IndexInfo(_Model):
     warnings: List[str] = Field(default_factory=list)
 
 
+class CollectionConfig(_Model):
+    """Options of a live collection, fixed at ``Collection.create``."""
+
+    segment: IndexConfig = Field(
+        default_factory=IndexConfig, description="Build options of every segment."
+    )
+    fresh_rows: int = Field(
+        default=0,
+        ge=0,
+        le=2**32 - 1,
+        description="Rows added since the last segment (searched exactly) that make a "
+        "commit write them into a new segment; 0 = automatic (2^19 / dim, at least 256).",
+    )
+    merge_factor: int = Field(
+        default=0,
+        ge=0,
+        le=2**16,
+        description="Segments of one size tier merged into one; 0 = automatic (4). Must not be 1.",
+    )
+
+    @model_validator(mode="after")
+    def _factor(self) -> CollectionConfig:
+        if self.merge_factor == 1:
+            raise ValueError("merge_factor must be 0 (automatic) or at least 2")
+        return self
+
+
 class SegmentInfo(_Model):
     """One segment of a live collection."""
 
@@ -203,10 +230,12 @@ class CollectionInfo(_Model):
     dim: int
     metric: Metric
     n: int = Field(description="Live rows this handle searches.")
-    generation: int = Field(description="The last committed generation (for a reader: the "
-                            "one it refreshed to).")
+    generation: int = Field(
+        description="The last committed generation (for a reader: the one it refreshed to)."
+    )
     readonly: bool
     segments: List[SegmentInfo] = Field(description="Segments, oldest first.")
     fresh: int = Field(description="Rows not yet in a segment (searched exactly).")
     uncommitted: bool = Field(description="The writer holds changes not yet committed.")
-    build: IndexConfig = Field(description="Build options of new segments.")
+    config: CollectionConfig
+    warnings: List[str] = Field(default_factory=list)

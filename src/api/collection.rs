@@ -10,17 +10,25 @@ use pyo3::prelude::*;
 
 use super::gil::enter;
 use super::params::PyParams;
-use crate::collection::Collection;
+use crate::collection::{Collection, CollectionConfig};
 use crate::core::SearchParams;
 use crate::error::Error;
-use crate::index::{BuildConfig, LoadOptions, Metric};
+use crate::index::{LoadOptions, Metric};
 
 /// `(ids, scores)` as numpy arrays of dimension `D`.
 type Results<'py, D> = (Bound<'py, PyArray<i64, D>>, Bound<'py, PyArray<f32, D>>);
 
 /// `stats()`: generation, live rows, segments as `(rows, deleted)`, fresh
-/// rows, uncommitted changes, manifest JSON.
-type Stats = (u64, usize, Vec<(usize, usize)>, usize, bool, String);
+/// rows, uncommitted changes, manifest JSON, the last merge's error.
+type Stats = (
+    u64,
+    usize,
+    Vec<(usize, usize)>,
+    usize,
+    bool,
+    String,
+    Option<String>,
+);
 
 /// The native collection behind `svve_core.Collection`.
 #[pyclass(frozen, name = "_Collection", module = "svve_core._svve_core")]
@@ -44,8 +52,8 @@ fn ids_of<'a>(ids: &'a Option<PyReadonlyArray1<'_, i64>>) -> PyResult<Option<&'a
 
 #[pymethods]
 impl PyCollection {
-    /// Creates an empty collection in `path`; `config` is the JSON of an
-    /// `IndexConfig` (the build options of its segments).
+    /// Creates an empty collection in `path`; `config` is the JSON of a
+    /// `CollectionConfig`.
     #[staticmethod]
     fn create(
         py: Python<'_>,
@@ -56,7 +64,7 @@ impl PyCollection {
     ) -> PyResult<Self> {
         let metric = Metric::parse(metric)
             .ok_or_else(|| Error::param("metric", format!("{metric:?} is not cosine, ip or l2")))?;
-        let config: BuildConfig =
+        let config: CollectionConfig =
             serde_json::from_str(config).map_err(|e| Error::param("config", e.to_string()))?;
         let inner = enter(py, || Collection::create(&path, dim, metric, config))?;
         Ok(PyCollection { inner })
@@ -172,6 +180,7 @@ impl PyCollection {
             s.fresh.len(),
             pending,
             json,
+            self.inner.merge_error(),
         ))
     }
 

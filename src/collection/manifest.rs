@@ -17,6 +17,35 @@ use crate::index::{write_small, BuildConfig, Metric};
 /// Version of the manifest's layout.
 pub const MANIFEST_FORMAT: u32 = 1;
 
+/// How a collection checkpoints and merges, and how its segments are built.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// Build options of every segment.
+    #[serde(default)]
+    pub segment: BuildConfig,
+    /// Fresh rows (searched exactly) that trigger a checkpoint into a new
+    /// segment at commit; 0 = automatic (`writer::fresh_limit`).
+    #[serde(default)]
+    pub fresh_rows: u64,
+    /// Segments of one size tier merged at once; 0 = automatic (4).
+    #[serde(default)]
+    pub merge_factor: u64,
+}
+
+impl CollectionConfig {
+    /// Checks the values a user may set.
+    pub fn check(&self) -> Result<()> {
+        if self.merge_factor == 1 {
+            return Err(Error::param(
+                "merge_factor",
+                "must be 0 (automatic) or at least 2, got 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One segment as of a generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,8 +74,8 @@ pub struct CollectionManifest {
     pub dim: u64,
     /// Metric of every segment.
     pub metric: Metric,
-    /// Build configuration of new segments.
-    pub config: BuildConfig,
+    /// Checkpoint, merge and segment build options.
+    pub config: CollectionConfig,
     /// Segments, oldest first.
     pub segments: Vec<SegmentEntry>,
     /// Write-ahead log number (`wal-{n}.log`).
@@ -93,6 +122,7 @@ impl CollectionManifest {
         if m.generation != g || m.dim == 0 || m.dim > u64::from(u32::MAX) {
             return Err(bad("generation or dimension out of range".into()));
         }
+        m.config.check().map_err(|e| bad(e.to_string()))?;
         Ok(m)
     }
 

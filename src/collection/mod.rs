@@ -21,14 +21,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-pub use manifest::CollectionManifest;
+pub use manifest::{CollectionConfig, CollectionManifest};
 pub use state::State;
 pub use writer::Writer;
 
 use crate::core::engine::BatchResult;
 use crate::core::SearchParams;
 use crate::error::{Error, Result};
-use crate::index::{BuildConfig, LoadOptions, Metric};
+use crate::index::{LoadOptions, Metric};
 
 /// A loaded generation and the manifest it came from.
 struct Loaded {
@@ -56,7 +56,12 @@ const LOAD_ATTEMPTS: usize = 8;
 
 impl Collection {
     /// Creates an empty collection in `dir` and opens it for writing.
-    pub fn create(dir: &Path, dim: usize, metric: Metric, config: BuildConfig) -> Result<Self> {
+    pub fn create(
+        dir: &Path,
+        dim: usize,
+        metric: Metric,
+        config: CollectionConfig,
+    ) -> Result<Self> {
         let opts = LoadOptions::default();
         let w = Writer::create(dir, dim, metric, config, opts)?;
         Ok(Self::with_writer(dir, w, opts))
@@ -132,6 +137,13 @@ impl Collection {
         // writer's state is then still consistent with its last commit or
         // queued change, so the lock is taken over.
         Ok(w.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Why the writer's last merge failed, if it did (its commit did not).
+    pub fn merge_error(&self) -> Option<String> {
+        let w = self.writer.as_ref()?;
+        let w = w.lock().unwrap_or_else(|p| p.into_inner());
+        w.merge_error().map(str::to_owned)
     }
 
     /// Whether the writer holds uncommitted changes (`false` for readers).

@@ -22,7 +22,7 @@ use hashbrown::{HashMap, HashSet};
 
 use super::deletes;
 use super::files::{self, deletes_name, manifest_name, segment_name, wal_name, LOCK};
-use super::manifest::{CollectionManifest, SegmentEntry, MANIFEST_FORMAT};
+use super::manifest::{CollectionConfig, CollectionManifest, SegmentEntry, MANIFEST_FORMAT};
 use super::state::{Segment, State};
 use super::wal::{self, Record, WalWriter};
 use crate::core::calibrated::build_index;
@@ -30,16 +30,18 @@ use crate::core::Engine;
 use crate::error::{Error, Result};
 use crate::index::build::prepare_rows;
 use crate::index::format::SectionKind;
-use crate::index::{BuildConfig, LoadOptions, Metric};
+use crate::index::{LoadOptions, Metric};
 
-/// Fresh rows are searched exactly: a checkpoint moves them into a segment
-/// once they hold this many floats (1365 rows of 384 dimensions, 341 of
-/// 1536), where their exact scan costs about what a segment query does.
+/// Fresh rows are searched exactly: by default a checkpoint moves them
+/// into a segment once they hold this many floats (1365 rows of 384
+/// dimensions, 341 of 1536), where their exact scan costs about what a
+/// segment query does.
 const FRESH_FLOATS: usize = 1 << 19;
 
-/// Segments of a size tier merged at once (size-tiered merging, as
-/// Lucene's and Cassandra's): every row is rewritten about `log_4(n /
-/// fresh rows)` times, and a query visits at most 3 segments per tier.
+/// Segments of a size tier merged at once by default (size-tiered
+/// merging, as Lucene's and Cassandra's): every row is rewritten about
+/// `log_4(n / fresh rows)` times, and a query visits at most 3 segments
+/// per tier.
 const MERGE_FACTOR: usize = 4;
 
 /// A segment with more than this fraction of its rows deleted is rewritten.
@@ -70,11 +72,16 @@ pub struct Writer {
     next_id: i64,
     wal: WalWriter,
     opts: LoadOptions,
+    merge_error: Option<String>,
 }
 
-/// Rows the fresh set holds before a checkpoint, for `dim`.
-pub fn fresh_limit(dim: usize) -> usize {
-    (FRESH_FLOATS / dim.max(1)).max(256)
+/// Rows the fresh set holds before a checkpoint: `configured`, or for 0
+/// the automatic limit for `dim`.
+pub fn fresh_limit(dim: usize, configured: u64) -> usize {
+    match configured {
+        0 => (FRESH_FLOATS / dim.max(1)).max(256),
+        n => n as usize,
+    }
 }
 
 impl Writer {
@@ -84,9 +91,10 @@ impl Writer {
         dir: &Path,
         dim: usize,
         metric: Metric,
-        config: BuildConfig,
+        config: CollectionConfig,
         opts: LoadOptions,
     ) -> Result<Self> {
+        config.check()?;
         if dim == 0 || dim > u32::MAX as usize {
             return Err(Error::param(
                 "dim",
@@ -94,12 +102,18 @@ impl Writer {
             ));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let exists = || -> Result<()> {
+            match files::generations(dir)?.is_empty() {
+                true => Ok(()),
+                false => Err(Error::CollectionExists {
+                    path: dir.to_path_buf(),
+                }),
+            }
+        };
+        exists()?;
         let lock = take_lock(dir)?;
-        if !files::generations(dir)?.is_empty() {
-            return Err(Error::CollectionExists {
-                path: dir.to_path_buf(),
-            });
-        }
+        // Another process may have created it in between.
+        exists()?;
         wal::create(&dir.join(wal_name(0)), dim)?;
         let m = CollectionManifest {
             format: MANIFEST_FORMAT,
@@ -169,6 +183,7 @@ impl Writer {
             ids,
             wal,
             opts,
+            merge_error: None,
         };
         w.collect_garbage();
         Ok(w)
@@ -310,13 +325,32 @@ impl Writer {
         if self.queue.is_empty() {
             return Ok(self.manifest.generation);
         }
-        if self.work.fresh.len() >= fresh_limit(self.work.dim) {
+        if self.work.fresh.len() >= self.fresh_limit() {
             self.checkpoint(&[])?;
         } else {
             self.append()?;
         }
-        self.merge_by_policy()?;
+        // The changes are committed: a merge that fails now (a full disk)
+        // must not report them lost. The next commit tries again.
+        self.merge_error = self.merge_by_policy().err().map(|e| e.to_string());
         Ok(self.manifest.generation)
+    }
+
+    /// Why the last merge after a commit failed, if it did (the commit
+    /// itself succeeded; the merge is retried at the next commit).
+    pub fn merge_error(&self) -> Option<&str> {
+        self.merge_error.as_deref()
+    }
+
+    fn fresh_limit(&self) -> usize {
+        fresh_limit(self.work.dim, self.manifest.config.fresh_rows)
+    }
+
+    fn merge_factor(&self) -> usize {
+        match self.manifest.config.merge_factor {
+            0 => MERGE_FACTOR,
+            n => n as usize,
+        }
     }
 
     /// Commits by appending the queue to the log.
@@ -362,17 +396,18 @@ impl Writer {
     }
 
     /// Merges segments while the size-tiered policy asks for it: the
-    /// smallest tier holding [`MERGE_FACTOR`] segments, or any segment
+    /// smallest tier holding `merge_factor` segments, or any segment
     /// more than [`MAX_DELETED`] deleted.
     fn merge_by_policy(&mut self) -> Result<()> {
-        let base = fresh_limit(self.work.dim) as f64;
+        let base = self.fresh_limit() as f64;
+        let factor = self.merge_factor();
         loop {
             let tier = |s: &Segment| {
                 let r = s.live().max(1) as f64 / base;
                 if r < 1.0 {
                     0
                 } else {
-                    (r.ln() / (MERGE_FACTOR as f64).ln()).floor() as usize
+                    (r.ln() / (factor as f64).ln()).floor() as usize
                 }
             };
             let mut tiers: HashMap<usize, Vec<u64>> = HashMap::new();
@@ -381,7 +416,7 @@ impl Writer {
             }
             let mut merge = tiers
                 .iter()
-                .filter(|(_, v)| v.len() >= MERGE_FACTOR)
+                .filter(|(_, v)| v.len() >= factor)
                 .min_by_key(|(t, _)| **t)
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
@@ -443,7 +478,15 @@ impl Writer {
                 let no = number();
                 let path = self.dir.join(segment_name(no));
                 written.push(path.clone());
-                build_index(&path, &rows, dim, Some(&ids), m.metric, &m.config, &mut ())?;
+                build_index(
+                    &path,
+                    &rows,
+                    dim,
+                    Some(&ids),
+                    m.metric,
+                    &m.config.segment,
+                    &mut (),
+                )?;
                 let engine = Engine::open(&path, self.opts)?;
                 added = Some(Segment {
                     no,

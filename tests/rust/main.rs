@@ -1,6 +1,7 @@
 //! Integration tests of the pure-Rust core (no Python needed):
 //! `cargo test --test rust_tests`.
 mod calibration;
+mod collection;
 mod common;
 mod corruption;
 mod craft;
