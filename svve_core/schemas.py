@@ -130,15 +130,14 @@ class IndexManifest(_Model):
     dim: int = Field(ge=1)
     metric: Metric
     code_words: int = Field(ge=1)
-    partitions: int = Field(ge=1)
+    # May exceed n: a live collection's segments share a larger one's partitions.
+    partitions: int = Field(ge=1, le=2**32 - 1)
     build: IndexConfig
 
     @model_validator(mode="after")
     def _words_fit_dim(self) -> IndexManifest:
         if self.code_words != math.ceil(self.dim / 64):
             raise ValueError(f"code_words {self.code_words} does not fit dim {self.dim}")
-        if self.partitions > self.n:
-            raise ValueError(f"{self.partitions} partitions for {self.n} rows")
         return self
 
 

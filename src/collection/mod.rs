@@ -9,6 +9,7 @@
 //! Searches never take a lock: the rows they read are an immutable
 //! [`State`] behind an `ArcSwap`.
 mod deletes;
+mod drift;
 pub mod files;
 pub mod manifest;
 pub mod state;

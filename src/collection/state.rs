@@ -18,7 +18,7 @@ use super::wal::{self, Record};
 use crate::core::engine::BatchResult;
 use crate::core::query::PreparedQuery;
 use crate::core::topk::TopK;
-use crate::core::{Engine, RowMask, SearchParams};
+use crate::core::{search_batch_parts, search_parts, Engine, Part, RowMask, SearchParams};
 use crate::error::{Error, Result};
 use crate::index::{LoadOptions, Metric};
 use crate::math::Kernels;
@@ -271,15 +271,33 @@ impl State {
         self.len() == 0
     }
 
+    /// The segments as the files of one stacked search (they share the
+    /// base segment's partitions).
+    fn parts(&self) -> Vec<Part<'_>> {
+        self.segments
+            .iter()
+            .map(|s| Part {
+                engine: &s.engine,
+                mask: s.search_mask(),
+            })
+            .collect()
+    }
+
     /// Top-k of one query over every live row: `(ids, scores)`, best first,
     /// `min(k, live rows)` long; scores as `Engine::search` returns them.
+    /// The segments are searched as one stack (one routing, one pool of
+    /// survivors); the fresh rows exactly; the two merged.
     pub fn search(&self, query: &[f32], params: &SearchParams) -> Result<(Vec<i64>, Vec<f32>)> {
         params.validate()?;
         let mut q = PreparedQuery::default();
         q.check(query, self.dim, self.metric)?;
+        if self.fresh.is_empty() && !self.segments.is_empty() {
+            let (ids, scores, _) = search_parts(&self.parts(), query, params)?;
+            return Ok((ids, scores));
+        }
         let mut all = self.fresh_top(&q.q, params.k);
-        for s in self.segments.iter().filter(|s| s.live() > 0) {
-            let (ids, scores, _) = s.engine.search_masked(query, params, s.search_mask())?;
+        if !self.segments.is_empty() {
+            let (ids, scores, _) = search_parts(&self.parts(), query, params)?;
             all.extend(self.internal(&ids, &scores));
         }
         Ok(self.merged(all, params.k))
@@ -295,22 +313,22 @@ impl State {
                 got: queries.len() % dim,
             });
         }
+        let stacked = match self.segments.is_empty() {
+            true => None,
+            false => Some(search_batch_parts(&self.parts(), queries, params)?),
+        };
+        if self.fresh.is_empty() {
+            if let Some(r) = stacked {
+                return Ok(r);
+            }
+        }
         let b = queries.len() / dim;
         let k = params.k.min(self.len());
-        let parts: Vec<BatchResult> = self
-            .segments
-            .iter()
-            .filter(|s| s.live() > 0)
-            .map(|s| {
-                s.engine
-                    .search_batch_masked(queries, params, s.search_mask())
-            })
-            .collect::<Result<_>>()?;
         let per_query = |(i, q): (usize, &[f32])| -> Result<(Vec<i64>, Vec<f32>)> {
             let mut pq = PreparedQuery::default();
             pq.check(q, dim, self.metric).map_err(|e| at_row(e, i))?;
             let mut all = self.fresh_top(&pq.q, params.k);
-            for p in &parts {
+            if let Some(p) = &stacked {
                 let r = i * p.k..(i + 1) * p.k;
                 all.extend(self.internal(&p.ids[r.clone()], &p.scores[r]));
             }

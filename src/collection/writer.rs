@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use hashbrown::{HashMap, HashSet};
 
 use super::deletes;
+use super::drift::Drift;
 use super::files::{self, deletes_name, manifest_name, segment_name, wal_name, LOCK};
 use super::manifest::{CollectionConfig, CollectionManifest, SegmentEntry, MANIFEST_FORMAT};
 use super::state::{Segment, State};
@@ -28,7 +29,7 @@ use super::wal::{self, Record, WalWriter};
 use crate::core::calibrated::build_index;
 use crate::core::Engine;
 use crate::error::{Error, Result};
-use crate::index::build::prepare_rows;
+use crate::index::build::{build_on_partitions, prepare_rows};
 use crate::index::format::SectionKind;
 use crate::index::{LoadOptions, Metric};
 
@@ -46,6 +47,21 @@ const MERGE_FACTOR: usize = 4;
 
 /// A segment with more than this fraction of its rows deleted is rewritten.
 const MAX_DELETED: f64 = 0.5;
+
+/// Every segment is built on the partitions of the first (the base), so
+/// a query routes once; once the live rows reach this many times the base's,
+/// everything is rewritten on partitions trained anew (k-means sized for
+/// the rows, and a new calibration). Rows are rewritten by retrains about
+/// `1 + 1/4 + 1/16 + ... = 4/3` times in all.
+const RETRAIN_GROWTH: f64 = 4.0;
+
+/// What a checkpoint rewrites besides the fresh rows.
+enum Rewrite {
+    /// These segments (none: only the fresh rows), on the base's partitions.
+    Segments(Vec<u64>),
+    /// Every segment, on new partitions.
+    Retrain,
+}
 
 /// Where a live id's row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +89,10 @@ pub struct Writer {
     wal: WalWriter,
     opts: LoadOptions,
     merge_error: Option<String>,
+    /// How far rows lie from the base's partitions, to notice drift.
+    drift: Drift,
+    /// The last checkpoint's rows had drifted: retrain at the next merge.
+    drifted: bool,
 }
 
 /// Rows the fresh set holds before a checkpoint: `configured`, or for 0
@@ -173,6 +193,7 @@ impl Writer {
                 ));
             }
         }
+        let drift = work.segments.first().map(Drift::of).unwrap_or_default();
         let w = Writer {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -184,6 +205,8 @@ impl Writer {
             wal,
             opts,
             merge_error: None,
+            drift,
+            drifted: false,
         };
         w.collect_garbage();
         Ok(w)
@@ -326,7 +349,7 @@ impl Writer {
             return Ok(self.manifest.generation);
         }
         if self.work.fresh.len() >= self.fresh_limit() {
-            self.checkpoint(&[])?;
+            self.checkpoint(Rewrite::Segments(Vec::new()))?;
         } else {
             self.append()?;
         }
@@ -387,21 +410,34 @@ impl Writer {
     /// rows. Returns the generation published.
     pub fn compact(&mut self) -> Result<u64> {
         self.commit()?;
-        let all: Vec<u64> = self.work.segments.iter().map(|s| s.no).collect();
-        let deleted = self.work.segments.iter().any(|s| s.deleted() > 0);
-        if all.len() > 1 || deleted || !self.work.fresh.is_empty() {
-            self.checkpoint(&all)?;
+        let segs = &self.work.segments;
+        let deleted = segs.iter().any(|s| s.deleted() > 0);
+        if segs.len() > 1 || deleted || !self.work.fresh.is_empty() {
+            self.checkpoint(Rewrite::Retrain)?;
         }
         Ok(self.manifest.generation)
     }
 
-    /// Merges segments while the size-tiered policy asks for it: the
-    /// smallest tier holding `merge_factor` segments, or any segment
-    /// more than [`MAX_DELETED`] deleted.
+    /// Rewrites segments while the policy asks for it: everything, on new
+    /// partitions, once the rows have grown [`RETRAIN_GROWTH`] times past
+    /// those the partitions were trained on (or the new rows drifted away
+    /// from them, or the base segment is mostly deleted); else the smallest
+    /// size tier of the other segments holding `merge_factor` of them, and
+    /// any segment more than [`MAX_DELETED`] deleted.
     fn merge_by_policy(&mut self) -> Result<()> {
         let base = self.fresh_limit() as f64;
         let factor = self.merge_factor();
         loop {
+            let segs = &self.work.segments;
+            let Some(first) = segs.first() else {
+                return Ok(());
+            };
+            let mostly_deleted = |s: &Segment| s.deleted() as f64 > MAX_DELETED * s.rows() as f64;
+            let grown = self.work.len() as f64 >= RETRAIN_GROWTH * first.rows() as f64;
+            if grown || self.drifted || mostly_deleted(first) {
+                self.checkpoint(Rewrite::Retrain)?;
+                continue;
+            }
             let tier = |s: &Segment| {
                 let r = s.live().max(1) as f64 / base;
                 if r < 1.0 {
@@ -411,7 +447,7 @@ impl Writer {
                 }
             };
             let mut tiers: HashMap<usize, Vec<u64>> = HashMap::new();
-            for s in &self.work.segments {
+            for s in &segs[1..] {
                 tiers.entry(tier(s)).or_default().push(s.no);
             }
             let mut merge = tiers
@@ -420,22 +456,25 @@ impl Writer {
                 .min_by_key(|(t, _)| **t)
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            for s in &self.work.segments {
-                if s.deleted() as f64 > MAX_DELETED * s.rows() as f64 && !merge.contains(&s.no) {
+            for s in &segs[1..] {
+                if mostly_deleted(s) && !merge.contains(&s.no) {
                     merge.push(s.no);
                 }
             }
             if merge.is_empty() {
                 return Ok(());
             }
-            self.checkpoint(&merge)?;
+            self.checkpoint(Rewrite::Segments(merge))?;
         }
     }
 
-    /// Writes the fresh rows and the live rows of segments `merge` into a
-    /// new segment, new deletion files for segments with unpersisted
-    /// deletions, and a new empty log; publishes them as one generation.
-    fn checkpoint(&mut self, merge: &[u64]) -> Result<()> {
+    /// Writes the fresh rows and the live rows of the segments `what`
+    /// rewrites into one new segment, new deletion files for the segments
+    /// kept that have unpersisted deletions, and a new empty log; publishes
+    /// them as one generation. The new segment is built on the partitions
+    /// of the first segment kept; when none is kept (a retrain, or the
+    /// first checkpoint), it trains its own, is calibrated, and comes first.
+    fn checkpoint(&mut self, what: Rewrite) -> Result<()> {
         let dim = self.work.dim;
         let mut m = self.manifest.clone();
         let next = std::cell::Cell::new(m.next_file);
@@ -443,20 +482,17 @@ impl Writer {
             next.set(next.get() + 1);
             next.get() - 1
         };
+        let rewritten = |s: &Segment| match &what {
+            Rewrite::Retrain => true,
+            Rewrite::Segments(list) => list.contains(&s.no),
+        };
         let mut written: Vec<PathBuf> = Vec::new();
         let result = (|| {
             let mut kept = Vec::new();
             let (mut ids, mut rows) = (self.work.fresh.ids.clone(), self.work.fresh.rows.clone());
             for s in &self.work.segments {
-                if merge.contains(&s.no) {
-                    let stored_ids: &[i64] = s.engine.file().section(SectionKind::Ids);
-                    let vectors: &[f32] = s.engine.file().section(SectionKind::Vectors);
-                    for (row, &id) in stored_ids.iter().enumerate() {
-                        if s.mask.as_ref().is_none_or(|mk| mk.get(row)) {
-                            ids.push(id);
-                            rows.extend_from_slice(&vectors[row * dim..(row + 1) * dim]);
-                        }
-                    }
+                if rewritten(s) {
+                    live_rows(s, dim, &mut ids, &mut rows);
                     continue;
                 }
                 let mut s = s.clone();
@@ -464,42 +500,52 @@ impl Writer {
                     let no = number();
                     let path = self.dir.join(deletes_name(no));
                     written.push(path.clone());
-                    let mask = s
-                        .mask
-                        .as_deref()
-                        .ok_or_else(|| Error::param("deletes", "dirty segment without a mask"))?;
-                    deletes::write(&path, mask)?;
+                    if let Some(mask) = s.mask.as_deref() {
+                        deletes::write(&path, mask)?;
+                    }
                     s.persisted = (Some(no), s.deleted() as u64);
                 }
                 kept.push(s);
             }
-            let mut added = None;
+            let mut drifted = false;
             if !ids.is_empty() {
                 let no = number();
                 let path = self.dir.join(segment_name(no));
                 written.push(path.clone());
-                build_index(
-                    &path,
-                    &rows,
-                    dim,
-                    Some(&ids),
-                    m.metric,
-                    &m.config.segment,
-                    &mut (),
-                )?;
-                let engine = Engine::open(&path, self.opts)?;
-                added = Some(Segment {
+                let cfg = &m.config.segment;
+                match kept.first() {
+                    Some(base) => {
+                        let centroids: &[f32] = base.engine.file().section(SectionKind::Centroid);
+                        if matches!(what, Rewrite::Segments(ref l) if l.is_empty()) {
+                            drifted = self.drift.drifted(&rows, centroids);
+                        }
+                        build_on_partitions(
+                            &path,
+                            &rows,
+                            dim,
+                            Some(&ids),
+                            m.metric,
+                            cfg,
+                            centroids,
+                        )?;
+                    }
+                    None => {
+                        build_index(&path, &rows, dim, Some(&ids), m.metric, cfg, &mut ())?;
+                    }
+                }
+                let seg = Segment {
                     no,
-                    engine,
+                    engine: Engine::open(&path, self.opts)?,
                     mask: None,
                     persisted: (None, 0),
-                });
+                };
+                // A base comes first (nothing was kept), a delta last.
+                kept.push(seg);
             }
             let wal_no = number();
             let wal_path = self.dir.join(wal_name(wal_no));
             written.push(wal_path.clone());
             wal::create(&wal_path, dim)?;
-            kept.extend(added);
             m.generation += 1;
             m.segments = kept
                 .iter()
@@ -516,9 +562,9 @@ impl Writer {
             m.next_id = self.next_id;
             self.publish(&m)?;
             let wal = WalWriter::open(&wal_path, wal::HEADER_LEN)?;
-            Ok((kept, wal))
+            Ok((kept, wal, drifted))
         })();
-        let (kept, wal) = match result {
+        let (kept, wal, drifted) = match result {
             Ok(v) => v,
             Err(e) => {
                 if !self.dir.join(manifest_name(m.generation)).exists() {
@@ -532,6 +578,7 @@ impl Writer {
         self.manifest = m;
         self.wal = wal;
         self.queue.clear();
+        self.drifted = drifted;
         if let Some(s) = kept
             .last()
             .filter(|s| !self.work.segments.iter().any(|o| o.no == s.no))
@@ -545,6 +592,10 @@ impl Writer {
                         row: row as u32,
                     },
                 );
+            }
+            if kept.len() == 1 {
+                // New partitions: the drift reference follows them.
+                self.drift = Drift::of(s);
             }
         }
         self.work.segments = kept;
@@ -606,5 +657,18 @@ fn check_unique(ids: &[i64]) -> Result<()> {
             detail: "it appears twice in this call",
         }),
         None => Ok(()),
+    }
+}
+
+/// Appends the live rows of segment `s` (as stored: unit length for
+/// cosine) and their ids.
+fn live_rows(s: &Segment, dim: usize, ids: &mut Vec<i64>, rows: &mut Vec<f32>) {
+    let stored_ids: &[i64] = s.engine.file().section(SectionKind::Ids);
+    let vectors: &[f32] = s.engine.file().section(SectionKind::Vectors);
+    for (row, &id) in stored_ids.iter().enumerate() {
+        if s.mask.as_ref().is_none_or(|mk| mk.get(row)) {
+            ids.push(id);
+            rows.extend_from_slice(&vectors[row * dim..(row + 1) * dim]);
+        }
     }
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::exact::{exact_all, exact_scan};
+use super::exact::exact_all;
 use super::mask::RowMask;
 use super::params::SearchParams;
 use super::plan::QueryPlan;
 use super::router::{Centroids, Router};
 use super::scratch::{with_scratch, Scratch};
+use super::stack::Stack;
 use super::tier1::{rows_in, Tier1};
 use super::topk::Scored;
 use super::view::View;
@@ -154,13 +155,13 @@ impl Engine {
         queries: &[f32],
         plan: &QueryPlan,
     ) -> Result<Vec<(Vec<u32>, SearchStats)>> {
-        let view = View::new(&self.file, &self.kernels);
+        let stack = Stack::one(View::new(&self.file, &self.kernels));
         pool::install(|| {
             queries
                 .par_chunks_exact(self.dim())
                 .map(|q| {
                     with_scratch(|s| {
-                        let stats = self.run_query(&view, q, plan, s)?;
+                        let stats = self.run_query(&stack, q, plan, s)?;
                         Ok((s.out.iter().map(|r| r.row).collect(), stats))
                     })
                 })
@@ -191,13 +192,7 @@ impl Engine {
         params: &SearchParams,
         mask: Option<&RowMask>,
     ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
-        let view = View::new(&self.file, &self.kernels).masked(mask);
-        let plan = self.plan(params, view.allowed(), true)?;
-        with_scratch(|s| {
-            let stats = self.run_query(&view, query, &plan, s)?;
-            let (ids, scores) = finish(&view, &s.out);
-            Ok((ids, scores, stats))
-        })
+        search_parts(&[Part { engine: self, mask }], query, params)
     }
 
     /// Top-k of each row of `queries` (`b x dim`, row-major). Queries run in
@@ -213,58 +208,34 @@ impl Engine {
         params: &SearchParams,
         mask: Option<&RowMask>,
     ) -> Result<BatchResult> {
-        let view = View::new(&self.file, &self.kernels).masked(mask);
-        let plan = self.plan(params, view.allowed(), false)?;
-        let dim = self.dim();
-        if !queries.len().is_multiple_of(dim) {
-            return Err(Error::DimensionMismatch {
-                expected: dim,
-                got: queries.len() % dim,
-            });
-        }
-        let b = queries.len() / dim;
-        let k = plan.k;
-        let mut ids = vec![0i64; b * k];
-        let mut scores = vec![0f32; b * k];
-        let one = |(i, ((q, id), sc)): BatchItem<'_>| {
-            with_scratch(|s| {
-                self.run_query(&view, q, &plan, s)
-                    .map_err(|e| row_error(e, i))?;
-                let (qi, qs) = finish(&view, &s.out);
-                id.copy_from_slice(&qi);
-                sc.copy_from_slice(&qs);
-                Ok::<(), Error>(())
-            })
-        };
-        if b <= 1 {
-            queries
-                .chunks_exact(dim)
-                .zip(ids.chunks_exact_mut(k))
-                .zip(scores.chunks_exact_mut(k))
-                .enumerate()
-                .try_for_each(one)?;
-        } else {
-            pool::install(|| {
-                queries
-                    .par_chunks_exact(dim)
-                    .zip(ids.par_chunks_exact_mut(k))
-                    .zip(scores.par_chunks_exact_mut(k))
-                    .enumerate()
-                    .try_for_each(one)
-            })?;
-        }
-        Ok(BatchResult { k, ids, scores })
+        search_batch_parts(&[Part { engine: self, mask }], queries, params)
+    }
+
+    /// The plan of one query over `stack` (whose first file is this one):
+    /// calibrated survivor counts grow with the rows the other files add
+    /// to the partitions (the same recall needs the same fraction).
+    fn stack_plan(
+        &self,
+        stack: &Stack<'_>,
+        params: &SearchParams,
+        single: bool,
+    ) -> Result<QueryPlan> {
+        let allowed = stack.allowed();
+        let plan = self.plan(params, allowed, single)?;
+        let growth = stack.len() as f64 / self.len().max(1) as f64;
+        Ok(plan.grown(params, growth, allowed))
     }
 
     /// Runs the whole pipeline for one query; the exact top-k ends in `s.out`.
     fn run_query(
         &self,
-        view: &View<'_>,
+        stack: &Stack<'_>,
         query: &[f32],
         plan: &QueryPlan,
         s: &mut Scratch,
     ) -> Result<SearchStats> {
-        let n = view.len();
+        let n = stack.len();
+        let view = stack.first();
         s.query
             .prepare(query, view.dim, view.metric, plan.query_bits, view.kernels)?;
         s.best.reset(plan.k);
@@ -275,18 +246,18 @@ impl Engine {
             return Ok(stats);
         }
         if plan.exact {
-            exact_all(view, &s.query.q, plan.splits(n), &mut s.best);
+            exact_all(stack, &s.query.q, plan.splits(n), &mut s.best);
             s.best.drain_sorted(&mut s.out);
             stats.rescored = n;
             return Ok(stats);
         }
-        let router = Router::new(view, &self.centroids);
+        let router = Router::new(stack, &self.centroids);
         router.route(&s.query, plan, &mut s.route_order);
-        let rows = rows_in(view, &s.route_order);
+        let rows = rows_in(stack, &s.route_order);
         s.probe_norms.clear();
         s.probe_norms.resize(view.partitions(), 0.0);
         s.survivors.reset(plan.candidates);
-        let tier1 = Tier1::new(view, &router, &s.query, plan);
+        let tier1 = Tier1::new(stack, &router, &s.query, plan);
         if plan.splits(rows) {
             tier1.scan_split(&s.route_order, &mut s.survivors, &mut s.probe_norms);
         } else {
@@ -298,7 +269,7 @@ impl Engine {
         stats.survivors = s.survivors.len();
         s.survivors.drain_sorted(&mut s.ranked);
         stats.rescored = super::rescore::rescore(
-            view,
+            stack,
             &s.query.q,
             plan,
             &s.ranked,
@@ -311,7 +282,7 @@ impl Engine {
             // least k allowed rows, so only estimates that are not finite
             // can leave Tier1 short; answer such a query exactly.
             s.best.reset(plan.k);
-            exact_scan(view, &s.query.q, 0, n, &mut s.best);
+            exact_all(stack, &s.query.q, false, &mut s.best);
             s.best.drain_sorted(&mut s.out);
             stats.rescored += n;
         }
@@ -332,12 +303,121 @@ fn row_error(e: Error, row: usize) -> Error {
 
 /// Internal scores to user-facing `(ids, scores)`: distances come back
 /// positive for l2.
-fn finish(view: &View<'_>, best: &[Scored]) -> (Vec<i64>, Vec<f32>) {
-    let flip = view.metric.is_distance();
+fn finish(stack: &Stack<'_>, best: &[Scored]) -> (Vec<i64>, Vec<f32>) {
+    let flip = stack.first().metric.is_distance();
     best.iter()
         .map(|s| {
             let score = if flip { -s.score } else { s.score };
-            (view.ids[s.row as usize], score)
+            (stack.id(s.row as usize), score)
         })
         .unzip()
+}
+
+/// One file of a stacked search and the rows of it a query may return.
+#[derive(Clone, Copy)]
+pub struct Part<'a> {
+    /// The file.
+    pub engine: &'a Engine,
+    /// Rows it may return (`None`: all).
+    pub mask: Option<&'a RowMask>,
+}
+
+/// The files of `parts` as one stack; the first one routes and plans.
+fn stack_of<'a>(parts: &[Part<'a>]) -> Result<Stack<'a>> {
+    let first = parts
+        .first()
+        .ok_or_else(|| Error::param("parts", "no files to search"))?;
+    let (dim, metric) = (first.engine.dim(), first.engine.file().metric());
+    let layout = |e: &Engine| (e.dim(), e.file().metric(), e.file().offsets().len());
+    let mut total = 0usize;
+    let views = parts
+        .iter()
+        .map(|p| {
+            if layout(p.engine) != layout(first.engine) {
+                return Err(Error::param(
+                    "parts",
+                    format!("files of one search must share dim {dim}, metric {metric:?} and partitions"),
+                ));
+            }
+            total += p.engine.len();
+            Ok(View::new(p.engine.file(), &first.engine.kernels).masked(p.mask))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if total > u32::MAX as usize {
+        return Err(Error::param(
+            "parts",
+            "more than 2^32 - 1 rows in one search",
+        ));
+    }
+    Ok(Stack::new(views))
+}
+
+/// Top-k of one query over the rows of several files that share their
+/// partitions (a live collection's segments, built on one set of
+/// centroids): one routing, one Tier1 over every file's rows of each
+/// probed partition, one rescoring. `min(k, allowed rows)` results.
+pub fn search_parts(
+    parts: &[Part<'_>],
+    query: &[f32],
+    params: &SearchParams,
+) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
+    let stack = stack_of(parts)?;
+    let base = parts[0].engine;
+    let plan = base.stack_plan(&stack, params, true)?;
+    with_scratch(|s| {
+        let stats = base.run_query(&stack, query, &plan, s)?;
+        let (ids, scores) = finish(&stack, &s.out);
+        Ok((ids, scores, stats))
+    })
+}
+
+/// [`search_parts`] for each row of `queries` (`b x dim`), in parallel on
+/// the pool (a single query runs inline).
+pub fn search_batch_parts(
+    parts: &[Part<'_>],
+    queries: &[f32],
+    params: &SearchParams,
+) -> Result<BatchResult> {
+    let stack = stack_of(parts)?;
+    let base = parts[0].engine;
+    let plan = base.stack_plan(&stack, params, false)?;
+    let dim = base.dim();
+    if !queries.len().is_multiple_of(dim) {
+        return Err(Error::DimensionMismatch {
+            expected: dim,
+            got: queries.len() % dim,
+        });
+    }
+    let b = queries.len() / dim;
+    let k = plan.k;
+    let mut ids = vec![0i64; b * k];
+    let mut scores = vec![0f32; b * k];
+    let one = |(i, ((q, id), sc)): BatchItem<'_>| {
+        with_scratch(|s| {
+            base.run_query(&stack, q, &plan, s)
+                .map_err(|e| row_error(e, i))?;
+            let (qi, qs) = finish(&stack, &s.out);
+            id.copy_from_slice(&qi);
+            sc.copy_from_slice(&qs);
+            Ok::<(), Error>(())
+        })
+    };
+    if b <= 1 {
+        queries
+            .chunks_exact(dim)
+            .zip(ids.chunks_exact_mut(k))
+            .zip(scores.chunks_exact_mut(k))
+            .enumerate()
+            .try_for_each(one)?;
+    } else {
+        pool::install(|| {
+            queries
+                .par_chunks_exact(dim)
+                .zip(ids.par_chunks_exact_mut(k))
+                .zip(scores.par_chunks_exact_mut(k))
+                .enumerate()
+                .try_for_each(one)
+        })?;
+    }
+    Ok(BatchResult { k, ids, scores })
 }

@@ -17,11 +17,12 @@ pub mod query;
 pub mod rescore;
 pub mod router;
 pub mod scratch;
+pub mod stack;
 pub mod tier1;
 pub mod topk;
 pub mod view;
 
-pub use engine::{Engine, SearchStats};
+pub use engine::{search_batch_parts, search_parts, Engine, Part, SearchStats};
 pub use mask::RowMask;
 pub use params::SearchParams;
 pub use plan::QueryPlan;

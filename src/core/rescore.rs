@@ -7,8 +7,8 @@
 //! estimate plus bound cannot reach the current k-th exact score is
 //! skipped. Without a bound (expansion off) every survivor is rescored.
 use super::plan::QueryPlan;
+use super::stack::Stack;
 use super::topk::{Scored, TopK};
-use super::view::View;
 use crate::math::prefetch::prefetch;
 
 /// Survivors ahead of the one being scored whose Tier2 rows are
@@ -22,7 +22,7 @@ const FACTOR_AHEAD: usize = 16;
 /// Rescores `ranked` into `best` and returns how many rows were scored.
 /// `probe_norms[p]` is `||q - anchor_p||` for every probed partition `p`.
 pub fn rescore(
-    view: &View<'_>,
+    stack: &Stack<'_>,
     q: &[f32],
     plan: &QueryPlan,
     ranked: &[Scored],
@@ -32,9 +32,13 @@ pub fn rescore(
     let bounded = plan.bound_margin.is_some();
     let margin = plan.bound_margin.unwrap_or(f32::INFINITY);
     let mut scored = 0;
+    let error_of = |row: u32| {
+        let (v, r) = stack.locate(row as usize);
+        &v.error[r..][..1]
+    };
     if bounded {
         for s in ranked.iter().take(FACTOR_AHEAD) {
-            prefetch(&view.error[s.row as usize..][..1]);
+            prefetch(error_of(s.row));
         }
     }
     // A survivor is hopeless once k rows are scored and its reach (estimate
@@ -47,8 +51,8 @@ pub fn rescore(
         if !bounded {
             return f32::INFINITY;
         }
-        let row = s.row as usize;
-        s.score + margin * probe_norms[view.partition_of(row)] * view.error[row]
+        let (v, row) = stack.locate(s.row as usize);
+        s.score + margin * probe_norms[v.partition_of(row)] * v.error[row]
     };
     let hopeless = |reach: f32, best: &TopK| best.is_full() && reach < best.threshold();
     let mut ring = [f32::INFINITY; PREFETCH_AHEAD];
@@ -62,16 +66,18 @@ pub fn rescore(
             let r = reach(ahead);
             ring[i % PREFETCH_AHEAD] = r;
             if !hopeless(r, best) {
-                prefetch(view.vector(ahead.row as usize));
+                let (v, row) = stack.locate(ahead.row as usize);
+                prefetch(v.vector(row));
             }
         }
         if let Some(ahead) = ranked.get(i + FACTOR_AHEAD).filter(|_| bounded) {
-            prefetch(&view.error[ahead.row as usize..][..1]);
+            prefetch(error_of(ahead.row));
         }
         if hopeless(own, best) {
             continue;
         }
-        best.push(view.exact_score(q, s.row as usize), s.row);
+        let (v, row) = stack.locate(s.row as usize);
+        best.push(v.exact_score(q, row), s.row);
         scored += 1;
     }
     scored

@@ -8,6 +8,7 @@
 //! integer kernel; the partitions finally probed get exact float32 scores.
 use super::plan::QueryPlan;
 use super::query::PreparedQuery;
+use super::stack::Stack;
 use super::topk::{best_first, Scored};
 use super::view::View;
 use crate::math::int8::{
@@ -181,14 +182,21 @@ pub struct Probe {
 
 /// The router of one search: the mapped centroids and the per-process tables.
 pub struct Router<'a> {
+    /// The first file of the stack: its centroids are every file's.
     view: &'a View<'a>,
+    stack: &'a Stack<'a>,
     centroids: &'a Centroids,
 }
 
 impl<'a> Router<'a> {
-    /// Routes over `view`'s partitions with the tables built for its file.
-    pub fn new(view: &'a View<'a>, centroids: &'a Centroids) -> Self {
-        Router { view, centroids }
+    /// Routes over the partitions of `stack` with the tables built for its
+    /// first file.
+    pub fn new(stack: &'a Stack<'a>, centroids: &'a Centroids) -> Self {
+        Router {
+            view: stack.first(),
+            stack,
+            centroids,
+        }
     }
 
     /// Exact routing score of partition `p`: `-||q - c_p||^2`, whatever
@@ -243,7 +251,7 @@ impl<'a> Router<'a> {
     /// Rare, so the ranking of the others is recomputed here rather than
     /// kept for every query.
     fn top_up(&self, q: &PreparedQuery, order: &mut Vec<Scored>, k: usize) {
-        let rows = |r: &Scored| self.view.allowed_in(r.row as usize);
+        let rows = |r: &Scored| self.stack.allowed_in(r.row as usize);
         let mut have: usize = order.iter().map(rows).sum();
         if have >= k {
             return;

@@ -8,8 +8,8 @@ use rayon::prelude::*;
 use super::plan::QueryPlan;
 use super::query::PreparedQuery;
 use super::router::{Probe, Router};
+use super::stack::Stack;
 use super::topk::{Scored, TopK};
-use super::view::View;
 use crate::math::bits::BLOCK;
 use crate::math::estimate::EstimateParams;
 use crate::pool;
@@ -38,7 +38,7 @@ fn block_chunks(start: usize, end: usize) -> impl Iterator<Item = (usize, usize)
 
 /// One query's Tier1 over the partitions routing chose.
 pub struct Tier1<'a> {
-    view: &'a View<'a>,
+    stack: &'a Stack<'a>,
     router: &'a Router<'a>,
     q: &'a PreparedQuery,
     /// The estimate's per-query constants (offset and threshold are set
@@ -49,13 +49,13 @@ pub struct Tier1<'a> {
 impl<'a> Tier1<'a> {
     /// Tier1 of query `q` under `plan`.
     pub fn new(
-        view: &'a View<'a>,
+        stack: &'a Stack<'a>,
         router: &'a Router<'a>,
         q: &'a PreparedQuery,
         plan: &QueryPlan,
     ) -> Self {
         Tier1 {
-            view,
+            stack,
             router,
             q,
             base: EstimateParams::for_query(&q.planes, plan.weight),
@@ -109,10 +109,9 @@ impl<'a> Tier1<'a> {
         }
     }
 
-    /// Scans the rows of `probe`'s partition into `survivors`.
+    /// Scans the rows of `probe`'s partition, in every file of the stack,
+    /// into `survivors`.
     fn scan_partition(&self, probe: &Probe, bufs: &mut ScanBuffers, survivors: &mut TopK) {
-        let view = self.view;
-        let (start, end) = view.rows_of(probe.partition);
         let planes = self.q.planes.as_planes();
         let mut c = EstimateParams {
             offset: probe.offset,
@@ -120,31 +119,34 @@ impl<'a> Tier1<'a> {
         };
         bufs.est.resize(CHUNK_ROWS, 0.0);
         bufs.mask.resize(CHUNK_ROWS / BLOCK, 0);
-        for (r0, r1) in block_chunks(start, end) {
-            // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
-            let nb = (r1 - r0) / BLOCK;
-            c.threshold = survivors.threshold();
-            (view.kernels.estimate_scan)(
-                view.code_blocks(r0, r1),
-                planes,
-                view.factors(r0, r1),
-                &c,
-                &mut bufs.est[..nb * BLOCK],
-                &mut bufs.mask[..nb],
-            );
-            // Only rows above the chunk's starting threshold have their bit
-            // set; most blocks have none once the survivors fill up.
-            let block0 = r0 / BLOCK;
-            for (b, &m) in bufs.mask[..nb].iter().enumerate() {
-                // Masked rows (deleted, filtered out) never take a slot.
-                let mut m = m & view.allowed_bits(block0 + b);
-                while m != 0 {
-                    let i = b * BLOCK + m.trailing_zeros() as usize;
-                    m &= m - 1;
-                    let row = r0 + i;
-                    let e = bufs.est[i];
-                    if (start..end).contains(&row) && e > survivors.threshold() {
-                        survivors.push(e, row as u32);
+        for (first, view) in self.stack.parts() {
+            let (start, end) = view.rows_of(probe.partition);
+            for (r0, r1) in block_chunks(start, end) {
+                // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
+                let nb = (r1 - r0) / BLOCK;
+                c.threshold = survivors.threshold();
+                (view.kernels.estimate_scan)(
+                    view.code_blocks(r0, r1),
+                    planes,
+                    view.factors(r0, r1),
+                    &c,
+                    &mut bufs.est[..nb * BLOCK],
+                    &mut bufs.mask[..nb],
+                );
+                // Only rows above the chunk's starting threshold have their
+                // bit set; most blocks have none once the survivors fill up.
+                let block0 = r0 / BLOCK;
+                for (b, &m) in bufs.mask[..nb].iter().enumerate() {
+                    // Masked rows (deleted, filtered out) never take a slot.
+                    let mut m = m & view.allowed_bits(block0 + b);
+                    while m != 0 {
+                        let i = b * BLOCK + m.trailing_zeros() as usize;
+                        m &= m - 1;
+                        let row = r0 + i;
+                        let e = bufs.est[i];
+                        if (start..end).contains(&row) && e > survivors.threshold() {
+                            survivors.push(e, (first + row) as u32);
+                        }
                     }
                 }
             }
@@ -152,14 +154,15 @@ impl<'a> Tier1<'a> {
     }
 }
 
-/// Rows in the partitions of `order` (masked ones included: Tier1 reads
-/// their codes).
-pub fn rows_in(view: &View<'_>, order: &[Scored]) -> usize {
-    order
-        .iter()
-        .map(|r| {
+/// Rows in the partitions of `order`, in every file of the stack (masked
+/// ones included: Tier1 reads their codes).
+pub fn rows_in(stack: &Stack<'_>, order: &[Scored]) -> usize {
+    let mut rows = 0;
+    for (_, view) in stack.parts() {
+        for r in order {
             let (a, b) = view.rows_of(r.row as usize);
-            b - a
-        })
-        .sum()
+            rows += b - a;
+        }
+    }
+    rows
 }

@@ -116,6 +116,56 @@ pub fn build_pending(
     config: &BuildConfig,
     progress: &mut dyn Progress,
 ) -> Result<(Manifest, Pending)> {
+    build_file(path, vectors, dim, ids, metric, config, None, progress)
+}
+
+/// Builds an index file at `path` on the given partitions (`centroids`,
+/// `L x dim`, e.g. another file's), without training or calibrating: a
+/// live collection's segments share one set of partitions, so a query
+/// routes once for all of them (`core::stack`).
+pub fn build_on_partitions(
+    path: &Path,
+    vectors: &[f32],
+    dim: usize,
+    ids: Option<&[i64]>,
+    metric: Metric,
+    config: &BuildConfig,
+    centroids: &[f32],
+) -> Result<Manifest> {
+    if centroids.is_empty() || !centroids.len().is_multiple_of(dim.max(1)) {
+        return Err(Error::param("centroids", "not whole rows of the dimension"));
+    }
+    let config = BuildConfig {
+        calibrate: false,
+        partitions: centroids.len() / dim,
+        ..config.clone()
+    };
+    let (manifest, pending) = build_file(
+        path,
+        vectors,
+        dim,
+        ids,
+        metric,
+        &config,
+        Some(centroids),
+        &mut (),
+    )?;
+    pending.commit()?;
+    Ok(manifest)
+}
+
+/// [`build_pending`] on trained partitions, or on `given` ones.
+#[allow(clippy::too_many_arguments)]
+fn build_file(
+    path: &Path,
+    vectors: &[f32],
+    dim: usize,
+    ids: Option<&[i64]>,
+    metric: Metric,
+    config: &BuildConfig,
+    given: Option<&[f32]>,
+    progress: &mut dyn Progress,
+) -> Result<(Manifest, Pending)> {
     let n = check_input(vectors, dim, ids)?;
     let total = work_units(n, config.calibrate);
     let norms = row_scales(vectors, dim, metric)?;
@@ -125,8 +175,13 @@ pub fn build_pending(
         }
     };
     let kernels = Kernels::detect();
-    let parts = partitions_for(n, config.partitions);
-    let centroids = if parts == 1 {
+    let parts = match given {
+        Some(c) => c.len() / dim,
+        None => partitions_for(n, config.partitions),
+    };
+    let centroids = if let Some(c) = given {
+        c.to_vec()
+    } else if parts == 1 {
         mean(vectors, dim, &norms)
     } else {
         let mut rng = Rng::new(config.seed);

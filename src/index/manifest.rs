@@ -111,7 +111,9 @@ impl Manifest {
                 self.code_words, self.dim
             ));
         }
-        if self.partitions == 0 || self.partitions > self.n {
+        // More partitions than rows is fine: a live collection's segments
+        // are built on the partitions of a larger one (`build_on_partitions`).
+        if self.partitions == 0 || self.partitions > u64::from(u32::MAX) {
             return Err(format!(
                 "manifest has {} partitions for {} rows",
                 self.partitions, self.n
