@@ -272,15 +272,36 @@ def test_approximate_search_reaches_the_target(tmp: Path) -> None:
 def test_segments_are_ordinary_index_files(tmp: Path) -> None:
     from svve_core import SearchEngine
 
-    col = Collection.create(
-        tmp, dim=DIM, config=CollectionConfig(fresh_rows=50, segment=IndexConfig(calibrate=False))
-    )
-    col.add(rows(60, 1))
+    col = Collection.create(tmp, dim=DIM, config=CollectionConfig(fresh_rows=50))
+    x = rows(5000, 1)
+    col.add(x[:4500])
+    col.commit()  # the base: trained partitions, calibrated
+    col.add(x[4500:4560])
+    col.commit()  # a segment on the base's partitions: more partitions than rows
+    base, delta = (SearchEngine(p) for p in sorted(tmp.glob("seg-*.svve")))
+    assert len(base) == 4500
+    assert base.info().calibration is not None
+    assert len(delta) == 60
+    assert delta.info().partitions == base.info().partitions > 60
+    np.testing.assert_array_equal(delta.arrays()["centroids"], base.arrays()["centroids"])
+    ids, _ = delta.search(x[4510], 5, EXACT)
+    assert ids[0] == 4510
+
+
+def test_drifted_rows_retrain_the_partitions(tmp: Path) -> None:
+    col = Collection.create(tmp, dim=DIM, metric="l2", config=CollectionConfig(fresh_rows=100))
+    col.add(rows(1000, 1))
     col.commit()
-    (seg,) = sorted(tmp.glob("seg-*.svve"))
-    eng = SearchEngine(seg)
-    assert len(eng) == 60
-    assert eng.info().calibration is None
+    assert [s.rows for s in col.info().segments] == [1000]
+    col.add(rows(150, 2))  # same distribution: a segment on the base's partitions
+    col.commit()
+    assert [s.rows for s in col.info().segments] == [1000, 150]
+    far = rows(150, 3) + 100.0  # far from every centroid
+    col.add(far)
+    col.commit()
+    assert [s.rows for s in col.info().segments] == [1300], "drift did not retrain"
+    ids, _ = col.search(far[0], 3)
+    assert ids[0] == 1150
 
 
 # -- files on disk -------------------------------------------------------------

@@ -101,9 +101,30 @@ def errors(directory: Path) -> None:
         print("one line:", e, isinstance(e, ValueError))
 
 
+def live_collection(directory: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = directory / "col"
+    col = svve_core.Collection.create(path, dim=64, metric="cosine")
+    ids = col.add(rng.standard_normal((1000, 64), dtype=np.float32))
+    assert ids.dtype == np.int64
+    col.upsert(rng.standard_normal((2, 64), dtype=np.float32), ids=[5, 5000])
+    assert col.delete([1, 2, 3, 123456]) == 3
+    generation: int = col.commit()
+    reader = svve_core.Collection.open(path, readonly=True)
+    found, scores = reader.search(rng.standard_normal(64, dtype=np.float32), k=10)
+    assert found.shape == scores.shape == (10,)
+    col.add(rng.standard_normal((10, 64), dtype=np.float32))
+    assert col.commit() > generation
+    assert reader.refresh()
+    col.compact()
+    info: svve_core.CollectionInfo = col.info()
+    assert info.n == len(col) == 1008
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         quickstart(Path(tmp))
+        live_collection(Path(tmp))
         parameters(Path(tmp))
         errors(Path(tmp))
     return 0
