@@ -127,37 +127,32 @@ pub fn create(path: &Path, dim: usize) -> Result<()> {
     write_small(path, &h)
 }
 
-/// The writer's handle on a log: appends committed records.
+/// The writer's handle on a log: appends committed records. The file is
+/// opened per append, not held open for writing between commits.
 pub struct WalWriter {
-    file: File,
     /// Bytes committed (published in a manifest).
     len: u64,
 }
 
 impl WalWriter {
-    /// Opens the log at `path` for appending after its first `committed`
+    /// The log at `path`, to be appended to after its first `committed`
     /// bytes; whatever lies beyond them (a commit a crash interrupted
     /// before its manifest was published) is cut off.
     pub fn open(path: &Path, committed: u64) -> Result<Self> {
-        let io = |e| Error::io(path, e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
-        let mut w = WalWriter {
-            file,
-            len: committed,
-        };
+        let w = WalWriter { len: committed };
         w.truncate(path)?;
         Ok(w)
     }
 
-    /// Cuts the file back to its committed length.
-    fn truncate(&mut self, path: &Path) -> Result<()> {
+    /// Cuts the file back to its committed length (when it is longer).
+    fn truncate(&self, path: &Path) -> Result<()> {
         let io = |e| Error::io(path, e);
-        self.file.set_len(self.len).map_err(io)?;
-        self.file.seek(SeekFrom::Start(self.len)).map_err(io)?;
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > self.len {
+            let file = OpenOptions::new().write(true).open(path).map_err(io)?;
+            file.set_len(self.len).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
         Ok(())
     }
 
@@ -169,10 +164,11 @@ impl WalWriter {
         for r in records {
             r.encode(&mut buf);
         }
-        let done = self
-            .file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data());
+        let done = OpenOptions::new().write(true).open(path).and_then(|mut f| {
+            f.seek(SeekFrom::Start(self.len))?;
+            f.write_all(&buf)?;
+            f.sync_data()
+        });
         if let Err(e) = done {
             let _ = self.truncate(path);
             return Err(Error::io(path, e));

@@ -630,15 +630,20 @@ impl Writer {
     }
 }
 
-/// Takes the writer's lock on `dir`, or says who holds it.
+/// Takes the writer's lock on `dir`, or says who holds it. The lock file
+/// is held open read-only (a file open for writing would keep the file
+/// system from being remounted read-only under a running writer).
 fn take_lock(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
+    let io = |e| Error::io(&path, e);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            File::create(&path).map_err(io)?;
+            File::open(&path).map_err(io)?
+        }
+        Err(e) => return Err(io(e)),
+    };
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::CollectionLocked {

@@ -154,6 +154,34 @@ def test_full_disk_keeps_the_last_commit(small_disk: Path) -> None:
     col.close()
 
 
+def test_read_only_filesystem_keeps_the_last_commit(small_disk: Path) -> None:
+    d = small_disk / "col"
+    col = Collection.create(d, dim=16, config=wl.CONFIG)
+    x = np.random.default_rng(2).standard_normal((200, 16)).astype(np.float32)
+    col.add(x[:30])
+    g = col.commit()
+    r = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot remount read-only here")
+    try:
+        col.add(x[30:40])
+        with pytest.raises(IndexIOError, match="Read-only"):
+            col.commit()
+        col.add(x[40:200])  # enough for a checkpoint: a new segment file
+        with pytest.raises(IndexIOError, match="Read-only"):
+            col.commit()
+        ro = Collection.open(d, readonly=True)
+        assert ro.info().generation == g
+        assert len(ro) == 30
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], capture_output=True)
+    # Writable again: the writer commits everything it held.
+    assert col.commit() > g
+    ro = Collection.open(d, readonly=True)
+    assert len(ro) == 200
+    col.close()
+
+
 def contents_ids(col: Collection) -> List[int]:
     return col.search(np.ones(col.dim, np.float32), len(col), EXACT)[0].tolist()
 
