@@ -28,6 +28,7 @@ from svve_core.engine import (
     _float_matrix,
 )
 from svve_core.exceptions import (
+    CollectionClosedError,
     DimensionMismatchError,
     InvalidDTypeError,
     InvalidParameterError,
@@ -78,12 +79,20 @@ class Collection:
     an immutable snapshot); writes from several threads are serialised.
     """
 
-    __slots__ = ("_core", "_default", "_dim")
+    __slots__ = ("_default", "_dim", "_handle", "_path")
 
     def __init__(self, core: Any) -> None:
-        self._core = core
+        self._handle: Any = core
         self._dim: int = core.dim
+        self._path: str = os.fspath(core.path)
         self._default = SearchParams().native()
+
+    @property
+    def _core(self) -> Any:
+        core = self._handle
+        if core is None:
+            raise CollectionClosedError(f"{self._path}: this collection handle was closed")
+        return core
 
     @classmethod
     def create(
@@ -168,8 +177,9 @@ class Collection:
 
     def close(self) -> None:
         """Release this handle (the writer's lock is freed once searches in
-        flight return)."""
-        self._core = None
+        flight return). Uncommitted changes are discarded. Later calls raise
+        ``CollectionClosedError``."""
+        self._handle = None
 
     def __enter__(self) -> Collection:
         return self
@@ -261,6 +271,11 @@ class Collection:
         return self._dim
 
     @property
+    def generation(self) -> int:
+        """The last committed generation this handle sees (cheap: no I/O)."""
+        return self._core.generation
+
+    @property
     def readonly(self) -> bool:
         """Whether this handle is read-only."""
         return self._core.readonly
@@ -269,8 +284,8 @@ class Collection:
         return len(self._core)
 
     def __repr__(self) -> str:
-        mode = "readonly" if self._core.readonly else "writer"
-        return (
-            f"Collection(path={os.fspath(self._core.path)!r}, n={len(self)}, "
-            f"dim={self._dim}, {mode})"
-        )
+        core = self._handle
+        if core is None:
+            return f"Collection(path={self._path!r}, closed)"
+        mode = "readonly" if core.readonly else "writer"
+        return f"Collection(path={self._path!r}, n={len(core)}, dim={self._dim}, {mode})"

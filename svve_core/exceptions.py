@@ -76,6 +76,10 @@ class CollectionLockedError(SVVEError):
     """Another writer (in this or another process) holds the collection."""
 
 
+class CollectionClosedError(SVVEError):
+    """The collection handle was closed."""
+
+
 class ReadOnlyCollectionError(SVVEError):
     """A write was attempted through a collection opened with ``readonly=True``."""
 
@@ -90,6 +94,7 @@ class InternalError(SVVEError):
 
 __all__ = [
     "BuildCancelledError",
+    "CollectionClosedError",
     "CollectionExistsError",
     "CollectionLockedError",
     "CollectionNotFoundError",

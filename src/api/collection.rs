@@ -184,6 +184,12 @@ impl PyCollection {
         ))
     }
 
+    /// The last committed generation (a reader's: the one it refreshed to).
+    #[getter]
+    fn generation(&self) -> u64 {
+        self.inner.snapshot().generation
+    }
+
     /// Dimensions per vector.
     #[getter]
     fn dim(&self) -> usize {

@@ -26,6 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from support import METRICS, brute_force, clustered
 from svve_core import Collection, CollectionConfig, IndexConfig, SearchParams
 from svve_core.exceptions import (
+    CollectionClosedError,
     CollectionExistsError,
     CollectionLockedError,
     CollectionNotFoundError,
@@ -188,6 +189,19 @@ def test_reopen_keeps_only_committed(tmp: Path) -> None:
     # that were lost are fine to reuse, but committed ones never are.
     new = col.add(rows(3, 3))
     assert new.min() >= 100
+
+
+def test_closed_handles_say_so(tmp: Path) -> None:
+    col = Collection.create(tmp, dim=DIM)
+    col.add(rows(3, 1))
+    assert col.commit() == col.generation == 1
+    col.close()
+    assert "closed" in repr(col)
+    for call in (lambda: len(col), col.info, col.commit, lambda: col.search(rows(1, 2)[0])):
+        with pytest.raises(CollectionClosedError, match="closed"):
+            call()
+    with Collection.open(tmp) as again:  # the lock was released
+        assert len(again) == 3
 
 
 def test_one_writer(tmp: Path) -> None:
