@@ -114,12 +114,12 @@ impl PyCollection {
 
     /// Makes queued changes durable and visible; returns the generation.
     fn commit(&self, py: Python<'_>) -> PyResult<u64> {
-        enter(py, || self.inner.write(|w| w.commit()))
+        enter(py, || self.inner.commit())
     }
 
     /// Merges every segment (after committing); returns the generation.
     fn compact(&self, py: Python<'_>) -> PyResult<u64> {
-        enter(py, || self.inner.write(|w| w.compact()))
+        enter(py, || self.inner.compact())
     }
 
     /// Moves a reader to the newest generation; `True` if it moved.

@@ -130,6 +130,28 @@ impl Collection {
         r
     }
 
+    /// Commits the writer's changes (see [`Writer::commit`]).
+    pub fn commit(&self) -> Result<u64> {
+        self.write_long(Writer::commit)
+    }
+
+    /// Merges every segment (see [`Writer::compact`]).
+    pub fn compact(&self) -> Result<u64> {
+        self.write_long(Writer::compact)
+    }
+
+    /// [`Collection::write`] for calls that may take seconds (a checkpoint,
+    /// a retrain): the working state is published first, so searches on
+    /// other threads meanwhile read it without waiting for the writer.
+    fn write_long<R>(&self, f: impl FnOnce(&mut Writer) -> Result<R>) -> Result<R> {
+        self.write(|w| {
+            if self.stale.swap(false, Ordering::AcqRel) {
+                self.current.store(Arc::new(w.state().clone()));
+            }
+            f(w)
+        })
+    }
+
     fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
         let w = self.writer.as_ref().ok_or_else(|| Error::ReadOnly {
             path: self.dir.clone(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Dict
 
@@ -281,6 +282,28 @@ def test_approximate_search_reaches_the_target(tmp: Path) -> None:
         r = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want)])
         assert r >= target - 0.02, (target, r, col.info())
         assert not np.isin(got, dead).any()
+
+
+def test_searches_run_while_the_writer_compacts(tmp: Path) -> None:
+    import threading
+
+    x = clustered(30000, 32, clusters=50, seed=3)
+    col = Collection.create(tmp, dim=32, config=CollectionConfig(fresh_rows=2000))
+    col.add(x[:10000])
+    col.commit()
+    # Changes no search has seen yet: the compaction (which commits them,
+    # then retrains everything) must publish them before it starts working.
+    col.add(x[10000:])
+    compaction = threading.Thread(target=col.compact)
+    compaction.start()
+    time.sleep(0.1)
+    answers = []
+    while compaction.is_alive():
+        answers.append(col.search(x[20007], 5)[0][0])
+    compaction.join()
+    assert len(answers) >= 5, "searches waited for the compaction"
+    assert all(i == 20007 for i in answers)
+    assert len(col.info().segments) == 1
 
 
 def test_segments_are_ordinary_index_files(tmp: Path) -> None:
