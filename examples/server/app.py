@@ -1,34 +1,35 @@
-"""A multi-worker HTTP search service over one memory-mapped svve index.
+"""A multi-worker HTTP search service over one memory-mapped svve index, or
+over a live svve collection.
 
-Every worker process opens the same index file; the file is mapped read-only,
-so the workers share one copy of it in the page cache. See README.md beside
-this file for the commands, the reload procedure and the deployment rule.
+Index mode: every worker process opens the same index file; the file is
+mapped read-only, so the workers share one copy of it in the page cache.
+Collection mode: every worker opens the collection read-only and follows its
+commits; one writer process owns ``Collection.open(dir)`` and the workers
+forward write requests to it over a local unix socket. See README.md beside
+this file for the commands, the reload procedure and the deployment rules.
 
 Run from the repository root::
 
     SVVE_INDEX_DIR=/srv/index uv run --group serve \\
         uvicorn app:app --app-dir examples/server --host 127.0.0.1 --port 8000 --workers 2
 
-Settings (environment variables, read when the app starts):
+    # collection mode: gunicorn.conf.py starts the writer process
+    SVVE_COLLECTION=/srv/collection uv run --group serve \\
+        gunicorn -c examples/server/gunicorn.conf.py app:app
 
-    SVVE_INDEX_DIR        directory holding the index files (required); the
-                          server opens no index file outside it
-    SVVE_INDEX            file served at start and watched, relative to the
-                          directory (default current.svve; may be a symlink
-                          to a file inside the directory)
-    SVVE_WATCH_INTERVAL   seconds between checks of that file's inode, size and
-                          mtime; a change reloads it in this worker (default 1;
-                          0 switches the watch off)
-    SVVE_ADMIN_TOKEN      enables POST /admin/reload (bearer token); unset: 404
-    SVVE_VERIFY           1 (default): check every section's CRC32 at open
-    SVVE_MAX_BODY_BYTES   request body limit (default 4 MiB), 413 above it
-    SVVE_MAX_K            largest k (default 1000)
-    SVVE_MAX_BATCH        most queries in one /search/batch (default 256)
-    SVVE_OPEN_AT_IMPORT   1: open the index when this module is imported, i.e.
-                          in the gunicorn master under --preload (before fork);
-                          gunicorn.conf.py sets it from SVVE_PRELOAD
-    SVVE_NUM_THREADS      (read by svve_core) batch-search threads per worker;
-                          set it to cores / workers
+    # the writer alone (for uvicorn, or your own supervisor)
+    python examples/server/app.py writer
+
+This file holds the HTTP side: request bodies, limits and the FastAPI app.
+Beside it (imported by name: uvicorn's --app-dir, gunicorn's chdir and
+``python app.py`` put this directory on sys.path):
+
+    settings.py   Settings, read from the environment (every variable listed)
+    errors.py     RequestError, a refusal with its HTTP status
+    holders.py    what a worker serves and how it follows changes: IndexHolder,
+                  CollectionHolder, the index file watch, the collection Refresher
+    writer.py     collection mode's writer process (WriterServer, run_writer)
+                  and the workers' WriterClient
 """
 
 from __future__ import annotations
@@ -36,199 +37,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextlib
 import hmac
 import logging
 import os
-import stat
-import threading
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Tuple
+import sys
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, model_validator
 
-from svve_core import EngineConfig, SearchEngine, SearchParams
-from svve_core.exceptions import (
-    IndexFormatError,
-    IndexNotFoundError,
-    InvalidInputError,
-    SVVEError,
-)
+from svve_core import SearchParams
+from svve_core.exceptions import IndexFormatError, IndexNotFoundError, InvalidInputError, SVVEError
+
+# isort: split
+# This directory's modules, imported by name (see app.py's docstring).
+from errors import RequestError
+from holders import CollectionHolder, Holder, IndexHolder, Refresher, open_holder, watch_index
+from settings import Settings, env_flag
+from writer import WriterClient, run_writer
 
 log = logging.getLogger("uvicorn.error")  # shows up in uvicorn's and gunicorn's log
-
-
-# --- settings ------------------------------------------------------------------
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    value = env.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise RuntimeError(f"{name} must be 0 or 1, got {value!r}")
-
-
-def _number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> Any:
-    value = env.get(name)
-    if value is None or value == "":
-        return kind(default)
-    try:
-        number = kind(value)
-    except ValueError:
-        raise RuntimeError(f"{name} must be a {kind.__name__}, got {value!r}") from None
-    if number < 0:
-        raise RuntimeError(f"{name} must not be negative, got {value!r}")
-    return number
-
-
-@dataclass(frozen=True)
-class Settings:
-    index_dir: Path
-    index_name: str = "current.svve"
-    watch_interval: float = 1.0
-    admin_token: Optional[str] = None
-    verify: bool = True
-    max_body_bytes: int = 4 << 20
-    max_k: int = 1000
-    max_batch: int = 256
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        index_dir = env.get("SVVE_INDEX_DIR")
-        if not index_dir:
-            raise RuntimeError("set SVVE_INDEX_DIR to the directory holding the index files")
-        return cls(
-            index_dir=Path(index_dir),
-            index_name=env.get("SVVE_INDEX") or "current.svve",
-            watch_interval=_number(env, "SVVE_WATCH_INTERVAL", 1.0, float),
-            admin_token=env.get("SVVE_ADMIN_TOKEN") or None,
-            verify=_flag(env, "SVVE_VERIFY", True),
-            max_body_bytes=_number(env, "SVVE_MAX_BODY_BYTES", 4 << 20),
-            max_k=_number(env, "SVVE_MAX_K", 1000),
-            max_batch=_number(env, "SVVE_MAX_BATCH", 256),
-        )
-
-
-# --- the index, its file and reloads -------------------------------------------
-
-
-class RequestError(Exception):
-    """A request the server refuses, with its HTTP status."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-Signature = Tuple[str, int, int, int, int]  # real path, device, inode, size, mtime
-
-
-class IndexHolder:
-    """The process's engine, which file it serves, and how it reloads.
-
-    ``reload`` (admin endpoint) and ``check`` (file watch) may run in worker
-    threads at the same time as searches: ``SearchEngine.reload`` swaps the
-    index atomically, and a lock keeps two reloads from interleaving.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.root = Path(os.path.realpath(settings.index_dir))
-        if not self.root.is_dir():
-            raise RuntimeError(f"SVVE_INDEX_DIR {settings.index_dir} is not a directory")
-        self._lock = threading.Lock()
-        self._config = EngineConfig(verify=settings.verify)
-        self.name = settings.index_name
-        path, self.signature = self.locate(self.name)
-        self.engine = SearchEngine(path, self._config)
-        self._failed: Optional[Signature] = None
-        self.reloads = 0
-
-    def locate(self, name: str) -> Tuple[Path, Signature]:
-        """The real path of index file ``name`` and its signature, or an error
-        if ``name`` leaves the index directory or is not a regular file."""
-        if not isinstance(name, str) or not name or "\0" in name:
-            raise RequestError("path must be a non-empty file name")
-        rel = Path(name)
-        if rel.is_absolute() or ".." in rel.parts:
-            raise RequestError(f"path {name!r} must be relative to the index directory, without ..")
-        real = Path(os.path.realpath(self.root / rel))  # follows every symlink
-        if real == self.root or os.path.commonpath([real, self.root]) != str(self.root):
-            raise RequestError(f"path {name!r} resolves outside the index directory")
-        try:
-            st = os.stat(real)
-        except FileNotFoundError:
-            raise IndexNotFoundError(f"no index file {name!r} in the index directory") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise RequestError(f"{name!r} is not a regular file")
-        return real, (str(real), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-    def reload(self, name: Optional[str] = None) -> Dict[str, Any]:
-        """Serves ``name`` (default: the current name) from now on. On error the
-        old index stays in service and the error propagates."""
-        name = self.name if name is None else name
-        with self._lock:
-            path, signature = self.locate(name)
-            self.engine.reload(path)
-            self.name, self.signature, self._failed = name, signature, None
-            self.reloads += 1
-        log.info("pid %d: reloaded %s (%s)", os.getpid(), name, path)
-        return self.describe()
-
-    def check(self) -> bool:
-        """Reloads if the watched file changed (new inode, size or mtime);
-        True if it did. Never raises: a broken new file is logged once and the
-        old index stays in service until the file changes again."""
-        if not self._lock.acquire(blocking=False):
-            return False  # a reload is under way
-        try:
-            try:
-                path, signature = self.locate(self.name)
-            except (RequestError, IndexNotFoundError, OSError) as e:
-                if self._failed != ("missing", 0, 0, 0, 0):
-                    log.warning("pid %d: watched index file unusable: %s", os.getpid(), e)
-                    self._failed = ("missing", 0, 0, 0, 0)
-                return False
-            if signature in (self.signature, self._failed):
-                return False
-            try:
-                self.engine.reload(path)
-            except SVVEError as e:
-                log.error("pid %d: new index file refused, old one kept: %s", os.getpid(), e)
-                self._failed = signature
-                return False
-            self.signature, self._failed = signature, None
-            self.reloads += 1
-        finally:
-            self._lock.release()
-        log.info("pid %d: index file changed, reloaded %s", os.getpid(), path)
-        return True
-
-    def describe(self) -> Dict[str, Any]:
-        info = self.engine.info()
-        return {
-            "pid": os.getpid(),
-            "name": self.name,
-            "path": info.path,
-            "n": info.n,
-            "dim": info.dim,
-            "metric": info.metric,
-            "reloads": self.reloads,
-        }
-
-
-async def _watch(holder: IndexHolder, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        await asyncio.to_thread(holder.check)  # reload reads the file: off the loop
 
 
 # --- request bodies ------------------------------------------------------------
@@ -278,6 +110,40 @@ class ReloadRequest(BaseModel):
     path: Optional[str] = None  # relative to SVVE_INDEX_DIR; default: the current file
 
 
+class _Write(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Commit after this write: durable, and visible to every worker within a
+    # refresh interval. False queues it until POST /collection/commit (or the
+    # next committing write).
+    commit: StrictBool = True
+
+
+class AddRequest(_Write):
+    """Rows to add: ``vectors`` (list of rows) or ``vectors_b64`` (as in
+    /search/batch); ``ids`` optional (assigned by the collection when absent)."""
+
+    vectors: Optional[List[List[float]]] = None
+    vectors_b64: Optional[str] = None
+    ids: Optional[List[StrictInt]] = None
+
+    @model_validator(mode="after")
+    def _one_matrix(self) -> AddRequest:
+        if (self.vectors is None) == (self.vectors_b64 is None):
+            raise ValueError("give exactly one of vectors, vectors_b64")
+        return self
+
+
+class UpsertRequest(AddRequest):
+    """Rows to insert or replace, with their ``ids``."""
+
+    ids: List[StrictInt]  # type: ignore[assignment]
+
+
+class DeleteRequest(_Write):
+    ids: List[StrictInt]
+
+
 def _decode_b64(text: str, what: str) -> np.ndarray:
     try:
         raw = base64.b64decode(text, validate=True)
@@ -294,6 +160,21 @@ def _floats(values: Any, what: str) -> np.ndarray:
             return np.asarray(values, dtype=np.float32)
     except ValueError as e:  # ragged rows
         raise RequestError(f"{what}: {e}") from None
+
+
+def _matrix(
+    vectors: Optional[List[List[float]]], vectors_b64: Optional[str], dim: int, what: str
+) -> np.ndarray:
+    """Rows from JSON lists or base64; shape and values are checked by svve_core."""
+    if vectors_b64 is not None:
+        flat = _decode_b64(vectors_b64, f"{what}_b64")
+        if flat.size % dim:
+            raise RequestError(f"{what}_b64 holds {flat.size} floats, not rows of {dim}")
+        return flat.reshape(-1, dim)
+    rows = _floats(vectors, what)
+    if rows.ndim == 1 and rows.size == 0:
+        rows = rows.reshape(0, dim)
+    return rows
 
 
 def _params(body: _Request, settings: Settings) -> Optional[SearchParams]:
@@ -363,25 +244,39 @@ async def _too_large(send: Any, limit: int) -> None:
 # --- the app -------------------------------------------------------------------
 
 
-def create_app(holder: Optional[IndexHolder] = None) -> FastAPI:
-    """The service. ``holder``: an index opened already (before fork under
-    gunicorn --preload); otherwise each worker opens it at startup."""
+def create_app(holder: Optional[Holder] = None) -> FastAPI:
+    """The service. ``holder``: an index or collection opened already (before
+    fork under gunicorn --preload); otherwise each worker opens it at startup."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if holder is None:
             settings = Settings.from_env()
-            state = await asyncio.to_thread(IndexHolder, settings)
+            state = await asyncio.to_thread(open_holder, settings)
         else:
             settings, state = holder.settings, holder
             # Forked from a master that opened the index earlier: catch up
-            # with a file replaced since, before serving anything.
+            # with a file replaced (or a generation committed) since, before
+            # serving anything.
             await asyncio.to_thread(state.check)
         app.state.settings, app.state.holder = settings, state
         log.info("pid %d: serving %s", os.getpid(), state.describe())
-        watcher = None
-        if settings.watch_interval > 0:
-            watcher = asyncio.create_task(_watch(state, settings.watch_interval))
+        watcher, refresher, pool = None, None, None
+        app.state.writer, app.state.write_pool = None, None
+        if isinstance(state, CollectionHolder):
+            if settings.refresh_interval > 0:
+                refresher = Refresher(state, settings.refresh_interval)
+                refresher.start()
+            if settings.writer_socket:
+                app.state.writer = WriterClient(
+                    settings.writer_socket, settings.writer_key, settings.write_timeout
+                )
+            # Writes wait on the writer (a compaction, other workers' writes):
+            # threads of their own, so that they never hold up searches.
+            pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="svve-write")
+            app.state.write_pool = pool
+        elif settings.watch_interval > 0:
+            watcher = asyncio.create_task(watch_index(state, settings.watch_interval))
         try:
             yield
         finally:
@@ -389,6 +284,10 @@ def create_app(holder: Optional[IndexHolder] = None) -> FastAPI:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            if refresher is not None:
+                await asyncio.to_thread(refresher.stop)
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     app = FastAPI(title="svve search", lifespan=lifespan)
     if holder is not None:
@@ -397,7 +296,8 @@ def create_app(holder: Optional[IndexHolder] = None) -> FastAPI:
 
     @app.exception_handler(RequestError)
     async def _bad_request(request: Request, e: RequestError) -> JSONResponse:
-        return JSONResponse({"detail": str(e)}, status_code=e.status)
+        body = {"detail": str(e)} if e.error is None else {"detail": str(e), "error": e.error}
+        return JSONResponse(body, status_code=e.status)
 
     @app.exception_handler(SVVEError)
     async def _library_error(request: Request, e: SVVEError) -> JSONResponse:
@@ -417,12 +317,12 @@ def create_app(holder: Optional[IndexHolder] = None) -> FastAPI:
 
     @app.get("/info")
     async def info(request: Request) -> Dict[str, Any]:
-        state: IndexHolder = request.app.state.holder
+        state: Holder = request.app.state.holder
         return state.describe()
 
     @app.post("/search")
     async def search(body: SearchRequest, request: Request) -> JSONResponse:
-        state: IndexHolder = request.app.state.holder
+        state: Holder = request.app.state.holder
         params = _params(body, request.app.state.settings)
         if body.vector_b64 is not None:
             query = _decode_b64(body.vector_b64, "vector_b64")
@@ -434,19 +334,10 @@ def create_app(holder: Optional[IndexHolder] = None) -> FastAPI:
 
     @app.post("/search/batch")
     async def search_batch(body: BatchRequest, request: Request) -> JSONResponse:
-        state: IndexHolder = request.app.state.holder
+        state: Holder = request.app.state.holder
         settings: Settings = request.app.state.settings
         params = _params(body, settings)
-        if body.vectors_b64 is not None:
-            flat = _decode_b64(body.vectors_b64, "vectors_b64")
-            dim = state.engine.dim
-            if flat.size % dim:
-                raise RequestError(f"vectors_b64 holds {flat.size} floats, not rows of {dim}")
-            queries = flat.reshape(-1, dim)
-        else:
-            queries = _floats(body.vectors, "vectors")
-            if queries.ndim == 1 and queries.size == 0:
-                queries = queries.reshape(0, state.engine.dim)
+        queries = _matrix(body.vectors, body.vectors_b64, state.engine.dim, "vectors")
         if queries.ndim == 2 and queries.shape[0] > settings.max_batch:
             raise RequestError(f"at most {settings.max_batch} queries per batch")
         ids, scores = await state.engine.asearch_batch(queries, body.k, params)
@@ -454,27 +345,95 @@ def create_app(holder: Optional[IndexHolder] = None) -> FastAPI:
 
     @app.post("/admin/reload")
     async def admin_reload(request: Request, body: Optional[ReloadRequest] = None) -> Any:
-        state: IndexHolder = request.app.state.holder
+        state: Holder = request.app.state.holder
         token = state.settings.admin_token
         if token is None:
             raise RequestError("not found (set SVVE_ADMIN_TOKEN to enable reloads)", 404)
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise RequestError("missing or wrong bearer token", 401)
+        if not isinstance(state, IndexHolder):
+            raise RequestError("not found (collection mode: workers refresh by themselves)", 404)
         name = body.path if body is not None else None
         # Reaches this worker only; other workers follow the file watch.
         return await asyncio.to_thread(state.reload, name)
+
+    # -- collection mode: writes, forwarded to the writer process --------------
+
+    def _writer(request: Request, write: bool) -> Tuple[CollectionHolder, WriterClient]:
+        state = request.app.state.holder
+        if not isinstance(state, CollectionHolder):
+            raise RequestError("not found (index mode: set SVVE_COLLECTION for collections)", 404)
+        token = state.settings.admin_token
+        if write and token is not None:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                raise RequestError("missing or wrong bearer token", 401)
+        writer: Optional[WriterClient] = request.app.state.writer
+        if writer is None:
+            raise RequestError(
+                "this server has no collection writer (set SVVE_WRITER_SOCKET)",
+                503,
+                "WriterUnavailable",
+            )
+        return state, writer
+
+    async def _forward(request: Request, op: str, **args: Any) -> JSONResponse:
+        state, writer = _writer(request, write=op != "info")
+
+        def call() -> Dict[str, Any]:
+            reply = writer.call(op, **args)
+            if op != "info" and reply["generation"] > state.engine.generation:
+                state.check()  # this worker reads its own committed writes at once
+            return reply
+
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(request.app.state.write_pool, call)
+        return JSONResponse(reply)
+
+    @app.post("/collection/add")
+    async def collection_add(body: AddRequest, request: Request) -> JSONResponse:
+        state, _ = _writer(request, write=True)
+        rows = _matrix(body.vectors, body.vectors_b64, state.engine.dim, "vectors")
+        return await _forward(request, "add", vectors=rows, ids=body.ids, commit=body.commit)
+
+    @app.post("/collection/upsert")
+    async def collection_upsert(body: UpsertRequest, request: Request) -> JSONResponse:
+        state, _ = _writer(request, write=True)
+        rows = _matrix(body.vectors, body.vectors_b64, state.engine.dim, "vectors")
+        return await _forward(request, "upsert", vectors=rows, ids=body.ids, commit=body.commit)
+
+    @app.post("/collection/delete")
+    async def collection_delete(body: DeleteRequest, request: Request) -> JSONResponse:
+        return await _forward(request, "delete", ids=body.ids, commit=body.commit)
+
+    @app.post("/collection/commit")
+    async def collection_commit(request: Request) -> JSONResponse:
+        return await _forward(request, "commit")
+
+    @app.post("/collection/compact")
+    async def collection_compact(request: Request) -> JSONResponse:
+        return await _forward(request, "compact")
+
+    @app.get("/collection/info")
+    async def collection_info(request: Request) -> JSONResponse:
+        return await _forward(request, "info")
 
     return app
 
 
 def _app_from_env() -> FastAPI:
-    if _flag(os.environ, "SVVE_OPEN_AT_IMPORT", False):
-        holder = IndexHolder(Settings.from_env())
+    if env_flag(os.environ, "SVVE_OPEN_AT_IMPORT", False):
+        holder = open_holder(Settings.from_env())
         # Exercise the engine (and the library's thread pool) before any fork.
         holder.engine.search_batch(np.ones((2, holder.engine.dim), np.float32), 1)
         return create_app(holder)
     return create_app()
 
 
-app = _app_from_env()
+if __name__ == "__main__":
+    if sys.argv[1:] != ["writer"]:
+        sys.exit("usage: python app.py writer   (the collection's writer process)")
+    sys.exit(run_writer())
+else:
+    app = _app_from_env()

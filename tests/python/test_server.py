@@ -1,6 +1,8 @@
 """The example service (examples/server/app.py): answers equal in-process
 search, bad input is a 4xx with the library's message, reloads reach every
-worker without a failed request, and the server shuts down cleanly.
+worker without a failed request, and the server shuts down cleanly. In
+collection mode, writes through any worker reach the one writer process,
+commit, and every worker serves them within 1 s; bad writes are a 4xx.
 
 Real servers run on a free loopback port in their own process group, which
 teardown kills. In-process checks use FastAPI's TestClient.
@@ -19,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -35,7 +38,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     TestClient = pytest.importorskip("fastapi.testclient").TestClient
 
-from svve_core import SearchEngine, SearchParams, build_index
+from svve_core import Collection, SearchEngine, SearchParams, build_index
+from svve_core.exceptions import CollectionLockedError
 
 pytestmark = pytest.mark.server
 
@@ -44,6 +48,10 @@ V2_OFFSET = 10_000  # ids of the second index version
 
 
 def _load_example() -> Any:
+    # app.py imports its sibling modules (settings, holders, writer, ...) by
+    # name, as uvicorn's --app-dir and gunicorn's chdir let it.
+    if str(EXAMPLE) not in sys.path:
+        sys.path.insert(0, str(EXAMPLE))
     spec = importlib.util.spec_from_file_location("svve_example_server", EXAMPLE / "app.py")
     assert spec is not None
     assert spec.loader is not None
@@ -54,6 +62,7 @@ def _load_example() -> Any:
 
 
 server = _load_example()
+writer_module = importlib.import_module("writer")  # examples/server/writer.py
 
 
 @pytest.fixture
@@ -244,6 +253,302 @@ def test_file_watch_reloads_and_survives_a_broken_file(
     assert holder.check()
     assert holder.engine.search(q)[0].max() < V2_OFFSET
     assert holder.describe()["path"] == os.fspath(index_dir.resolve() / "v1.svve")
+
+
+# --- collection mode, in process --------------------------------------------------
+
+NEW = 50_000  # ids of rows the tests add through the endpoints
+
+
+@pytest.fixture(scope="session")
+def collection_template(tmp_path_factory: pytest.TempPathFactory, dataset) -> Path:
+    """A collection (metric ip) of ``dataset.data[:1800]``, ids 0..1800: one
+    compacted segment of 1500 rows and 300 fresh rows. Tests copy it."""
+    path = tmp_path_factory.mktemp("collection") / "c"
+    col = Collection.create(path, dim=dataset.data.shape[1], metric="ip")
+    col.add(dataset.data[:1500], ids=np.arange(1500))
+    col.compact()
+    col.add(dataset.data[1500:1800], ids=np.arange(1500, 1800))
+    col.commit()
+    col.close()
+    return path
+
+
+@pytest.fixture
+def collection_dir(collection_template: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "collection"
+    shutil.copytree(collection_template, path, ignore=shutil.ignore_patterns("LOCK"))
+    return path
+
+
+@contextlib.contextmanager
+def _writer(collection_dir: Path) -> Iterator[Tuple[Any, Dict[str, Any]]]:
+    """The writer process's server, on a thread of this process; yields it and
+    the settings that reach it (a short socket path: AF_UNIX allows ~100 bytes)."""
+    private = tempfile.mkdtemp(prefix="svve-test-")
+    settings = {
+        "collection_dir": collection_dir,
+        "writer_socket": os.path.join(private, "writer.sock"),
+        "writer_key": b"test key",
+    }
+    writer = writer_module.WriterServer(server.Settings(**settings))
+    thread = threading.Thread(target=writer.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield writer, settings
+    finally:
+        writer.stop()
+        thread.join(timeout=30)
+        shutil.rmtree(private, ignore_errors=True)
+    assert not thread.is_alive()
+
+
+@contextlib.contextmanager
+def _collection_client(collection_dir: Path, **settings: Any) -> Iterator[TestClient]:
+    """A worker in collection mode, with the writer on a thread."""
+    with _writer(collection_dir) as (_, reach):
+        holder = server.CollectionHolder(server.Settings(**{**reach, **settings}))
+        with TestClient(server.create_app(holder)) as client:
+            yield client
+
+
+def _top(client: TestClient, q: np.ndarray, k: int = 10) -> List[int]:
+    r = client.post("/search", json={"vector_b64": _b64(q), "k": k})
+    assert r.status_code == 200, r.text
+    return r.json()["ids"]
+
+
+def test_collection_search_equals_the_collection(collection_dir: Path, dataset) -> None:
+    reader = Collection.open(collection_dir, readonly=True)
+    queries = dataset.queries[:8]
+    with _collection_client(collection_dir) as client:
+        for q in queries[:4]:
+            want_ids, want_scores = reader.search(q, 5)
+            for body in ({"vector": q.tolist()}, {"vector_b64": _b64(q)}):
+                r = client.post("/search", json={**body, "k": 5})
+                assert r.status_code == 200, r.text
+                np.testing.assert_array_equal(r.json()["ids"], want_ids)
+                np.testing.assert_array_equal(np.float32(r.json()["scores"]), want_scores)
+        for recall in (0.8, 1.0):
+            want = reader.search_batch(queries, 10, SearchParams(target_recall=recall))[0]
+            r = client.post("/search/batch", json={"vectors": queries.tolist(), "recall": recall})
+            assert r.status_code == 200, r.text
+            np.testing.assert_array_equal(r.json()["ids"], want)
+        want_ids, want_scores = reader.search_batch(queries, 7)
+        r = client.post("/search/batch", json={"vectors_b64": _b64(queries), "k": 7})
+        np.testing.assert_array_equal(r.json()["ids"], want_ids)
+        np.testing.assert_array_equal(np.float32(r.json()["scores"]), want_scores)
+        assert client.post("/search/batch", json={"vectors": []}).json() == {
+            "ids": [],
+            "scores": [],
+        }
+        want = reader.info()
+        info = client.get("/info").json()
+        assert info["mode"] == "collection"
+        assert (info["n"], info["generation"]) == (1800, want.generation)
+        assert (info["segments"], info["fresh"]) == (len(want.segments), want.fresh)
+        writer = client.get("/collection/info").json()
+        assert (writer["n"], writer["generation"], writer["uncommitted"]) == (
+            1800,
+            want.generation,
+            False,
+        )
+
+
+def _committed(r: Any, n: int, after: int) -> int:
+    """Checks a write's answer: committed, ``n`` rows, a generation above
+    ``after`` (the library may publish more than one per commit); returns it."""
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["n"], body["uncommitted"]) == (n, False), body
+    assert body["generation"] > after, body
+    return body["generation"]
+
+
+def test_collection_writes_commit_and_reach_every_worker(collection_dir: Path, dataset) -> None:
+    q = dataset.queries
+    with _collection_client(collection_dir) as client, contextlib.ExitStack() as stack:
+        # A second worker: it only refreshes (every 0.1 s), nothing is forwarded through it.
+        other_holder = server.CollectionHolder(
+            server.Settings(collection_dir=collection_dir, refresh_interval=0.1)
+        )
+        other = stack.enter_context(TestClient(server.create_app(other_holder)))
+
+        def seen_by_other(check: Any) -> float:
+            """Seconds until the other worker's answers pass ``check``."""
+            t = time.monotonic()
+            while not check(_top(other, q[0]) + _top(other, q[1])):
+                assert time.monotonic() - t < 1.0, "not visible to the other worker within 1 s"
+                time.sleep(0.01)
+            return time.monotonic() - t
+
+        # add (commits by default): this worker sees it at once, the other within 1 s.
+        g = client.get("/info").json()["generation"]
+        r = client.post(
+            "/collection/add",
+            json={"vectors": (q[:3] * 100).tolist(), "ids": [NEW, NEW + 1, NEW + 2]},
+        )
+        g = _committed(r, 1803, g)
+        assert r.json()["ids"] == [NEW, NEW + 1, NEW + 2]
+        assert _top(client, q[0])[0] == NEW
+        assert client.get("/info").json()["generation"] == g
+        seen_by_other(lambda ids: ids[0] == NEW and ids[10] == NEW + 1)
+        assert other.get("/info").json()["generation"] == g
+
+        # commit: false queues the write until /collection/commit.
+        r = client.post(
+            "/collection/add",
+            json={"vectors_b64": _b64(q[3] * 100), "ids": [NEW + 3], "commit": False},
+        )
+        assert r.json() == {"ids": [NEW + 3], "generation": g, "n": 1804, "uncommitted": True}
+        time.sleep(0.3)
+        assert NEW + 3 not in _top(client, q[3]) + _top(other, q[3])
+        assert client.get("/collection/info").json()["uncommitted"] is True
+        g = _committed(client.post("/collection/commit"), 1804, g)
+        assert _top(client, q[3])[0] == NEW + 3
+
+        # ids assigned by the collection: above every id it ever held.
+        r = client.post("/collection/add", json={"vectors": (q[4:6] * 100).tolist()})
+        g = _committed(r, 1806, g)
+        assert r.json()["ids"] == [NEW + 4, NEW + 5]
+
+        # upsert replaces a row; delete hides rows (unknown ids are not counted).
+        r = client.post(
+            "/collection/upsert", json={"vectors": (-q[0][None]).tolist(), "ids": [NEW]}
+        )
+        g = _committed(r, 1806, g)
+        assert r.json()["upserted"] == 1
+        assert NEW not in _top(client, q[0])
+        r = client.post("/collection/delete", json={"ids": [NEW + 1, NEW + 2, 999_999]})
+        g = _committed(r, 1804, g)
+        assert r.json()["deleted"] == 2
+        assert NEW + 1 not in _top(client, q[1])
+        lag = seen_by_other(lambda ids: NEW not in ids[:10] and NEW + 1 not in ids[10:])
+        assert lag < 1.0
+
+        # compact merges everything into one segment; answers equal a fresh reader's.
+        g = _committed(client.post("/collection/compact"), 1804, g)
+        info = client.get("/info").json()
+        assert (info["generation"], info["segments"], info["fresh"], info["n"]) == (g, 1, 0, 1804)
+        fresh = Collection.open(collection_dir, readonly=True)
+        want_ids, want_scores = fresh.search_batch(q[:8], 10)
+        for c in (client, other):
+            deadline = time.monotonic() + 1.0
+            while c.get("/info").json()["generation"] != g:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            r = c.post("/search/batch", json={"vectors_b64": _b64(q[:8])})
+            np.testing.assert_array_equal(r.json()["ids"], want_ids)
+            np.testing.assert_array_equal(np.float32(r.json()["scores"]), want_scores)
+        assert other.get("/info").json()["refreshes"] >= 3  # it may skip generations
+
+
+BAD_WRITES = [
+    ("/collection/add", {"vectors": [[1.0] * 63]}, 400, "DimensionMismatchError"),
+    ("/collection/add", {"vectors": [[1.0] * 64, [1.0] * 63]}, 400, "inhomogeneous"),
+    ("/collection/add", {"vectors_b64": _b64(np.full(64, np.nan))}, 400, "NonFiniteError"),
+    ("/collection/add", {"vectors": [[1e39] * 64]}, 400, "NonFiniteError"),
+    ("/collection/add", {"vectors": [[1.0] * 64], "ids": [0]}, 400, "DuplicateIdError"),
+    ("/collection/add", {"vectors": [[1.0] * 64] * 2, "ids": [7, 7]}, 400, "DuplicateIdError"),
+    ("/collection/add", {"vectors": [[1.0] * 64] * 2, "ids": [NEW]}, 400, "InvalidShapeError"),
+    ("/collection/add", {"vectors": [[1.0] * 64], "ids": [2**63]}, 400, "InvalidParameterError"),
+    ("/collection/add", {"vectors_b64": _b64(np.ones(65))}, 400, "rows of 64"),
+    ("/collection/add", {"vectors_b64": "not base64!"}, 400, "base64"),
+    ("/collection/add", {"vectors": [[1.0] * 64], "ids": ["7"]}, 422, "int"),
+    ("/collection/add", {"vectors": [[1.0] * 64], "ids": [7.0]}, 422, "int"),
+    ("/collection/add", {"vectors": [[1.0] * 64], "commit": "yes"}, 422, "bool"),
+    ("/collection/add", {"vectors": [[1.0] * 64], "vectors_b64": "AAAA"}, 422, "exactly one"),
+    ("/collection/add", {}, 422, "exactly one"),
+    ("/collection/upsert", {"vectors": [[1.0] * 64]}, 422, "ids"),
+    ("/collection/upsert", {"vectors": [[1.0] * 64] * 2, "ids": [1, 1]}, 400, "DuplicateIdError"),
+    ("/collection/upsert", {"vectors": [[1.0] * 62], "ids": [1]}, 400, "DimensionMismatchError"),
+    ("/collection/delete", {"ids": [1, 1]}, 400, "DuplicateIdError"),
+    ("/collection/delete", {"ids": [1], "bogus": 1}, 422, "bogus"),
+    ("/collection/delete", {}, 422, "ids"),
+]
+
+
+def test_bad_writes_are_a_4xx_and_change_nothing(collection_dir: Path) -> None:
+    with _collection_client(collection_dir) as client:
+        before = client.get("/collection/info").json()
+        for url, body, status, message in BAD_WRITES:
+            r = client.post(url, json=body)
+            assert r.status_code == status, (url, body, r.text)
+            assert message in r.text, (url, body, r.text)
+            assert "detail" in r.json()
+            if message.endswith("Error"):
+                assert r.json()["error"] == message
+        assert client.get("/collection/info").json() == before
+        r = client.post("/collection/delete", json={"ids": []})
+        assert r.status_code == 200
+        assert r.json()["deleted"] == 0
+
+
+@pytest.mark.parametrize(("url", "body", "status", "message"), BAD_REQUESTS)
+def test_bad_searches_on_a_collection_are_a_4xx(
+    collection_dir: Path, url: str, body: Dict[str, Any], status: int, message: str
+) -> None:
+    holder = server.CollectionHolder(server.Settings(collection_dir=collection_dir, max_batch=8))
+    with TestClient(server.create_app(holder)) as client:
+        r = client.post(url, json=body)
+    assert r.status_code == status, r.text
+    assert message in r.text
+
+
+def test_collection_write_access(collection_dir: Path, index_dir: Path) -> None:
+    body = {"vectors": [[1.0] * 64]}
+    # Index mode has no collection endpoints.
+    with _client(index_dir) as client:
+        assert client.post("/collection/add", json=body).status_code == 404
+        assert client.get("/collection/info").status_code == 404
+    # No writer configured (or none running): writes are 503, searches go on.
+    holder = server.CollectionHolder(server.Settings(collection_dir=collection_dir))
+    with TestClient(server.create_app(holder)) as client:
+        r = client.post("/collection/add", json=body)
+        assert r.status_code == 503
+        assert r.json()["error"] == "WriterUnavailable"
+        assert client.post("/search", json={"vector": [1.0] * 64}).status_code == 200
+        assert client.post("/admin/reload").status_code == 404
+    gone = tempfile.mkdtemp(prefix="svve-test-")
+    holder = server.CollectionHolder(
+        server.Settings(
+            collection_dir=collection_dir,
+            writer_socket=os.path.join(gone, "writer.sock"),
+            writer_key=b"k",
+        )
+    )
+    with TestClient(server.create_app(holder)) as client:
+        r = client.post("/collection/commit")
+        assert r.status_code == 503
+        assert "nothing was written" in r.json()["detail"]
+    os.rmdir(gone)
+    # SVVE_ADMIN_TOKEN, when set, guards the writes (not the searches or the info).
+    with _collection_client(collection_dir, admin_token="s3cret") as client:
+        assert client.post("/collection/add", json=body).status_code == 401
+        wrong = {"authorization": "Bearer s3cre"}
+        assert (
+            client.post("/collection/delete", json={"ids": [1]}, headers=wrong).status_code == 401
+        )
+        assert client.get("/collection/info").status_code == 200
+        auth = {"authorization": "Bearer s3cret"}
+        r = client.post("/collection/add", json=body, headers=auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["ids"] == [1800]
+
+
+def test_one_writer_which_commits_at_exit(collection_dir: Path) -> None:
+    with _writer(collection_dir) as (_, reach):
+        with pytest.raises(CollectionLockedError):
+            writer_module.WriterServer(server.Settings(**reach))
+        client = writer_module.WriterClient(reach["writer_socket"], reach["writer_key"], 10)
+        assert client.call("add", vectors=np.ones((1, 64), np.float32), ids=[NEW])["uncommitted"]
+        with pytest.raises(server.RequestError, match="refused this worker's key"):
+            writer_module.WriterClient(reach["writer_socket"], b"wrong", 10).call("info")
+    # Stopped: the pending add was committed and the lock released.
+    assert NEW in Collection.open(collection_dir, readonly=True).search(np.ones(64, np.float32))[0]
+    col = Collection.open(collection_dir)
+    assert not col.info().uncommitted
+    col.close()
 
 
 # --- real servers ---------------------------------------------------------------
@@ -505,3 +810,116 @@ def test_gunicorn_preload_forks_workers_that_serve_and_reload(
     status, body = _request(s.port, "POST", "/search", {"vector": q.tolist()})
     assert min(body["ids"]) >= V2_OFFSET
     assert s.stop() == 0, s.log.read_text()
+
+
+def test_gunicorn_collection_mode_writes_reach_every_worker_under_load(
+    collection_dir: Path, dataset, start_server
+) -> None:
+    """Writes through any worker reach the one writer (started by the master);
+    under search load every worker serves a committed change within 1 s with
+    no failed request; the writer is restarted if it dies, and stops (after
+    committing) with the server."""
+    pytest.importorskip("gunicorn")
+    pytest.importorskip("uvicorn_worker")
+    queries = dataset.queries[:20]
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        os.fspath(EXAMPLE / "gunicorn.conf.py"),
+        "--bind",
+        "127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "app:app",
+    ]
+    env = {
+        "SVVE_COLLECTION": os.fspath(collection_dir),
+        "SVVE_WORKERS": "2",
+        "SVVE_PRELOAD": "index",  # the master opens a reader too, before forking
+        "SVVE_NUM_THREADS": "1",
+    }
+    s = start_server(argv, env)
+    workers = s.worker_pids(2)
+    assert len(workers) == 2
+    reader = Collection.open(collection_dir, readonly=True)
+    g = reader.generation
+    assert all(i["mode"] == "collection" and i["generation"] == g for i in workers.values())
+    before = [tuple(ids) for ids in reader.search_batch(queries, 10)[0].tolist()]
+
+    stop, results = threading.Event(), [[] for _ in range(3)]
+    threads = [threading.Thread(target=_load, args=(s.port, queries, stop, out)) for out in results]
+    for t in threads:
+        t.start()
+    try:
+        wait = time.monotonic() + 15
+        while not all(len(out) >= 5 for out in results) and time.monotonic() < wait:
+            time.sleep(0.05)
+        # Every query gets a new best row (ip: 100 q scores 100 |q|^2).
+        rows = {"vectors_b64": _b64(queries * 100), "ids": list(range(NEW, NEW + len(queries)))}
+        added_at = time.monotonic()
+        status, body = _request(s.port, "POST", "/collection/add", rows)
+        added = time.monotonic()
+        assert status == 200, body
+        assert (body["n"], body["uncommitted"]) == (1800 + len(queries), False), body
+        assert body["generation"] > g
+        g = body["generation"]
+        time.sleep(1.3)
+        deleted_at = time.monotonic()
+        status, body = _request(s.port, "POST", "/collection/delete", {"ids": rows["ids"]})
+        deleted = time.monotonic()
+        assert status == 200, body
+        assert (body["deleted"], body["n"], body["uncommitted"]) == (len(queries), 1800, False)
+        assert body["generation"] > g
+        g = body["generation"]
+        time.sleep(1.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+
+    answers = [a for out in results for a in out]
+    failures = [a for a in answers if isinstance(a[2], str)]
+    assert not failures, failures[:5]
+    for t, qi, ids in answers:
+        has_new = ids[0] == NEW + qi
+        if t < added_at or t > deleted + 1.0:
+            assert ids == before[qi], "an answer with rows not (or no longer) committed"
+        elif added + 1.0 < t < deleted_at:
+            assert has_new, f"a worker missed a commit {t - added:.2f} s after it"
+        else:  # in transition: the old answer or the new one
+            assert has_new or ids == before[qi]
+    assert any(ids[0] >= NEW for _, _, ids in answers)
+
+    # The writer is restarted when it dies; a write meanwhile is a clean 503.
+    status, info = _request(s.port, "GET", "/collection/info")
+    assert status == 200
+    assert info["generation"] == g
+    assert all(i["generation"] == g for i in s.worker_pids(2).values())
+    os.kill(info["writer_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    statuses = set()
+    while time.monotonic() < deadline:
+        status, body = _request(s.port, "POST", "/collection/commit")
+        statuses.add(status)
+        if status == 200:
+            break
+        assert status == 503, body
+        assert body["error"] == "WriterUnavailable"
+        time.sleep(0.1)
+    assert statuses >= {503, 200}, statuses
+    status, info2 = _request(s.port, "GET", "/collection/info")
+    assert info2["writer_pid"] != info["writer_pid"]
+
+    # Pending changes are committed when the server stops, and the lock is released.
+    status, body = _request(
+        s.port, "POST", "/collection/add", {"vectors": [[1.0] * 64], "ids": [NEW], "commit": False}
+    )
+    assert body["uncommitted"] is True, body
+    assert s.stop() == 0, s.log.read_text()
+    col = Collection.open(collection_dir)
+    assert col.info().generation > g
+    assert len(col) == 1801
+    assert not col.info().uncommitted
+    col.close()
