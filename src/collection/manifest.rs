@@ -28,7 +28,7 @@ pub struct CollectionConfig {
     /// segment at commit; 0 = automatic (`writer::fresh_limit`).
     #[serde(default)]
     pub fresh_rows: u64,
-    /// Segments of one size tier merged at once; 0 = automatic (4).
+    /// Segments of one size tier merged at once; 0 = automatic (2).
     #[serde(default)]
     pub merge_factor: u64,
 }

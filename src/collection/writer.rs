@@ -41,9 +41,12 @@ const FRESH_FLOATS: usize = 1 << 19;
 
 /// Segments of a size tier merged at once by default (size-tiered
 /// merging, as Lucene's and Cassandra's): every row is rewritten about
-/// `log_4(n / fresh rows)` times, and a query visits at most 3 segments
-/// per tier.
-const MERGE_FACTOR: usize = 4;
+/// `log_2(n / fresh rows)` times, and a query visits at most one segment
+/// per tier. Measured on debian-minilm-384 ingested in batches of 1,000
+/// (commit each): factor 4 left 6 segments at 60k rows, p50 100 us at
+/// target 0.95 (single queries, one thread), 7.3k rows/s ingested;
+/// factor 2 left 4 segments, p50 84 us, 6.5k rows/s.
+const MERGE_FACTOR: usize = 2;
 
 /// A segment with more than this fraction of its rows deleted is rewritten.
 const MAX_DELETED: f64 = 0.5;

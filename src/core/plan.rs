@@ -108,19 +108,6 @@ impl QueryPlan {
         })
     }
 
-    /// This plan for a stack of files holding `growth` times the rows of
-    /// the calibrated first one (a live collection's segments sharing its
-    /// partitions; `n` rows in all may be returned): an automatic survivor
-    /// count grows in proportion, since the same recall needs the same
-    /// fraction of the probed rows. An explicit count is kept.
-    pub fn grown(mut self, params: &SearchParams, growth: f64, n: usize) -> Self {
-        if growth > 1.0 && params.candidates == 0 && !self.exact {
-            let c = (self.candidates as f64 * growth).ceil() as usize;
-            self.candidates = c.max(self.k).min(n);
-        }
-        self
-    }
-
     /// Partitions routing may choose at most.
     pub fn max_probes(&self) -> usize {
         self.nprobe + self.extra_probes

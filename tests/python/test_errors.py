@@ -135,6 +135,29 @@ def _manifest_says(e: Env, old: bytes, new: bytes) -> None:
     SearchEngine(e.index)
 
 
+def _collection(write: bool = True) -> svve_core.Collection:
+    """A fresh collection of 3 rows of 4 (outside ``env.tmp``, which must
+    stay empty), opened as its writer or read-only."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp()) / "c"
+    col = svve_core.Collection.create(d, dim=4)
+    col.add(np.eye(3, 4, dtype=np.float32), ids=[1, 2, 3])
+    col.commit()
+    return col if write else svve_core.Collection.open(d, readonly=True)
+
+
+def _second_writer(e: Env) -> None:
+    col = _collection()
+    svve_core.Collection.open(col.info().path)
+
+
+def _closed(e: Env) -> None:
+    col = _collection()
+    col.close()
+    len(col)
+
+
 TRIGGERS: List[Tuple[Type[BaseException], str, Callable[[Env], Any]]] = [
     # InvalidDTypeError: not a float32 ndarray / not int64 ids
     (exc.InvalidDTypeError, "float64 query", lambda e: e.engine.search(e.q.astype(np.float64))),
@@ -264,6 +287,17 @@ TRIGGERS: List[Tuple[Type[BaseException], str, Callable[[Env], Any]]] = [
     # returns exactly False (src/api/build.rs).
     (exc.BuildCancelledError, "callback returns False",
      lambda e: build_index(e.tmp / "x", e.data[:50], progress=lambda d, t: False)),
+    # Live collections
+    (exc.DuplicateIdError, "add an id that is live",
+     lambda e: _collection().add(np.ones((1, 4), np.float32), ids=[2])),
+    (exc.DuplicateIdError, "an id twice in one call", lambda e: _collection().delete([5, 5])),
+    (exc.CollectionNotFoundError, "no collection",
+     lambda e: svve_core.Collection.open(e.tmp / "n")),
+    (exc.CollectionExistsError, "create over one",
+     lambda e: svve_core.Collection.create(_collection().info().path, dim=4)),
+    (exc.CollectionLockedError, "second writer", _second_writer),
+    (exc.ReadOnlyCollectionError, "write to a reader", lambda e: _collection(False).delete([1])),
+    (exc.CollectionClosedError, "closed handle", _closed),
     # InternalError: a Rust panic is caught at the boundary (src/api/gil.rs);
     # the native test hook panics on purpose.
     (exc.InternalError, "rust panic", lambda e: svve_core._svve_core._debug_panic()),
