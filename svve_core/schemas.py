@@ -205,7 +205,7 @@ class CollectionConfig(_Model):
         default=0,
         ge=0,
         le=2**16,
-        description="Segments of one size tier merged into one; 0 = automatic (4). Must not be 1.",
+        description="Segments of one size tier merged into one; 0 = automatic (2). Must not be 1.",
     )
 
     @model_validator(mode="after")
