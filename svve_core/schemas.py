@@ -199,7 +199,7 @@ class CollectionConfig(_Model):
         ge=0,
         le=2**32 - 1,
         description="Rows added since the last segment (searched exactly) that make a "
-        "commit write them into a new segment; 0 = automatic (2^19 / dim, at least 256).",
+        "commit write them into a new segment; 0 = automatic (2^18 / dim, at least 256).",
     )
     merge_factor: int = Field(
         default=0,
