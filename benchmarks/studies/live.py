@@ -6,7 +6,11 @@ the live-collections issue, in one run:
    (debian-minilm-384) and 1536-d (the suite's ada-like stand-in), against
    hnswlib ``add_items``, usearch ``Index.add``, faiss IVF-Flat ``add``
    (trained first, training reported apart) and LanceDB ``Table.add``, on the
-   same rows in the same batches;
+   same rows in the same batches; then, on each index as its ingest left it,
+   deletes of 10% of its rows (the same random ids for every library) in
+   batches of 1,000 ids: svve ``delete`` + ``commit``, hnswlib
+   ``mark_deleted``, usearch ``Index.remove``, faiss ``remove_ids``, LanceDB
+   ``Table.delete``, and a check that no search afterwards returns a deleted id;
 2. recall@10 of a collection built in 10 batches (add + commit each) against a
    one-shot ``build_index`` of the same rows, at ``target_recall`` 0.95 and
    0.99, before and after ``compact()``, then after deleting 10% and 50% of the
@@ -57,9 +61,13 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "live.txt"
 TARGETS = (0.95, 0.99)
 # The suite's hnswlib and usearch settings (benchmarks/harness/suite.py).
 HNSW_M, HNSW_EFC = 16, 200
+HNSW_EF, FAISS_NPROBE = 100, 32  # searches of the deletes check only
 USEARCH_M, USEARCH_EFC = 16, 128
 # Issue targets.
 INGEST_TARGET = {384: 5000.0, 1536: 1500.0}
+# Part 1's deletes: this share of the ingested rows, drawn with this seed (the
+# same ids, in the same order, for every library), then CHECK_QUERIES searches.
+DELETE_SHARE, DELETE_SEED, CHECK_QUERIES = 0.1, 1, 10
 RECALL_GAP = {"before": 0.01, "after": 0.005}
 P99_RATIO = 1.5
 
@@ -71,10 +79,12 @@ class Plan(NamedTuple):
     queries: int  # dataset queries for recall and latency
     static_queries: int  # single queries per static latency run in part 3
     rounds: int  # ingest rounds in part 3
+    delete_batch: int  # ids per delete call in part 1
 
 
-FULL = Plan(None, 30000, None, 1000, 20000, 5)
-QUICK = Plan(5000, 2000, 6000, 200, 2000, 2)
+FULL = Plan(None, 30000, None, 1000, 20000, 5, BATCH)
+# --quick deletes 500 and 200 ids in batches of 100: several batches each.
+QUICK = Plan(5000, 2000, 6000, 200, 2000, 2, 100)
 
 
 # ----------------------------------------------------------------- helpers
@@ -169,7 +179,18 @@ class Ingest(NamedTuple):
         return self.rows / self.total_s
 
 
-def ingest_svve(x: np.ndarray, tmp: Path, commit_each: bool) -> Ingest:
+class Live(NamedTuple):
+    """A library's index as its ingest left it, for the deletes that follow."""
+
+    label: str  # the deletes table's row
+    delete: Callable[[np.ndarray], int]  # one batch of ids; how many it says it removed
+    search: Callable[[np.ndarray], np.ndarray]  # ids of the top-10 of one query
+    count: Callable[[], int]  # rows the library reports
+    note: Callable[[], str]  # what a delete call does (read after the deletes)
+    close: Callable[[], None]  # frees the index and its files
+
+
+def ingest_svve(x: np.ndarray, tmp: Path, commit_each: bool) -> Tuple[Ingest, Live]:
     path = tmp / f"ingest-{x.shape[1]}-{int(commit_each)}"
     ids = np.arange(len(x), dtype=np.int64)
     col = svve_core.Collection.create(path, dim=x.shape[1], metric="cosine")
@@ -193,10 +214,29 @@ def ingest_svve(x: np.ndarray, tmp: Path, commit_each: bool) -> Ingest:
     )
     if not commit_each:
         note = f"final commit {final:.2f} s (in the total); " + note
-    col.close()
-    shutil.rmtree(path)
     label = "svve add+commit per batch" if commit_each else "svve add per batch, 1 commit"
-    return Ingest(label, len(x), per, total, note)
+
+    def delete(ids: np.ndarray) -> int:
+        gone = col.delete(ids)
+        col.commit()
+        return gone
+
+    def close() -> None:
+        col.close()
+        shutil.rmtree(path)
+
+    live = Live(
+        f"svve delete+commit per batch (after {label.removeprefix('svve ')})",
+        delete,
+        lambda q: col.search(q, 10)[0],
+        lambda: len(col),
+        lambda: (
+            "col.delete(ids) + col.commit() per batch (durable, fsynced); segments after "
+            f"{segments(col.info())}; generation {col.info().generation}"
+        ),
+        close,
+    )
+    return Ingest(label, len(x), per, total, note), live
 
 
 def _timed_batches(x: np.ndarray, add: Callable[[np.ndarray, np.ndarray], None]) -> List[float]:
@@ -209,7 +249,7 @@ def _timed_batches(x: np.ndarray, add: Callable[[np.ndarray, np.ndarray], None])
     return per
 
 
-def ingest_hnswlib(x: np.ndarray, tmp: Path) -> Ingest:
+def ingest_hnswlib(x: np.ndarray, tmp: Path) -> Tuple[Ingest, Live]:
     import hnswlib
 
     index = hnswlib.Index(space="ip", dim=x.shape[1])
@@ -221,10 +261,30 @@ def ingest_hnswlib(x: np.ndarray, tmp: Path) -> Ingest:
     save = time.perf_counter() - t
     os.remove(tmp / "hnsw.bin")
     note = f"M={HNSW_M}, ef_construction={HNSW_EFC}; in memory; one save at the end {save:.2f} s"
-    return Ingest("hnswlib add_items", len(x), per, sum(per), note)
+
+    def delete(ids: np.ndarray) -> int:
+        for i in ids.tolist():
+            index.mark_deleted(i)
+        return len(ids)
+
+    index.set_ef(HNSW_EF)
+    live = Live(
+        "hnswlib mark_deleted per id",
+        delete,
+        lambda q: index.knn_query(q, k=10, num_threads=1)[0][0],
+        index.get_current_count,
+        lambda: (
+            "mark_deleted(id), one call per id: hnswlib has no batch call; removed = ids "
+            "passed (it returns nothing, raises on an unknown id); marked rows stay in the "
+            f"graph and searches skip them (ef={HNSW_EF}); get_current_count() still counts "
+            "them; in memory"
+        ),
+        lambda: None,
+    )
+    return Ingest("hnswlib add_items", len(x), per, sum(per), note), live
 
 
-def ingest_usearch(x: np.ndarray, tmp: Path) -> Ingest:
+def ingest_usearch(x: np.ndarray, tmp: Path) -> Tuple[Ingest, Live]:
     from usearch.index import Index
 
     index = Index(
@@ -243,10 +303,21 @@ def ingest_usearch(x: np.ndarray, tmp: Path) -> Ingest:
         f"f32, connectivity={USEARCH_M}, expansion_add={USEARCH_EFC}; in memory; "
         f"one save at the end {save:.2f} s"
     )
-    return Ingest("usearch Index.add", len(x), per, sum(per), note)
+    live = Live(
+        "usearch Index.remove",
+        lambda ids: int(np.sum(index.remove(ids, threads=1))),
+        lambda q: index.search(q, 10, threads=1).keys,
+        lambda: len(index),
+        lambda: (
+            "Index.remove(keys) per batch, threads=1, compact=False (the default: nodes "
+            "marked removed, links to them kept); in memory"
+        ),
+        lambda: None,
+    )
+    return Ingest("usearch Index.add", len(x), per, sum(per), note), live
 
 
-def ingest_faiss(x: np.ndarray) -> Ingest:
+def ingest_faiss(x: np.ndarray) -> Tuple[Ingest, Live]:
     import faiss
 
     faiss.omp_set_num_threads(1)
@@ -264,10 +335,28 @@ def ingest_faiss(x: np.ndarray) -> Ingest:
         f"{train:.2f} s (not in the rates; with it: {len(x) / (train + sum(per)):,.0f}/s); "
         "in memory"
     )
-    return Ingest("faiss IVF-Flat add", len(x), per, sum(per), note)
+    index.nprobe = FAISS_NPROBE
+
+    def search(q: np.ndarray) -> np.ndarray:
+        found = index.search(q[None, :], 10)[1][0]
+        return found[found >= 0]
+
+    live = Live(
+        "faiss IVF-Flat remove_ids",
+        lambda ids: int(index.remove_ids(ids)),
+        search,
+        lambda: int(index.ntotal),
+        lambda: (
+            "IndexIVFFlat.remove_ids(int64 array) per batch: faiss wraps it in an "
+            f"IDSelectorBatch and makes a full pass over all {nlist} lists per call (no "
+            f"direct map); rows removed from the lists; nprobe={FAISS_NPROBE}; in memory"
+        ),
+        lambda: None,
+    )
+    return Ingest("faiss IVF-Flat add", len(x), per, sum(per), note), live
 
 
-def ingest_lancedb(x: np.ndarray, tmp: Path) -> Ingest:
+def ingest_lancedb(x: np.ndarray, tmp: Path) -> Tuple[Ingest, Live]:
     import lancedb
     import pyarrow as pa
     from lancedb.index import IvfPq
@@ -294,17 +383,75 @@ def ingest_lancedb(x: np.ndarray, tmp: Path) -> Ingest:
         f"added are scanned exactly until indexed); create_index(IvfPq) after the "
         f"ingest: {index_s:.2f} s (not in the rates)"
     )
-    shutil.rmtree(path)
-    return Ingest("lancedb Table.add", len(x), per, sum(per), note)
+
+    def delete(ids: np.ndarray) -> int:
+        return table.delete(f"id IN ({', '.join(map(str, ids.tolist()))})").num_deleted_rows
+
+    def search(q: np.ndarray) -> np.ndarray:
+        query = table.search(q).distance_type("cosine").select(["id", "_distance"]).limit(10)
+        return query.to_arrow()["id"].to_numpy()
+
+    live = Live(
+        "lancedb Table.delete",
+        delete,
+        search,
+        table.count_rows,
+        lambda: (
+            'table.delete("id IN (...)") per batch (the SQL text built in the call\'s time): '
+            "a new version with deletion files per call; durable; searched through the "
+            "IvfPq index built after the ingest"
+        ),
+        lambda: shutil.rmtree(path),
+    )
+    return Ingest("lancedb Table.add", len(x), per, sum(per), note), live
 
 
-def part_ingest(name: str, x: np.ndarray, tmp: Path) -> Dict[str, Ingest]:
+class Deletes(NamedTuple):
+    label: str
+    sizes: List[int]  # ids per batch
+    batch_s: List[float]  # seconds per batch
+    removed: int  # what the library said it removed, summed
+    rows: int  # rows the library reports after the deletes
+    returned: int  # deleted ids among the check's results
+    results: int  # ids the check's searches returned
+    note: str
+
+    @property
+    def median(self) -> float:
+        return float(np.median([n / t for n, t in zip(self.sizes, self.batch_s)]))
+
+    @property
+    def total(self) -> float:
+        return sum(self.sizes) / sum(self.batch_s)
+
+
+def measure_deletes(live: Live, x: np.ndarray, ids: np.ndarray, batch: int) -> Deletes:
+    """Deletes ``ids`` from ``live`` in batches of ``batch``, then searches the
+    vectors of the first CHECK_QUERIES of them (each would find itself first
+    were it still there) and counts the deleted ids returned."""
+    sizes, per, removed = [], [], 0
+    for s in range(0, len(ids), batch):
+        chunk = ids[s : s + batch]
+        t = time.perf_counter()
+        removed += live.delete(chunk)
+        per.append(time.perf_counter() - t)
+        sizes.append(len(chunk))
+    found = [np.asarray(live.search(q)).astype(np.int64) for q in x[ids[:CHECK_QUERIES]]]
+    every = np.concatenate(found)
+    returned = int(np.isin(every, ids).sum())
+    return Deletes(live.label, sizes, per, removed, live.count(), returned, len(every), live.note())
+
+
+def part_ingest(name: str, x: np.ndarray, tmp: Path, delete_batch: int) -> Dict[str, Ingest]:
     dim = x.shape[1]
+    rng = np.random.default_rng(DELETE_SEED)
+    doomed = rng.choice(len(x), round(DELETE_SHARE * len(x)), replace=False).astype(np.int64)
     print(f"\n### {name}: {len(x)} x {dim}, batches of {BATCH} (load average {loadavg()})\n")
     print("| ingest | median of per-batch vectors/s | total vectors/s | slowest batch ms | notes |")
     print("|---|---|---|---|---|")
     runs: Dict[str, Ingest] = {}
-    jobs: List[Tuple[str, Callable[[], Ingest]]] = [
+    deletes: List[Deletes] = []
+    jobs: List[Tuple[str, Callable[[], Tuple[Ingest, Live]]]] = [
         ("svve", lambda: ingest_svve(x, tmp, True)),
         ("svve-1commit", lambda: ingest_svve(x, tmp, False)),
         ("hnswlib", lambda: ingest_hnswlib(x, tmp)),
@@ -314,7 +461,7 @@ def part_ingest(name: str, x: np.ndarray, tmp: Path) -> Dict[str, Ingest]:
     ]
     for key, job in jobs:
         try:
-            r = job()
+            r, live = job()
         except ImportError as e:
             print(f"| {key} | - | - | - | not installed ({e}): skipped |", flush=True)
             continue
@@ -324,7 +471,42 @@ def part_ingest(name: str, x: np.ndarray, tmp: Path) -> Dict[str, Ingest]:
             f"| {r.note} |",
             flush=True,
         )
+        try:
+            deletes.append(measure_deletes(live, x, doomed, delete_batch))
+        finally:
+            live.close()
+    print_deletes(deletes, len(x), len(doomed), delete_batch)
     return runs
+
+
+def print_deletes(deletes: List[Deletes], n: int, doomed: int, batch: int) -> None:
+    calls = -(-doomed // batch)
+    print(
+        f"\nDeletes, right after each ingest above, on the index it left: {doomed} of the "
+        f"{n} rows ({DELETE_SHARE:.0%}; numpy default_rng({DELETE_SEED}).choice, the same ids "
+        f"in the same random order for every library) in {calls} batches of {batch} ids, "
+        "one thread. Per-batch rate = ids / seconds of that batch's call(s); total = ids / "
+        f"sum of every batch. Check: then {CHECK_QUERIES} searches (k=10) with the vectors "
+        "of the first deleted rows as queries (each would find itself first were it still "
+        "there); deleted ids returned counts deleted ids among the results.\n"
+    )
+    print(
+        "| deletes | median of per-batch deletes/s | total deletes/s | slowest batch ms "
+        "| removed | rows after | deleted ids returned | notes |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for d in deletes:
+        print(
+            f"| {d.label} | {d.median:,.0f} | {d.total:,.0f} | {max(d.batch_s) * 1e3:,.1f} "
+            f"| {d.removed} | {d.rows} | {d.returned} (of {d.results}) | {d.note} |",
+            flush=True,
+        )
+    bad = [f"{d.label} {d.returned}" for d in deletes if d.returned]
+    short = [f"{d.label} {d.removed}" for d in deletes if d.removed != doomed]
+    print(
+        f"\ndeleted ids returned: {'0 for every library' if not bad else ', '.join(bad)}"
+        f"{'' if not short else '; removed fewer than ' + str(doomed) + ': ' + ', '.join(short)}"
+    )
 
 
 # ------------------------------------------------------------- 2. recall
@@ -718,7 +900,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     t_all = time.perf_counter()
     with contextlib.redirect_stdout(tee):  # type: ignore[type-var]
         args = " ".join(sys.argv[1:] if argv is None else argv)
-        print("# Live collections: ingest, recall in batches, latency while ingesting\n")
+        print(
+            "# Live collections: ingest and deletes, recall in batches, latency while ingesting\n"
+        )
         exe = sys.executable
         if exe.startswith(os.getcwd()):
             exe = os.path.relpath(exe)
@@ -753,10 +937,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(
                 "Per-batch rate = rows / seconds of that batch's call(s); total = rows / "
                 "(sum of every batch, plus the final commit where there is one). svve commits "
-                "are durable (fsynced); hnswlib, usearch and faiss ingest into memory.\n"
+                "are durable (fsynced); hnswlib, usearch and faiss ingest into memory. Each "
+                "dataset's deletes table follows its ingest table.\n"
             )
             x384 = ds.base[: plan.ingest_384] if plan.ingest_384 else ds.base
-            ingest = {384: part_ingest(f"{ds.name} (384-d)", x384, tmp)}
+            ingest = {384: part_ingest(f"{ds.name} (384-d)", x384, tmp, plan.delete_batch)}
             meta = ada.meta
             ingest[1536] = part_ingest(
                 f"ada-like stand-in (benchmarks.harness.synthetic kind 'ada', seed "
@@ -764,6 +949,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"{meta.get('mean_pairwise_cosine')})",
                 ada.base,
                 tmp,
+                plan.delete_batch,
             )
             base = ds.base[: plan.rows] if plan.rows else ds.base
             queries = ds.queries[: plan.queries]

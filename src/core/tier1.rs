@@ -121,6 +121,11 @@ impl<'a> Tier1<'a> {
         bufs.mask.resize(CHUNK_ROWS / BLOCK, 0);
         for (first, view) in self.stack.parts() {
             let (start, end) = view.rows_of(probe.partition);
+            if start == end {
+                // Common in a small segment on a large one's partitions;
+                // `block_chunks` would still yield the block holding `start`.
+                continue;
+            }
             for (r0, r1) in block_chunks(start, end) {
                 // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
                 let nb = (r1 - r0) / BLOCK;
