@@ -39,6 +39,15 @@ impl<'a> Stack<'a> {
         &self.views[0]
     }
 
+    /// The only view, when the stack is one file.
+    #[inline]
+    pub fn single(&self) -> Option<&View<'a>> {
+        match self.views.as_slice() {
+            [v] => Some(v),
+            _ => None,
+        }
+    }
+
     /// Every view with the number of its first row.
     pub fn parts(&self) -> impl Iterator<Item = (usize, &View<'a>)> {
         self.starts.iter().copied().zip(&self.views)
@@ -75,6 +84,7 @@ impl<'a> Stack<'a> {
     }
 
     /// Document id of row `row`.
+    #[inline]
     pub fn id(&self, row: usize) -> i64 {
         let (v, r) = self.locate(row);
         v.ids[r]
