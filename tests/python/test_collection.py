@@ -527,10 +527,18 @@ class CollectionModel(RuleBasedStateMachine):
         assert len(self.reader) == len(self.seen)
         assert_exact(self.col, self.work, q, self.metric, k=6)
         assert_exact(self.reader, self.seen, q, self.metric, k=6)
-        # Approximate answers come from the live rows only.
-        ids, _ = self.col.search(q, 6)
-        assert set(ids.tolist()) <= set(self.work)
-        assert len(ids) == min(6, len(self.work))
+        # Approximate answers come from the live rows only, and reach the
+        # default recall target (0.95) against the model's exact top-k.
+        qs = clustered(5, 8, clusters=3, seed=1000 + len(self.work))
+        found = 0
+        for q in qs:
+            ids, _ = self.col.search(q, 6)
+            assert set(ids.tolist()) <= set(self.work)
+            assert len(ids) == min(6, len(self.work))
+            want, _ = model_top(self.work, q, self.metric, 6)
+            found += len(set(ids.tolist()) & set(want.tolist()))
+        if self.work:
+            assert found / (len(qs) * min(6, len(self.work))) >= 0.95
 
     def teardown(self) -> None:
         self.col.close()
