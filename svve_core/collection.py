@@ -35,6 +35,7 @@ from svve_core.exceptions import (
     InvalidShapeError,
 )
 from svve_core.schemas import (
+    Calibration,
     CollectionConfig,
     CollectionInfo,
     Metric,
@@ -262,6 +263,7 @@ class Collection:
             fresh=fresh,
             uncommitted=uncommitted,
             config=CollectionConfig(**m["config"]),
+            calibration=None if m.get("calibration") is None else Calibration(**m["calibration"]),
             warnings=warnings,
         )
 

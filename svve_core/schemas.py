@@ -237,4 +237,9 @@ class CollectionInfo(_Model):
     fresh: int = Field(description="Rows not yet in a segment (searched exactly).")
     uncommitted: bool = Field(description="The writer holds changes not yet committed.")
     config: CollectionConfig
+    calibration: Optional[Calibration] = Field(
+        default=None,
+        description="The recall calibration measured on all the segments as one stack (as "
+        "the collection grows); None: the base segment's own serves.",
+    )
     warnings: List[str] = Field(default_factory=list)

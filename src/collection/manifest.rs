@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::files::manifest_name;
 use crate::error::{Error, Result};
-use crate::index::{write_small, BuildConfig, Metric};
+use crate::index::{write_small, BuildConfig, Calibration, Metric};
 
 /// Version of the manifest's layout.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -86,6 +86,13 @@ pub struct CollectionManifest {
     pub next_file: u64,
     /// Smallest id `add` may assign: above every id ever stored.
     pub next_id: i64,
+    /// The segments' own recall calibration, measured on all of them
+    /// (`collection::calibrate`); `None`: the base segment's serves.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+    /// Live rows when that calibration was measured (or the base built).
+    #[serde(default)]
+    pub calibrated_rows: u64,
 }
 
 impl CollectionManifest {

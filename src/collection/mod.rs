@@ -8,6 +8,7 @@
 //! uncommitted changes, a reader the generation it last refreshed to.
 //! Searches never take a lock: the rows they read are an immutable
 //! [`State`] behind an `ArcSwap`.
+mod calibrate;
 mod deletes;
 mod drift;
 pub mod files;

@@ -20,7 +20,7 @@ use crate::core::query::PreparedQuery;
 use crate::core::topk::TopK;
 use crate::core::{search_batch_parts, search_parts, Engine, Part, RowMask, SearchParams};
 use crate::error::{Error, Result};
-use crate::index::{LoadOptions, Metric};
+use crate::index::{Calibration, LoadOptions, Metric};
 use crate::math::Kernels;
 use crate::pool;
 
@@ -138,6 +138,9 @@ pub struct State {
     pub segments: Vec<Segment>,
     /// Rows not yet in a segment.
     pub fresh: Arc<Fresh>,
+    /// The stack's own calibration (`collection::calibrate`), else the
+    /// base segment's serves.
+    pub calibration: Option<Arc<Calibration>>,
     kernels: Kernels,
 }
 
@@ -187,16 +190,24 @@ impl State {
                 persisted: (e.deletes, e.deleted),
             });
         }
-        let mut state = State {
-            dim: m.dim as usize,
-            metric: m.metric,
-            generation: m.generation,
-            segments,
-            fresh: Arc::new(Fresh::default()),
-            kernels: Kernels::detect(),
-        };
+        let mut state = State::of(m.dim as usize, m.metric, segments);
+        state.generation = m.generation;
+        state.calibration = m.calibration.clone().map(Arc::new);
         state.replay(dir, m, wal::HEADER_LEN)?;
         Ok(state)
+    }
+
+    /// `segments` (the first one the base) without fresh rows.
+    pub fn of(dim: usize, metric: Metric, segments: Vec<Segment>) -> Self {
+        State {
+            dim,
+            metric,
+            generation: 0,
+            segments,
+            fresh: Arc::new(Fresh::default()),
+            calibration: None,
+            kernels: Kernels::detect(),
+        }
     }
 
     /// This state moved to generation `m`, when `m` differs from it only by
@@ -273,7 +284,7 @@ impl State {
 
     /// The segments as the files of one stacked search (they share the
     /// base segment's partitions).
-    fn parts(&self) -> Vec<Part<'_>> {
+    pub fn parts(&self) -> Vec<Part<'_>> {
         self.segments
             .iter()
             .map(|s| Part {
@@ -292,12 +303,14 @@ impl State {
         let mut q = PreparedQuery::default();
         q.check(query, self.dim, self.metric)?;
         if self.fresh.is_empty() && !self.segments.is_empty() {
-            let (ids, scores, _) = search_parts(&self.parts(), query, params)?;
+            let (ids, scores, _) =
+                search_parts(&self.parts(), query, params, self.calibration.as_deref())?;
             return Ok((ids, scores));
         }
         let mut all = self.fresh_top(&q.q, params.k);
         if !self.segments.is_empty() {
-            let (ids, scores, _) = search_parts(&self.parts(), query, params)?;
+            let (ids, scores, _) =
+                search_parts(&self.parts(), query, params, self.calibration.as_deref())?;
             all.extend(self.internal(&ids, &scores));
         }
         Ok(self.merged(all, params.k))
@@ -315,7 +328,12 @@ impl State {
         }
         let stacked = match self.segments.is_empty() {
             true => None,
-            false => Some(search_batch_parts(&self.parts(), queries, params)?),
+            false => Some(search_batch_parts(
+                &self.parts(),
+                queries,
+                params,
+                self.calibration.as_deref(),
+            )?),
         };
         if self.fresh.is_empty() {
             if let Some(r) = stacked {

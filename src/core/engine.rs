@@ -19,7 +19,7 @@ use super::topk::Scored;
 use super::view::View;
 use crate::error::{Error, Result};
 use crate::index::format::SectionKind;
-use crate::index::{IndexFile, LoadOptions};
+use crate::index::{Calibration, IndexFile, LoadOptions};
 use crate::math::Kernels;
 use crate::pool;
 
@@ -124,9 +124,15 @@ impl Engine {
         self.file.dim()
     }
 
-    /// The plan of one query over `allowed` returnable rows; `single`
-    /// queries may split over the pool.
-    fn plan(&self, params: &SearchParams, allowed: usize, single: bool) -> Result<QueryPlan> {
+    /// The plan of one query over `allowed` returnable rows under
+    /// `calibration`; `single` queries may split over the pool.
+    fn plan(
+        &self,
+        params: &SearchParams,
+        allowed: usize,
+        single: bool,
+        calibration: Option<&Calibration>,
+    ) -> Result<QueryPlan> {
         // With a one-thread pool a pool hop only adds latency.
         let split =
             single && self.len() >= self.parallel_min_rows && pool::configured_threads() > 1;
@@ -137,14 +143,7 @@ impl Engine {
         } else {
             usize::MAX
         };
-        QueryPlan::new(
-            params,
-            allowed,
-            parts,
-            f.metric(),
-            split_from,
-            f.calibration(),
-        )
+        QueryPlan::new(params, allowed, parts, f.metric(), split_from, calibration)
     }
 
     /// Runs `plan` for each row of `queries` (`b x dim`) on the pool and
@@ -192,7 +191,7 @@ impl Engine {
         params: &SearchParams,
         mask: Option<&RowMask>,
     ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
-        search_parts(&[Part { engine: self, mask }], query, params)
+        search_parts(&[Part { engine: self, mask }], query, params, None)
     }
 
     /// Top-k of each row of `queries` (`b x dim`, row-major). Queries run in
@@ -208,20 +207,24 @@ impl Engine {
         params: &SearchParams,
         mask: Option<&RowMask>,
     ) -> Result<BatchResult> {
-        search_batch_parts(&[Part { engine: self, mask }], queries, params)
+        search_batch_parts(&[Part { engine: self, mask }], queries, params, None)
     }
 
-    /// The plan of one query over `stack` (whose first file is this one:
-    /// its calibration serves them all). The survivor count is not grown
-    /// with the rows other files add: linear or square-root growth gave
-    /// the same recall within 0.0005 on debian-minilm-384 (blueprint 10.3).
+    /// The plan of one query over `stack` (whose first file is this one):
+    /// with the stack's own calibration when it has one (a collection's,
+    /// measured on all its segments), else this file's. The survivor count
+    /// is not grown with the rows other files add: linear or square-root
+    /// growth gave the same recall within 0.0005 on debian-minilm-384
+    /// (blueprint 10.3).
     fn stack_plan(
         &self,
         stack: &Stack<'_>,
         params: &SearchParams,
         single: bool,
+        calibration: Option<&Calibration>,
     ) -> Result<QueryPlan> {
-        self.plan(params, stack.allowed(), single)
+        let cal = calibration.or(self.file.calibration());
+        self.plan(params, stack.allowed(), single, cal)
     }
 
     /// Runs the whole pipeline for one query; the exact top-k ends in `s.out`.
@@ -354,14 +357,17 @@ fn stack_of<'a>(parts: &[Part<'a>]) -> Result<Stack<'a>> {
 /// partitions (a live collection's segments, built on one set of
 /// centroids): one routing, one Tier1 over every file's rows of each
 /// probed partition, one rescoring. `min(k, allowed rows)` results.
+/// `calibration` replaces the first file's (a collection's, measured on
+/// the whole stack).
 pub fn search_parts(
     parts: &[Part<'_>],
     query: &[f32],
     params: &SearchParams,
+    calibration: Option<&Calibration>,
 ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
     let stack = stack_of(parts)?;
     let base = parts[0].engine;
-    let plan = base.stack_plan(&stack, params, true)?;
+    let plan = base.stack_plan(&stack, params, true, calibration)?;
     with_scratch(|s| {
         let stats = base.run_query(&stack, query, &plan, s)?;
         let (ids, scores) = finish(&stack, &s.out);
@@ -375,10 +381,11 @@ pub fn search_batch_parts(
     parts: &[Part<'_>],
     queries: &[f32],
     params: &SearchParams,
+    calibration: Option<&Calibration>,
 ) -> Result<BatchResult> {
     let stack = stack_of(parts)?;
     let base = parts[0].engine;
-    let plan = base.stack_plan(&stack, params, false)?;
+    let plan = base.stack_plan(&stack, params, false, calibration)?;
     let dim = base.dim();
     if !queries.len().is_multiple_of(dim) {
         return Err(Error::DimensionMismatch {

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from support import METRICS, brute_force, clustered
-from svve_core import Collection, CollectionConfig, IndexConfig, SearchParams
+from svve_core import Collection, CollectionConfig, IndexConfig, SearchEngine, SearchParams
 from svve_core.exceptions import (
     CollectionClosedError,
     CollectionExistsError,
@@ -277,6 +277,12 @@ def test_approximate_search_reaches_the_target(tmp: Path) -> None:
     live = np.setdiff1d(np.arange(6000), dead)
     truth = brute_force(x[live], q, "cosine")
     want = live[np.argsort(-truth, axis=1)[:, :10]]
+    stack = col.info().calibration  # measured on the segments as one stack
+    assert stack is not None
+    assert stack.source.startswith("collection rows")
+    assert [p.target for p in stack.points] == [
+        p.target for p in SearchEngine(sorted(tmp.glob("seg-*.svve"))[0]).info().calibration.points
+    ]
     for target in (0.9, 0.99):
         got, _ = col.search_batch(q, 10, SearchParams(target_recall=target))
         r = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want)])
@@ -307,8 +313,6 @@ def test_searches_run_while_the_writer_compacts(tmp: Path) -> None:
 
 
 def test_segments_are_ordinary_index_files(tmp: Path) -> None:
-    from svve_core import SearchEngine
-
     col = Collection.create(tmp, dim=DIM, config=CollectionConfig(fresh_rows=50))
     x = rows(5000, 1)
     col.add(x[:4500])

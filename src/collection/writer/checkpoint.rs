@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use hashbrown::HashMap;
 
+use super::super::calibrate::calibrate_stack;
 use super::super::deletes;
 use super::super::drift::Drift;
 use super::super::files::{deletes_name, manifest_name, segment_name, wal_name};
 use super::super::manifest::SegmentEntry;
-use super::super::state::Segment;
+use super::super::state::{Segment, State};
 use super::super::wal::{self, WalWriter};
 use super::{Loc, Writer};
 use crate::core::calibrated::build_index;
@@ -37,6 +38,12 @@ const MAX_DELETED: f64 = 0.5;
 /// the rows, and a new calibration). Rows are rewritten by retrains about
 /// `1 + 1/4 + 1/16 + ... = 4/3` times in all.
 const RETRAIN_GROWTH: f64 = 4.0;
+
+/// The stack's recall calibration (`collection::calibrate`) is measured
+/// again when its live rows have grown this many times since the last
+/// measurement (about twice between retrains, each costing a brute-force
+/// pass of 300 queries over the stack).
+const RECALIBRATE_GROWTH: f64 = 1.5;
 
 /// What a checkpoint rewrites besides the fresh rows.
 pub(super) enum Rewrite {
@@ -184,6 +191,20 @@ impl Writer {
                 // A base comes first (nothing was kept), a delta last.
                 kept.push(seg);
             }
+            // A new base is calibrated on its own rows; a stack that has
+            // grown enough since it was last measured is measured again.
+            let live: u64 = kept.iter().map(|s| s.live() as u64).sum();
+            let new_base = kept
+                .first()
+                .is_some_and(|b| !self.work.segments.iter().any(|o| o.no == b.no));
+            if new_base || kept.len() < 2 {
+                m.calibration = None;
+                m.calibrated_rows = live;
+            } else if live as f64 >= RECALIBRATE_GROWTH * m.calibrated_rows.max(1) as f64 {
+                let stack = State::of(dim, m.metric, kept.clone());
+                m.calibration = calibrate_stack(&stack)?;
+                m.calibrated_rows = live;
+            }
             let wal_no = number();
             let wal_path = self.dir.join(wal_name(wal_no));
             written.push(wal_path.clone());
@@ -241,6 +262,7 @@ impl Writer {
             }
         }
         self.work.segments = kept;
+        self.work.calibration = self.manifest.calibration.clone().map(std::sync::Arc::new);
         self.work.fresh = Default::default();
         self.work.generation = self.manifest.generation;
         self.collect_garbage();

@@ -128,6 +128,8 @@ impl Writer {
             wal_len: wal::HEADER_LEN,
             next_file: 1,
             next_id: 0,
+            calibration: None,
+            calibrated_rows: 0,
         };
         m.publish(dir)?;
         drop(lock);
