@@ -12,6 +12,7 @@
 use std::time::Instant;
 
 use super::state::State;
+use crate::core::calibrate::exact_top_parts;
 use crate::core::{search_batch_parts, SearchParams};
 use crate::error::Result;
 use crate::index::calibration::{Calibration, CalibrationPoint, TARGETS};
@@ -46,16 +47,11 @@ pub fn calibrate_stack(state: &State) -> Result<Option<Calibration>> {
     let (queries, own) = sample(state, live);
     let parts = state.parts();
     let k = cal.k;
-    let exact = SearchParams {
-        k: k + 1,
-        exact: true,
-        ..Default::default()
-    };
-    let truth = answers(
-        &search_batch_parts(&parts, &queries, &exact, None)?,
-        &own,
-        k,
-    );
+    let truth: Vec<Vec<i64>> = exact_top_parts(&parts, &queries, k + 1)?
+        .into_iter()
+        .zip(&own)
+        .map(|(ids, me)| ids.into_iter().filter(|id| id != me).take(k).collect())
+        .collect();
     // Targets share settings (and bisect through the same probes): each
     // setting is measured once.
     let seen = std::cell::RefCell::new(Vec::<Measured>::new());
@@ -119,7 +115,9 @@ pub fn calibrate_stack(state: &State) -> Result<Option<Calibration>> {
             .unwrap_or(0);
         let hi_probes = hi.point.nprobe.max(1) as f64;
         let (mut lo, mut best) = (below, hi);
-        while best.point.nprobe > lo + 1 {
+        // To within an eighth of the probes: the last steps of a full
+        // bisection cost the most (many probes) and save the least.
+        while best.point.nprobe > lo + (best.point.nprobe / 8).max(1) {
             let mid = (lo + best.point.nprobe) / 2;
             let p = CalibrationPoint {
                 nprobe: mid,

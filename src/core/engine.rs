@@ -324,7 +324,7 @@ pub struct Part<'a> {
 }
 
 /// The files of `parts` as one stack; the first one routes and plans.
-fn stack_of<'a>(parts: &[Part<'a>]) -> Result<Stack<'a>> {
+pub(crate) fn stack_of<'a>(parts: &[Part<'a>]) -> Result<Stack<'a>> {
     let first = parts
         .first()
         .ok_or_else(|| Error::param("parts", "no files to search"))?;

@@ -9,6 +9,7 @@ use crate::math::Kernels;
 use crate::metric::Metric;
 
 /// The sections of one index, typed, for one search.
+#[derive(Clone, Copy)]
 pub struct View<'a> {
     /// Tier1 codes in blocks of 8 rows (`math::bits`).
     pub codes: &'a [u64],
