@@ -138,9 +138,9 @@ pub struct State {
     pub segments: Vec<Segment>,
     /// Rows not yet in a segment.
     pub fresh: Arc<Fresh>,
-    /// The stack's own calibration (`collection::calibrate`), else the
-    /// base segment's serves.
-    pub calibration: Option<Arc<Calibration>>,
+    /// The stack's own calibration (`collection::calibrate`) and the rows
+    /// it was measured on; else the base segment's serves.
+    pub calibration: Option<(Arc<Calibration>, usize)>,
     kernels: Kernels,
 }
 
@@ -192,7 +192,10 @@ impl State {
         }
         let mut state = State::of(m.dim as usize, m.metric, segments);
         state.generation = m.generation;
-        state.calibration = m.calibration.clone().map(Arc::new);
+        state.calibration = m
+            .calibration
+            .clone()
+            .map(|c| (Arc::new(c), m.calibrated_rows as usize));
         state.replay(dir, m, wal::HEADER_LEN)?;
         Ok(state)
     }
@@ -282,6 +285,11 @@ impl State {
         self.len() == 0
     }
 
+    /// The stack calibration with its rows, as the search takes it.
+    fn stack_calibration(&self) -> Option<(&Calibration, usize)> {
+        self.calibration.as_ref().map(|(c, rows)| (&**c, *rows))
+    }
+
     /// The segments as the files of one stacked search (they share the
     /// base segment's partitions).
     pub fn parts(&self) -> Vec<Part<'_>> {
@@ -304,13 +312,13 @@ impl State {
         q.check(query, self.dim, self.metric)?;
         if self.fresh.is_empty() && !self.segments.is_empty() {
             let (ids, scores, _) =
-                search_parts(&self.parts(), query, params, self.calibration.as_deref())?;
+                search_parts(&self.parts(), query, params, self.stack_calibration())?;
             return Ok((ids, scores));
         }
         let mut all = self.fresh_top(&q.q, params.k);
         if !self.segments.is_empty() {
             let (ids, scores, _) =
-                search_parts(&self.parts(), query, params, self.calibration.as_deref())?;
+                search_parts(&self.parts(), query, params, self.stack_calibration())?;
             all.extend(self.internal(&ids, &scores));
         }
         Ok(self.merged(all, params.k))
@@ -332,7 +340,7 @@ impl State {
                 &self.parts(),
                 queries,
                 params,
-                self.calibration.as_deref(),
+                self.stack_calibration(),
             )?),
         };
         if self.fresh.is_empty() {

@@ -212,19 +212,23 @@ impl Engine {
 
     /// The plan of one query over `stack` (whose first file is this one):
     /// with the stack's own calibration when it has one (a collection's,
-    /// measured on all its segments), else this file's. The survivor count
-    /// is not grown with the rows other files add: linear or square-root
-    /// growth gave the same recall within 0.0005 on debian-minilm-384
-    /// (blueprint 10.3).
+    /// measured on all its segments, with the rows it was measured on),
+    /// else this file's; survivors grow with the rows added since
+    /// ([`QueryPlan::grown`]).
     fn stack_plan(
         &self,
         stack: &Stack<'_>,
         params: &SearchParams,
         single: bool,
-        calibration: Option<&Calibration>,
+        calibration: Option<(&Calibration, usize)>,
     ) -> Result<QueryPlan> {
-        let cal = calibration.or(self.file.calibration());
-        self.plan(params, stack.allowed(), single, cal)
+        let (cal, rows) = match calibration {
+            Some((c, rows)) => (Some(c), rows),
+            None => (self.file.calibration(), self.len()),
+        };
+        let allowed = stack.allowed();
+        let plan = self.plan(params, allowed, single, cal)?;
+        Ok(plan.grown(params, stack.len() as f64 / rows.max(1) as f64, allowed))
     }
 
     /// Runs the whole pipeline for one query; the exact top-k ends in `s.out`.
@@ -358,12 +362,12 @@ pub(crate) fn stack_of<'a>(parts: &[Part<'a>]) -> Result<Stack<'a>> {
 /// centroids): one routing, one Tier1 over every file's rows of each
 /// probed partition, one rescoring. `min(k, allowed rows)` results.
 /// `calibration` replaces the first file's (a collection's, measured on
-/// the whole stack).
+/// the whole stack when it held the given number of rows).
 pub fn search_parts(
     parts: &[Part<'_>],
     query: &[f32],
     params: &SearchParams,
-    calibration: Option<&Calibration>,
+    calibration: Option<(&Calibration, usize)>,
 ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
     let stack = stack_of(parts)?;
     let base = parts[0].engine;
@@ -381,7 +385,7 @@ pub fn search_batch_parts(
     parts: &[Part<'_>],
     queries: &[f32],
     params: &SearchParams,
-    calibration: Option<&Calibration>,
+    calibration: Option<(&Calibration, usize)>,
 ) -> Result<BatchResult> {
     let stack = stack_of(parts)?;
     let base = parts[0].engine;

@@ -108,6 +108,24 @@ impl QueryPlan {
         })
     }
 
+    /// This plan for a stack of files holding `growth` times the rows its
+    /// calibration was measured on (a live collection's segments sharing
+    /// one set of partitions; `n` rows in all may be returned): an
+    /// automatic survivor count grows in proportion, since the same recall
+    /// needs the same fraction of the probed rows. An explicit count is
+    /// kept. On debian-minilm-384 (384-d) growing it changed nothing (the
+    /// estimates rank the true neighbours high enough); on 16-d clustered
+    /// rows, where 1-bit estimates are coarse, 25% more rows than
+    /// calibrated cut recall at target 0.99 from 0.993 to 0.969 without it
+    /// (0.9945 with 2.5x the survivors).
+    pub fn grown(mut self, params: &SearchParams, growth: f64, n: usize) -> Self {
+        if growth > 1.0 && params.candidates == 0 && !self.exact {
+            let c = (self.candidates as f64 * growth).ceil() as usize;
+            self.candidates = c.max(self.k).min(n);
+        }
+        self
+    }
+
     /// Partitions routing may choose at most.
     pub fn max_probes(&self) -> usize {
         self.nprobe + self.extra_probes
