@@ -11,7 +11,6 @@ generation they last ``refresh()``-ed to.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any, Optional, Sequence, Union
@@ -24,12 +23,12 @@ from svve_core.engine import (
     Result,
     _check_k,
     _checked,
-    _float_array,
-    _float_matrix,
+    _in_thread,
+    _query_of,
+    _rows_of,
 )
 from svve_core.exceptions import (
     CollectionClosedError,
-    DimensionMismatchError,
     InvalidDTypeError,
     InvalidParameterError,
     InvalidShapeError,
@@ -126,12 +125,7 @@ class Collection:
     # -- writes -------------------------------------------------------------
 
     def _vectors(self, vectors: Any) -> np.ndarray:
-        vectors = _float_matrix(vectors, "vectors")
-        if vectors.shape[1] != self._dim:
-            raise DimensionMismatchError(
-                f"vectors have {vectors.shape[1]} dimensions, the collection has {self._dim}"
-            )
-        return vectors
+        return _rows_of(vectors, "vectors", self._dim, "the collection")
 
     def add(self, vectors: np.ndarray, ids: Optional[IdsLike] = None) -> np.ndarray:
         """Add rows (``(n, dim)`` float32); returns their int64 ids. Ids are
@@ -203,22 +197,14 @@ class Collection:
         """Top-k of one query over the live rows: ``(ids int64 (m,), scores
         float32 (m,))``, best first, ``m = min(k, len(self))``; scores as
         ``SearchEngine.search`` returns them."""
-        query = _float_array(query, "query", 1, "(dim,)")
-        if query.shape[0] != self._dim:
-            raise DimensionMismatchError(
-                f"query has {query.shape[0]} dimensions, the collection has {self._dim}"
-            )
+        query = _query_of(query, self._dim, "the collection")
         return self._core.search(query, _check_k(k), self._native(params))
 
     def search_batch(
         self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
     ) -> Result:
         """Top-k of each row of ``queries`` (b, dim): ``(ids (b, m), scores (b, m))``."""
-        queries = _float_matrix(queries, "queries")
-        if queries.shape[1] != self._dim:
-            raise DimensionMismatchError(
-                f"queries have {queries.shape[1]} dimensions, the collection has {self._dim}"
-            )
+        queries = _rows_of(queries, "queries", self._dim, "the collection")
         k = _check_k(k)
         native = self._native(params)
         if queries.shape[0] == 0:
@@ -230,15 +216,13 @@ class Collection:
         self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
     ) -> Result:
         """``search`` in a worker thread, so the event loop keeps running."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.search, query, k, params)
+        return await _in_thread(self.search, query, k, params)
 
     async def asearch_batch(
         self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
     ) -> Result:
         """``search_batch`` in a worker thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.search_batch, queries, k, params)
+        return await _in_thread(self.search_batch, queries, k, params)
 
     # -- facts --------------------------------------------------------------
 

@@ -60,6 +60,29 @@ def _float_matrix(x: Any, what: str) -> np.ndarray:
     return _float_array(x, what, 2, "(n, dim)")
 
 
+def _query_of(query: Any, dim: int, holder: str = "the index") -> np.ndarray:
+    """``query`` as a float32 vector of ``dim`` values (``holder`` names what
+    has that dimension in the error)."""
+    query = _float_array(query, "query", 1, "(dim,)")
+    if query.shape[0] != dim:
+        raise DimensionMismatchError(f"query has {query.shape[0]} dimensions, {holder} has {dim}")
+    return query
+
+
+def _rows_of(x: Any, what: str, dim: int, holder: str = "the index") -> np.ndarray:
+    """``x`` as a float32 ``(n, dim)`` matrix, ``what`` naming it in errors."""
+    x = _float_matrix(x, what)
+    if x.shape[1] != dim:
+        raise DimensionMismatchError(f"{what} have {x.shape[1]} dimensions, {holder} has {dim}")
+    return x
+
+
+async def _in_thread(call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` in the event loop's default executor (searches release
+    the GIL, so concurrent ones run in parallel)."""
+    return await asyncio.get_running_loop().run_in_executor(None, call, *args)
+
+
 def _check_k(k: Any) -> int:
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
         raise InvalidParameterError(f"k must be an int, got {type(k).__name__}")
@@ -150,12 +173,7 @@ class _Loaded:
         return params.native()
 
     def query(self, query: Any) -> np.ndarray:
-        query = _float_array(query, "query", 1, "(dim,)")
-        if query.shape[0] != self.dim:
-            raise DimensionMismatchError(
-                f"query has {query.shape[0]} dimensions, the index has {self.dim}"
-            )
-        return query
+        return _query_of(query, self.dim)
 
 
 class SearchEngine:
@@ -219,11 +237,7 @@ class SearchEngine:
         Queries run in parallel on the library's thread pool.
         """
         st = self._state
-        queries = _float_matrix(queries, "queries")
-        if queries.shape[1] != st.dim:
-            raise DimensionMismatchError(
-                f"queries have {queries.shape[1]} dimensions, the index has {st.dim}"
-            )
+        queries = _rows_of(queries, "queries", st.dim)
         k = _check_k(k)
         native = st.native(params)
         if queries.shape[0] == 0:
@@ -238,15 +252,13 @@ class SearchEngine:
 
         The GIL is released in Rust, so concurrent calls run in parallel.
         """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.search, query, k, params)
+        return await _in_thread(self.search, query, k, params)
 
     async def asearch_batch(
         self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
     ) -> Result:
         """``search_batch`` in a worker thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self.search_batch, queries, k, params)
+        return await _in_thread(self.search_batch, queries, k, params)
 
     def info(self) -> IndexInfo:
         """Size, metric, format and build parameters of the loaded index."""
@@ -293,11 +305,7 @@ class SearchEngine:
         engine reloads it. Returns the new file's ``info()``.
         """
         st = self._state
-        queries = _float_matrix(queries, "queries")
-        if queries.shape[1] != st.dim:
-            raise DimensionMismatchError(
-                f"queries have {queries.shape[1]} dimensions, the index has {st.dim}"
-            )
+        queries = _rows_of(queries, "queries", st.dim)
         target = os.fspath(st.core.path if out is None else out)
         st.core.recalibrate(queries, target)
         if out is None or os.path.abspath(target) == os.path.abspath(st.core.path):

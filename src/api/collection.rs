@@ -10,13 +10,10 @@ use pyo3::prelude::*;
 
 use super::gil::enter;
 use super::params::PyParams;
+use super::Results;
 use crate::collection::{Collection, CollectionConfig};
-use crate::core::SearchParams;
 use crate::error::Error;
 use crate::index::{LoadOptions, Metric};
-
-/// `(ids, scores)` as numpy arrays of dimension `D`.
-type Results<'py, D> = (Bound<'py, PyArray<i64, D>>, Bound<'py, PyArray<f32, D>>);
 
 /// `stats()`: generation, live rows, segments as `(rows, deleted)`, fresh
 /// rows, uncommitted changes, manifest JSON, the last merge's error.
@@ -34,13 +31,6 @@ type Stats = (
 #[pyclass(frozen, name = "_Collection", module = "svve_core._svve_core")]
 pub struct PyCollection {
     inner: Collection,
-}
-
-fn with_k(params: &PyParams, k: usize) -> SearchParams {
-    SearchParams {
-        k,
-        ..params.inner.clone()
-    }
 }
 
 fn ids_of<'a>(ids: &'a Option<PyReadonlyArray1<'_, i64>>) -> PyResult<Option<&'a [i64]>> {
@@ -136,7 +126,7 @@ impl PyCollection {
         params: &PyParams,
     ) -> PyResult<Results<'py, Ix1>> {
         let q = query.as_slice()?.to_vec();
-        let p = with_k(params, k);
+        let p = params.with_k(k);
         let (ids, scores) = enter(py, || self.inner.search(&q, &p))?;
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
     }
@@ -151,7 +141,7 @@ impl PyCollection {
     ) -> PyResult<Results<'py, Ix2>> {
         let b = queries.shape()[0];
         let q = queries.as_slice()?.to_vec();
-        let p = with_k(params, k);
+        let p = params.with_k(k);
         let r = enter(py, || self.inner.search_batch(&q, &p))?;
         let ids = r.ids.into_pyarray(py).reshape([b, r.k])?;
         let scores = r.scores.into_pyarray(py).reshape([b, r.k])?;

@@ -13,8 +13,9 @@ use pyo3::types::PyDict;
 
 use super::gil::enter;
 use super::params::PyParams;
+use super::Results;
 use crate::core::calibrated::recalibrate;
-use crate::core::{Engine, SearchParams};
+use crate::core::Engine;
 use crate::error::Error;
 use crate::index::format::SectionKind;
 use crate::index::LoadOptions;
@@ -22,20 +23,10 @@ use crate::index::LoadOptions;
 /// Rows each stage touched, as `(name, count)` pairs.
 type StageCounts = [(&'static str, usize); 4];
 
-/// `(ids, scores)` as numpy arrays of dimension `D`.
-type Results<'py, D> = (Bound<'py, PyArray<i64, D>>, Bound<'py, PyArray<f32, D>>);
-
 /// The native engine behind `svve_core.SearchEngine`.
 #[pyclass(frozen, name = "_Engine", module = "svve_core._svve_core")]
 pub struct PyEngine {
     inner: Engine,
-}
-
-fn with_k(params: &PyParams, k: usize) -> SearchParams {
-    SearchParams {
-        k,
-        ..params.inner.clone()
-    }
 }
 
 #[pymethods]
@@ -62,7 +53,7 @@ impl PyEngine {
         params: &PyParams,
     ) -> PyResult<Results<'py, Ix1>> {
         let q = query.as_slice()?.to_vec();
-        let p = with_k(params, k);
+        let p = params.with_k(k);
         let (ids, scores) = enter(py, || self.inner.search(&q, &p))?;
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
     }
@@ -76,7 +67,7 @@ impl PyEngine {
         params: &PyParams,
     ) -> PyResult<(Results<'py, Ix1>, StageCounts)> {
         let q = query.as_slice()?.to_vec();
-        let p = with_k(params, k);
+        let p = params.with_k(k);
         let (ids, scores, st) = enter(py, || self.inner.search_with_stats(&q, &p))?;
         let stats = [
             ("probed", st.probed),
@@ -97,7 +88,7 @@ impl PyEngine {
     ) -> PyResult<Results<'py, Ix2>> {
         let b = queries.shape()[0];
         let q = queries.as_slice()?.to_vec();
-        let p = with_k(params, k);
+        let p = params.with_k(k);
         let r = enter(py, || self.inner.search_batch(&q, &p))?;
         let ids = r.ids.into_pyarray(py).reshape([b, r.k])?;
         let scores = r.scores.into_pyarray(py).reshape([b, r.k])?;

@@ -6,7 +6,11 @@ mod errors;
 mod gil;
 mod params;
 
+use numpy::PyArray;
 use pyo3::prelude::*;
+
+/// `(ids, scores)` as numpy arrays of dimension `D`: what every search returns.
+type Results<'py, D> = (Bound<'py, PyArray<i64, D>>, Bound<'py, PyArray<f32, D>>);
 
 /// The native module `svve_core._svve_core`.
 #[pymodule]

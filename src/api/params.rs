@@ -31,6 +31,16 @@ fn value_of(spec: &ParamSpec, value: &Bound<'_, PyAny>) -> Result<ParamValue, Er
     })
 }
 
+impl PyParams {
+    /// These knobs with `k` results.
+    pub(crate) fn with_k(&self, k: usize) -> SearchParams {
+        SearchParams {
+            k,
+            ..self.inner.clone()
+        }
+    }
+}
+
 #[pymethods]
 impl PyParams {
     /// Knobs by name (see `search_param_spec()`); the others keep their defaults.

@@ -308,13 +308,14 @@ impl State {
     /// survivors); the fresh rows exactly; the two merged.
     pub fn search(&self, query: &[f32], params: &SearchParams) -> Result<(Vec<i64>, Vec<f32>)> {
         params.validate()?;
-        let mut q = PreparedQuery::default();
-        q.check(query, self.dim, self.metric)?;
         if self.fresh.is_empty() && !self.segments.is_empty() {
+            // The stack's search checks the query itself.
             let (ids, scores, _) =
                 search_parts(&self.parts(), query, params, self.stack_calibration())?;
             return Ok((ids, scores));
         }
+        let mut q = PreparedQuery::default();
+        q.check(query, self.dim, self.metric)?;
         let mut all = self.fresh_top(&q.q, params.k);
         if !self.segments.is_empty() {
             let (ids, scores, _) =
