@@ -60,6 +60,10 @@ pub enum Error {
     /// An id given twice in one call, or added when it already exists.
     #[error("duplicate id {id}: {detail}")]
     DuplicateId { id: i64, detail: &'static str },
+    /// A filter that is malformed or does not fit the index's attributes;
+    /// the message names the part of the filter.
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
     /// A build stopped because its progress callback asked it to.
     #[error("build cancelled")]
     Cancelled,

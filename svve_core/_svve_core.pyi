@@ -52,17 +52,31 @@ class _Engine:
         self, path: Union[str, PathLike[str]], verify: bool = True, lock_pages: bool = False
     ) -> None: ...
     def search(
-        self, query: npt.NDArray[np.float32], k: int, params: _Params
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        params: _Params,
+        filter: Optional[str] = None,
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def search_stats(
-        self, query: npt.NDArray[np.float32], k: int, params: _Params
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        params: _Params,
+        filter: Optional[str] = None,
     ) -> Tuple[Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]], List[Tuple[str, int]]]: ...
     def search_batch(
-        self, queries: npt.NDArray[np.float32], k: int, params: _Params
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        params: _Params,
+        filter: Optional[str] = None,
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def __len__(self) -> int: ...
     @property
     def dim(self) -> int: ...
+    def attribute_schema(self) -> List[Tuple[str, str]]: ...
+    def check_filter(self, filter: str) -> None: ...
     def manifest_json(self) -> str: ...
     def section_bytes(self) -> List[Tuple[str, int]]: ...
     def arrays(self) -> Dict[str, npt.NDArray[Any]]: ...
@@ -78,6 +92,11 @@ def build_index(
     metric: str,
     config: str,
     progress: Optional[Callable[[int, int], object]] = None,
+    attributes: Optional[
+        List[
+            Tuple[str, str, npt.NDArray[Any], Optional[List[str]], Optional[npt.NDArray[np.int64]]]
+        ]
+    ] = None,
 ) -> str: ...
 def search_param_spec() -> List[Dict[str, Any]]: ...
 def set_num_threads(n: int) -> None: ...

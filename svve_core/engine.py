@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Callable, Dict, Optional, Tuple, Union, get_args
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union, get_args
 
 import numpy as np
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from svve_core.exceptions import (
     InvalidParameterError,
     InvalidShapeError,
 )
+from svve_core.filters import encode_attributes, filter_text
 from svve_core.schemas import (
     Calibration,
     EngineConfig,
@@ -35,6 +36,7 @@ from svve_core.schemas import (
 PathLike = Union[str, "os.PathLike[str]"]
 Result = Tuple[np.ndarray, np.ndarray]
 Progress = Callable[[int, int], None]
+Filter = Optional[Mapping[str, Any]]
 
 log = logging.getLogger("svve_core")
 _METRICS = get_args(Metric)
@@ -113,10 +115,14 @@ def build_index(
     metric: Metric = "cosine",
     config: Optional[IndexConfig] = None,
     progress: Optional[Progress] = None,
+    attributes: Optional[Mapping[str, Any]] = None,
 ) -> IndexInfo:
     """Build an index file at ``path`` from ``vectors`` (n, dim) float32.
 
     ``ids`` (n,) int64 defaults to ``arange(n)`` and must be unique.
+    ``attributes`` maps a name to one value per vector (a numpy array or a
+    list): integers, floats, booleans, strings, or lists of strings (tags);
+    searches filter on them (``filter=``).
     The file is written atomically: readers see the old file or the new one.
     ``progress(done, total)`` is called between chunks; returning ``False``
     cancels the build with ``BuildCancelledError`` and raising cancels it with
@@ -135,6 +141,7 @@ def build_index(
         if ids.shape != (vectors.shape[0],):
             raise InvalidShapeError(f"ids must have shape ({vectors.shape[0]},), got {ids.shape}")
         ids = np.ascontiguousarray(ids)
+    columns = encode_attributes(attributes, vectors.shape[0])
     callback = progress if progress is not None else _log_progress
     _svve_core.build_index(
         os.fspath(path),
@@ -143,6 +150,7 @@ def build_index(
         metric,
         config.model_dump_json(),
         callback,
+        columns,
     )
     return SearchEngine(path, EngineConfig(verify=False)).info()
 
@@ -211,54 +219,84 @@ class SearchEngine:
         self._config, self._state = config, state
 
     def search(
-        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+        self,
+        query: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
     ) -> Result:
         """Top-k of one query: ``(ids int64 (m,), scores float32 (m,))``, best first.
 
-        ``m = min(k, len(self))``. Scores are similarities for cosine/ip
-        (descending) and squared L2 distances for l2 (ascending).
+        ``m = min(k, rows)``, over the rows ``filter`` matches (all without
+        one). Scores are similarities for cosine/ip (descending) and squared
+        L2 distances for l2 (ascending). ``filter`` is a dict in the Mongo
+        style: ``{"tenant": 7}``, ``{"price": {"$gte": 10, "$lt": 20}}``,
+        ``{"tags": {"$contains": "linux"}}``, ``{"$or": [...]}``,
+        ``{"id": {"$in": ids}}``; a bad one raises ``InvalidFilterError``.
         """
         st = self._state
-        return st.core.search(st.query(query), _check_k(k), st.native(params))
+        return st.core.search(st.query(query), _check_k(k), st.native(params), filter_text(filter))
 
     def search_stats(
-        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+        self,
+        query: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
     ) -> Tuple[np.ndarray, np.ndarray, dict]:
         """``search`` plus a dict of the rows each stage touched."""
         st = self._state
-        (ids, scores), stats = st.core.search_stats(st.query(query), _check_k(k), st.native(params))
+        (ids, scores), stats = st.core.search_stats(
+            st.query(query), _check_k(k), st.native(params), filter_text(filter)
+        )
         return ids, scores, dict(stats)
 
     def search_batch(
-        self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
     ) -> Result:
         """Top-k of each row of ``queries`` (b, dim): ``(ids (b, m), scores (b, m))``.
 
-        Queries run in parallel on the library's thread pool.
+        Queries run in parallel on the library's thread pool. One ``filter``
+        applies to every query (evaluated once for the batch).
         """
         st = self._state
         queries = _rows_of(queries, "queries", st.dim)
         k = _check_k(k)
         native = st.native(params)
+        text = filter_text(filter)
         if queries.shape[0] == 0:
+            if text is not None:
+                st.core.check_filter(text)
             m = min(k, st.manifest.n)
             return np.empty((0, m), np.int64), np.empty((0, m), np.float32)
-        return st.core.search_batch(queries, k, native)
+        return st.core.search_batch(queries, k, native, text)
 
     async def asearch(
-        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+        self,
+        query: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
     ) -> Result:
         """``search`` in a worker thread, so the event loop keeps running.
 
         The GIL is released in Rust, so concurrent calls run in parallel.
         """
-        return await _in_thread(self.search, query, k, params)
+        return await _in_thread(self.search, query, k, params, filter)
 
     async def asearch_batch(
-        self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
     ) -> Result:
         """``search_batch`` in a worker thread."""
-        return await _in_thread(self.search_batch, queries, k, params)
+        return await _in_thread(self.search_batch, queries, k, params, filter)
 
     def info(self) -> IndexInfo:
         """Size, metric, format and build parameters of the loaded index."""
@@ -289,6 +327,7 @@ class SearchEngine:
             build=m.build,
             isa=st.core.isa,
             calibration=calibration,
+            attributes=dict(st.core.attribute_schema()),
             warnings=warnings,
         )
 

@@ -40,6 +40,11 @@ class InvalidParameterError(InvalidInputError):
     """A parameter (k, metric, a search knob, ids...) is out of range."""
 
 
+class InvalidFilterError(InvalidInputError):
+    """A filter is malformed or does not fit the index's attributes; the
+    message names the part of the filter that is wrong."""
+
+
 class IndexNotFoundError(SVVEError, FileNotFoundError):
     """No index exists at the given path."""
 
@@ -106,6 +111,7 @@ __all__ = [
     "IndexNotFoundError",
     "InternalError",
     "InvalidDTypeError",
+    "InvalidFilterError",
     "InvalidInputError",
     "InvalidParameterError",
     "InvalidShapeError",

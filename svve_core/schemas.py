@@ -16,6 +16,7 @@ from svve_core import _svve_core
 from svve_core.exceptions import InvalidParameterError
 
 Metric = Literal["cosine", "ip", "l2"]
+AttributeType = Literal["int", "float", "bool", "str", "tags"]
 
 
 class _Model(BaseModel):
@@ -184,6 +185,10 @@ class IndexInfo(_Model):
     isa: str = Field(description="Instruction set the kernels dispatched to.")
     calibration: Optional[Calibration] = Field(
         default=None, description="Recall calibration; None for files without one."
+    )
+    attributes: Dict[str, AttributeType] = Field(
+        default_factory=dict,
+        description="Attribute columns searches can filter on, name -> type.",
     )
     warnings: List[str] = Field(default_factory=list)
 

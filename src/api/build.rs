@@ -7,8 +7,10 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use super::gil::enter;
-use crate::core::calibrated::build_index as core_build;
+use crate::core::calibrated::build_input as core_build;
 use crate::error::Error;
+use crate::index::attributes::{AttributesInput, ColumnInput};
+use crate::index::build::BuildInput;
 use crate::index::{BuildConfig, Metric, Progress};
 
 /// Calls back into Python between chunks; remembers the first exception.
@@ -46,7 +48,8 @@ impl Progress for PyProgress {
 /// The arrays are read in place while the GIL is released: callers must
 /// not mutate them from another thread during the call.
 #[pyfunction]
-#[pyo3(signature = (path, vectors, ids, metric, config, progress=None))]
+#[pyo3(signature = (path, vectors, ids, metric, config, progress=None, attributes=None))]
+#[allow(clippy::too_many_arguments)]
 pub fn build_index(
     py: Python<'_>,
     path: PathBuf,
@@ -55,7 +58,9 @@ pub fn build_index(
     metric: &str,
     config: &str,
     progress: Option<Py<PyAny>>,
+    attributes: Option<Vec<AttributeColumn<'_>>>,
 ) -> PyResult<String> {
+    let attributes = attributes.map(attributes_of).transpose()?;
     let metric = Metric::parse(metric)
         .ok_or_else(|| Error::param("metric", format!("{metric:?} is not cosine, ip or l2")))?;
     let config: BuildConfig =
@@ -71,7 +76,10 @@ pub fn build_index(
         error: None,
     };
     let result = enter(py, || {
-        let manifest = core_build(&path, data, dim, ids, metric, &config, &mut sink)?;
+        let input = BuildInput::new(data, dim)
+            .ids(ids)
+            .attributes(attributes.as_ref());
+        let manifest = core_build(&path, input, metric, &config, &mut sink)?;
         serde_json::to_string(&manifest).map_err(|e| Error::param("manifest", e.to_string()))
     });
     match (result, sink.error) {
@@ -79,4 +87,73 @@ pub fn build_index(
         (Err(_), Some(py_err)) => Err(py_err),
         (result, _) => result,
     }
+}
+
+/// One attribute column as `svve_core.attributes` encodes it: `(name,
+/// type, values, dictionary, offsets)`: `int` i64 values, `float` f64,
+/// `bool` u8, `str` u32 codes into the dictionary, `tags` u32 codes with
+/// i64 row offsets into them.
+pub type AttributeColumn<'py> = (
+    String,
+    String,
+    Bound<'py, PyAny>,
+    Option<Vec<String>>,
+    Option<PyReadonlyArray1<'py, i64>>,
+);
+
+/// Copies the columns out of numpy (they are small next to the vectors).
+pub fn attributes_of(columns: Vec<AttributeColumn<'_>>) -> PyResult<AttributesInput> {
+    let mut out = AttributesInput::default();
+    for (name, ty, values, dict, offsets) in columns {
+        let col = match (ty.as_str(), dict, offsets) {
+            ("int", None, None) => ColumnInput::Int(
+                values
+                    .extract::<PyReadonlyArray1<'_, i64>>()?
+                    .as_slice()?
+                    .to_vec(),
+            ),
+            ("float", None, None) => ColumnInput::Float(
+                values
+                    .extract::<PyReadonlyArray1<'_, f64>>()?
+                    .as_slice()?
+                    .to_vec(),
+            ),
+            ("bool", None, None) => ColumnInput::Bool(
+                values
+                    .extract::<PyReadonlyArray1<'_, u8>>()?
+                    .as_slice()?
+                    .iter()
+                    .map(|&b| b != 0)
+                    .collect(),
+            ),
+            ("str", Some(dict), None) => ColumnInput::Str {
+                dict,
+                codes: values
+                    .extract::<PyReadonlyArray1<'_, u32>>()?
+                    .as_slice()?
+                    .to_vec(),
+            },
+            ("tags", Some(dict), Some(offsets)) => ColumnInput::Tags {
+                dict,
+                offsets: offsets
+                    .as_slice()?
+                    .iter()
+                    .map(|&o| o.max(0) as u64)
+                    .collect(),
+                codes: values
+                    .extract::<PyReadonlyArray1<'_, u32>>()?
+                    .as_slice()?
+                    .to_vec(),
+            },
+            (t, _, _) => {
+                return Err(Error::param(
+                    "attributes",
+                    format!("column {name:?}: bad encoding of type {t:?}"),
+                )
+                .into())
+            }
+        };
+        out.columns.push((name, col));
+    }
+    Ok(out)
 }

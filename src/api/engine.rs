@@ -15,7 +15,7 @@ use super::gil::enter;
 use super::params::PyParams;
 use super::Results;
 use crate::core::calibrated::recalibrate;
-use crate::core::Engine;
+use crate::core::{Engine, Filter};
 use crate::error::Error;
 use crate::index::format::SectionKind;
 use crate::index::LoadOptions;
@@ -44,31 +44,42 @@ impl PyEngine {
         Ok(PyEngine { inner })
     }
 
-    /// Top-k of one query: `(ids int64 (k,), scores float32 (k,))`.
+    /// Top-k of one query: `(ids int64 (k,), scores float32 (k,))`, over
+    /// the rows `filter` (JSON text) matches.
+    #[pyo3(signature = (query, k, params, filter=None))]
     fn search<'py>(
         &self,
         py: Python<'py>,
         query: PyReadonlyArray1<'py, f32>,
         k: usize,
         params: &PyParams,
+        filter: Option<&str>,
     ) -> PyResult<Results<'py, Ix1>> {
         let q = query.as_slice()?.to_vec();
         let p = params.with_k(k);
-        let (ids, scores) = enter(py, || self.inner.search(&q, &p))?;
+        let (ids, scores, _) = enter(py, || {
+            let f = filter.map(Filter::parse).transpose()?;
+            self.inner.search_filtered(&q, &p, f.as_ref())
+        })?;
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
     }
 
     /// Like `search`, plus a dict of what each stage did.
+    #[pyo3(signature = (query, k, params, filter=None))]
     fn search_stats<'py>(
         &self,
         py: Python<'py>,
         query: PyReadonlyArray1<'py, f32>,
         k: usize,
         params: &PyParams,
+        filter: Option<&str>,
     ) -> PyResult<(Results<'py, Ix1>, StageCounts)> {
         let q = query.as_slice()?.to_vec();
         let p = params.with_k(k);
-        let (ids, scores, st) = enter(py, || self.inner.search_with_stats(&q, &p))?;
+        let (ids, scores, st) = enter(py, || {
+            let f = filter.map(Filter::parse).transpose()?;
+            self.inner.search_filtered(&q, &p, f.as_ref())
+        })?;
         let stats = [
             ("probed", st.probed),
             ("scanned", st.scanned),
@@ -79,17 +90,22 @@ impl PyEngine {
     }
 
     /// Top-k of each row: `(ids int64 (b, k), scores float32 (b, k))`.
+    #[pyo3(signature = (queries, k, params, filter=None))]
     fn search_batch<'py>(
         &self,
         py: Python<'py>,
         queries: PyReadonlyArray2<'py, f32>,
         k: usize,
         params: &PyParams,
+        filter: Option<&str>,
     ) -> PyResult<Results<'py, Ix2>> {
         let b = queries.shape()[0];
         let q = queries.as_slice()?.to_vec();
         let p = params.with_k(k);
-        let r = enter(py, || self.inner.search_batch(&q, &p))?;
+        let r = enter(py, || {
+            let f = filter.map(Filter::parse).transpose()?;
+            self.inner.search_batch_filtered(&q, &p, f.as_ref())
+        })?;
         let ids = r.ids.into_pyarray(py).reshape([b, r.k])?;
         let scores = r.scores.into_pyarray(py).reshape([b, r.k])?;
         Ok((ids, scores))
@@ -128,6 +144,18 @@ impl PyEngine {
     fn calibration_json(&self) -> Option<String> {
         let c = self.inner.file().calibration()?;
         serde_json::to_string(c).ok()
+    }
+
+    /// `(name, type)` of each attribute column, in stored order.
+    fn attribute_schema(&self) -> Vec<(String, &'static str)> {
+        let a = self.inner.file().attributes();
+        a.schema().into_iter().map(|(n, t)| (n, t.name())).collect()
+    }
+
+    /// Checks `filter` (JSON text) against this index's attributes without
+    /// searching: raises `InvalidFilterError` where a search would.
+    fn check_filter(&self, filter: &str) -> PyResult<()> {
+        Ok(Filter::parse(filter)?.check(self.inner.file())?)
     }
 
     /// Bytes per part: `{"tier1": ..., "tier2": ..., "ids": ..., "file": ...}`.

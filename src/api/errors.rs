@@ -20,6 +20,7 @@ import_exception!(svve_core.exceptions, CollectionExistsError);
 import_exception!(svve_core.exceptions, CollectionLockedError);
 import_exception!(svve_core.exceptions, ReadOnlyCollectionError);
 import_exception!(svve_core.exceptions, DuplicateIdError);
+import_exception!(svve_core.exceptions, InvalidFilterError);
 
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
@@ -39,6 +40,7 @@ impl From<Error> for PyErr {
             Error::CollectionLocked { .. } => CollectionLockedError::new_err(msg),
             Error::ReadOnly { .. } => ReadOnlyCollectionError::new_err(msg),
             Error::DuplicateId { .. } => DuplicateIdError::new_err(msg),
+            Error::InvalidFilter(_) => InvalidFilterError::new_err(msg),
         }
     }
 }

@@ -298,6 +298,7 @@ impl State {
             .map(|s| Part {
                 engine: &s.engine,
                 mask: s.search_mask(),
+                filtered: false,
             })
             .collect()
     }

@@ -6,12 +6,11 @@ use std::path::Path;
 use super::calibrate::{calibrate, QuerySource};
 use super::engine::Engine;
 use crate::error::{Error, Result};
+use crate::index::build::{build_pending_input, BuildInput};
 use crate::index::calibration::Calibration;
 use crate::index::copy::copy_pending;
 use crate::index::format::SectionKind;
-use crate::index::{
-    build_pending, BuildConfig, IndexFile, LoadOptions, Manifest, Metric, Progress,
-};
+use crate::index::{BuildConfig, IndexFile, LoadOptions, Manifest, Metric, Progress};
 
 /// Builds a calibrated index at `path` (see `index::build_index` for the
 /// rest): the file is written under a temporary name, opened and calibrated,
@@ -26,7 +25,19 @@ pub fn build_index(
     config: &BuildConfig,
     progress: &mut dyn Progress,
 ) -> Result<Manifest> {
-    let (manifest, mut pending) = build_pending(path, vectors, dim, ids, metric, config, progress)?;
+    let input = BuildInput::new(vectors, dim).ids(ids);
+    build_input(path, input, metric, config, progress)
+}
+
+/// [`build_index`] of a [`BuildInput`] (rows with attributes).
+pub fn build_input(
+    path: &Path,
+    input: BuildInput<'_>,
+    metric: Metric,
+    config: &BuildConfig,
+    progress: &mut dyn Progress,
+) -> Result<Manifest> {
+    let (manifest, mut pending) = build_pending_input(path, input, metric, config, progress)?;
     if config.calibrate {
         let cal = {
             let file = IndexFile::open_pending(pending.temp_path(), LoadOptions { verify: false })?;

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::exact::exact_all;
+use super::filter::Filter;
 use super::mask::RowMask;
 use super::params::SearchParams;
-use super::plan::QueryPlan;
+use super::plan::{filter_exact, QueryPlan};
 use super::router::{Centroids, Router};
 use super::scratch::{with_scratch, Scratch};
 use super::stack::Stack;
@@ -191,7 +192,46 @@ impl Engine {
         params: &SearchParams,
         mask: Option<&RowMask>,
     ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
-        search_parts(&[Part { engine: self, mask }], query, params, None)
+        let filtered = mask.is_some();
+        search_parts(
+            &[Part {
+                engine: self,
+                mask,
+                filtered,
+            }],
+            query,
+            params,
+            None,
+        )
+    }
+
+    /// The rows of this file `filter` matches (`None`: no filter).
+    pub fn filter_mask(&self, filter: Option<&Filter>) -> Result<Option<RowMask>> {
+        filter.map(|f| f.mask(&self.file)).transpose()
+    }
+
+    /// [`Engine::search_with_stats`] over the rows `filter` matches
+    /// (`min(k, matching)` of them).
+    pub fn search_filtered(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: Option<&Filter>,
+    ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
+        let mask = self.filter_mask(filter)?;
+        self.search_masked(query, params, mask.as_ref())
+    }
+
+    /// [`Engine::search_batch`] over the rows `filter` matches (one filter,
+    /// evaluated once, for the whole batch).
+    pub fn search_batch_filtered(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: Option<&Filter>,
+    ) -> Result<BatchResult> {
+        let mask = self.filter_mask(filter)?;
+        self.search_batch_masked(queries, params, mask.as_ref())
     }
 
     /// Top-k of each row of `queries` (`b x dim`, row-major). Queries run in
@@ -207,7 +247,17 @@ impl Engine {
         params: &SearchParams,
         mask: Option<&RowMask>,
     ) -> Result<BatchResult> {
-        search_batch_parts(&[Part { engine: self, mask }], queries, params, None)
+        let filtered = mask.is_some();
+        search_batch_parts(
+            &[Part {
+                engine: self,
+                mask,
+                filtered,
+            }],
+            queries,
+            params,
+            None,
+        )
     }
 
     /// The plan of one query over `stack` (whose first file is this one):
@@ -250,18 +300,32 @@ impl Engine {
             s.out.clear();
             return Ok(stats);
         }
-        if plan.exact {
+        let allowed = stack.allowed();
+        let brute = |s: &mut Scratch, mut stats: SearchStats| {
             exact_all(stack, &s.query.q, plan.splits(n), &mut s.best);
             s.best.drain_sorted(&mut s.out);
-            stats.rescored = n;
-            return Ok(stats);
+            stats.rescored = allowed;
+            Ok(stats)
+        };
+        // A filter matching no more rows than Tier1 would keep: score them.
+        if plan.exact || (plan.filtered && allowed <= plan.candidates) {
+            return brute(s, stats);
         }
         let router = Router::new(stack, &self.centroids);
-        router.route(&s.query, plan, &mut s.route_order);
+        let mut candidates = plan.candidates;
+        if plan.filtered {
+            let far = router.route_filtered(&s.query, plan, &mut s.route_order);
+            candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
+        } else {
+            router.route(&s.query, plan, &mut s.route_order);
+        }
         let rows = rows_in(stack, &s.route_order);
+        if plan.filtered && filter_exact(allowed, rows, candidates) {
+            return brute(s, stats);
+        }
         s.probe_norms.clear();
         s.probe_norms.resize(view.partitions(), 0.0);
-        s.survivors.reset(plan.candidates);
+        s.survivors.reset(candidates);
         let tier1 = Tier1::new(stack, &router, &s.query, plan);
         if plan.splits(rows) {
             tier1.scan_split(&s.route_order, &mut s.survivors, &mut s.probe_norms);
@@ -325,6 +389,9 @@ pub struct Part<'a> {
     pub engine: &'a Engine,
     /// Rows it may return (`None`: all).
     pub mask: Option<&'a RowMask>,
+    /// Whether `mask` holds a filter (not only deletions): the query is
+    /// planned as a filtered one ([`QueryPlan::filtered`]).
+    pub filtered: bool,
 }
 
 /// The files of `parts` as one stack; the first one routes and plans.
@@ -371,7 +438,8 @@ pub fn search_parts(
 ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
     let stack = stack_of(parts)?;
     let base = parts[0].engine;
-    let plan = base.stack_plan(&stack, params, true, calibration)?;
+    let mut plan = base.stack_plan(&stack, params, true, calibration)?;
+    plan.filtered = parts.iter().any(|p| p.filtered);
     with_scratch(|s| {
         let stats = base.run_query(&stack, query, &plan, s)?;
         let (ids, scores) = finish(&stack, &s.out);
@@ -389,7 +457,8 @@ pub fn search_batch_parts(
 ) -> Result<BatchResult> {
     let stack = stack_of(parts)?;
     let base = parts[0].engine;
-    let plan = base.stack_plan(&stack, params, false, calibration)?;
+    let mut plan = base.stack_plan(&stack, params, false, calibration)?;
+    plan.filtered = parts.iter().any(|p| p.filtered);
     let dim = base.dim();
     if !queries.len().is_multiple_of(dim) {
         return Err(Error::DimensionMismatch {

@@ -11,9 +11,18 @@ use crate::pool;
 /// Scores the allowed rows of `start..end` of `view` exactly into `best`,
 /// numbered from `first`.
 fn exact_scan(view: &View<'_>, first: usize, q: &[f32], start: usize, end: usize, best: &mut TopK) {
-    for row in start..end {
-        if view.allows(row) {
-            best.push(view.exact_score(q, row), (first + row) as u32);
+    match view.mask {
+        // A word of the mask at a time: a selective filter's brute force
+        // costs its matching rows, not the file's.
+        Some(mask) => {
+            for row in mask.ones_in(start, end) {
+                best.push(view.exact_score(q, row), (first + row) as u32);
+            }
+        }
+        None => {
+            for row in start..end {
+                best.push(view.exact_score(q, row), (first + row) as u32);
+            }
         }
     }
 }

@@ -1,6 +1,5 @@
 //! [`RowMask`]: which stored rows of one index a query may return. Live
-//! collections mask deleted rows with it (filters will mask non-matching
-//! ones). Tier1 ANDs it into the kernel's per-block survivor mask, so a
+//! collections mask deleted rows with it, filters non-matching ones. Tier1 ANDs it into the kernel's per-block survivor mask, so a
 //! masked row never takes a candidate slot; routing counts allowed rows
 //! when it tops a query up to `k`; brute force skips masked rows.
 use crate::math::bits::BLOCK;
@@ -31,6 +30,78 @@ impl RowMask {
             len,
             allowed: len,
         }
+    }
+
+    /// None of `len` rows allowed.
+    pub fn none(len: usize) -> Self {
+        RowMask {
+            words: vec![0; len.div_ceil(64)],
+            len,
+            allowed: 0,
+        }
+    }
+
+    /// Allows row `row` (below `len`).
+    #[inline]
+    pub fn set(&mut self, row: usize) {
+        if let Some(w) = self.words.get_mut(row / 64) {
+            let bit = 1u64 << (row % 64);
+            self.allowed += usize::from(*w & bit == 0);
+            *w |= bit;
+        }
+    }
+
+    /// Keeps only rows both masks allow (same `len`).
+    pub fn and_with(&mut self, other: &RowMask) {
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w &= o;
+        }
+        self.recount();
+    }
+
+    /// Allows rows either mask allows (same `len`).
+    pub fn or_with(&mut self, other: &RowMask) {
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w |= o;
+        }
+        self.recount();
+    }
+
+    /// Allows exactly the rows that were not allowed.
+    pub fn invert(&mut self) {
+        for w in &mut self.words {
+            *w = !*w;
+        }
+        if !self.len.is_multiple_of(64) {
+            if let Some(last) = self.words.last_mut() {
+                *last &= (1u64 << (self.len % 64)) - 1;
+            }
+        }
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        self.allowed = self.words.iter().map(|w| w.count_ones() as usize).sum();
+    }
+
+    /// The allowed rows of `start..end`, ascending, a word at a time (rows
+    /// in all-zero words cost nothing).
+    pub fn ones_in(&self, start: usize, end: usize) -> impl Iterator<Item = usize> + '_ {
+        let end = end.min(self.len);
+        let (w0, w1) = (start / 64, end.div_ceil(64));
+        (w0..w1.max(w0)).flat_map(move |wi| {
+            let mut w = self.words[wi];
+            std::iter::from_fn(move || {
+                while w != 0 {
+                    let r = wi * 64 + w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    if (start..end).contains(&r) {
+                        return Some(r);
+                    }
+                }
+                None
+            })
+        })
     }
 
     /// Rows covered (allowed or not).

@@ -10,6 +10,7 @@ pub mod calibrate;
 pub mod calibrated;
 pub mod engine;
 pub mod exact;
+pub mod filter;
 pub mod mask;
 pub mod params;
 pub mod plan;
@@ -23,6 +24,7 @@ pub mod topk;
 pub mod view;
 
 pub use engine::{search_batch_parts, search_parts, Engine, Part, SearchStats};
+pub use filter::Filter;
 pub use mask::RowMask;
 pub use params::SearchParams;
 pub use plan::QueryPlan;

@@ -73,6 +73,17 @@ impl<'a> Stack<'a> {
         self.views.iter().map(|v| v.allowed_in(p)).sum()
     }
 
+    /// Rows of partition `p` in every view (allowed or not).
+    pub fn rows_in_partition(&self, p: usize) -> usize {
+        self.views
+            .iter()
+            .map(|v| {
+                let (a, b) = v.rows_of(p);
+                b - a
+            })
+            .sum()
+    }
+
     /// The view holding row `row` and the row's number in it.
     #[inline]
     pub fn locate(&self, row: usize) -> (&View<'a>, usize) {

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use super::attributes::{self, AttributesInput};
 use super::calibration::{Calibration, SLOT_BYTES};
-use super::format::SectionKind;
+use super::format::{version_for, SectionKind};
 use super::kmeans::{self, sample_indices, Rng, SAMPLE_PER_CENTROID};
 use super::manifest::{BuildConfig, Manifest, Metric};
 use super::writer::{write_pending, Pending, SectionPlan};
@@ -116,7 +117,57 @@ pub fn build_pending(
     config: &BuildConfig,
     progress: &mut dyn Progress,
 ) -> Result<(Manifest, Pending)> {
-    build_file(path, vectors, dim, ids, metric, config, None, progress)
+    let input = BuildInput::new(vectors, dim).ids(ids);
+    build_file(path, input, metric, config, None, progress)
+}
+
+/// What a build indexes: `n` rows of `dim` floats, their ids (`0..n` when
+/// `None`) and their attributes, all in the same (input) row order.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildInput<'a> {
+    /// `n x dim`, row-major.
+    pub vectors: &'a [f32],
+    /// Dimensions per row.
+    pub dim: usize,
+    /// One id per row.
+    pub ids: Option<&'a [i64]>,
+    /// Columns for filters.
+    pub attributes: Option<&'a AttributesInput>,
+}
+
+impl<'a> BuildInput<'a> {
+    /// Rows without ids or attributes.
+    pub fn new(vectors: &'a [f32], dim: usize) -> Self {
+        BuildInput {
+            vectors,
+            dim,
+            ids: None,
+            attributes: None,
+        }
+    }
+
+    /// With these ids.
+    pub fn ids(self, ids: Option<&'a [i64]>) -> Self {
+        BuildInput { ids, ..self }
+    }
+
+    /// With these attributes (none or no columns: a file without an
+    /// attribute section).
+    pub fn attributes(self, attributes: Option<&'a AttributesInput>) -> Self {
+        let attributes = attributes.filter(|a| !a.columns.is_empty());
+        BuildInput { attributes, ..self }
+    }
+}
+
+/// [`build_pending`] of a [`BuildInput`].
+pub fn build_pending_input(
+    path: &Path,
+    input: BuildInput<'_>,
+    metric: Metric,
+    config: &BuildConfig,
+    progress: &mut dyn Progress,
+) -> Result<(Manifest, Pending)> {
+    build_file(path, input, metric, config, None, progress)
 }
 
 /// Builds an index file at `path` on the given partitions (`centroids`,
@@ -140,33 +191,28 @@ pub fn build_on_partitions(
         partitions: centroids.len() / dim,
         ..config.clone()
     };
-    let (manifest, pending) = build_file(
-        path,
-        vectors,
-        dim,
-        ids,
-        metric,
-        &config,
-        Some(centroids),
-        &mut (),
-    )?;
+    let input = BuildInput::new(vectors, dim).ids(ids);
+    let (manifest, pending) = build_file(path, input, metric, &config, Some(centroids), &mut ())?;
     pending.commit()?;
     Ok(manifest)
 }
 
 /// [`build_pending`] on trained partitions, or on `given` ones.
-#[allow(clippy::too_many_arguments)]
 fn build_file(
     path: &Path,
-    vectors: &[f32],
-    dim: usize,
-    ids: Option<&[i64]>,
+    input: BuildInput<'_>,
     metric: Metric,
     config: &BuildConfig,
     given: Option<&[f32]>,
     progress: &mut dyn Progress,
 ) -> Result<(Manifest, Pending)> {
+    let BuildInput {
+        vectors, dim, ids, ..
+    } = input;
     let n = check_input(vectors, dim, ids)?;
+    if let Some(a) = input.attributes {
+        attributes::check_input(a, n).map_err(|r| Error::param("attributes", r))?;
+    }
     let total = work_units(n, config.calibrate);
     let norms = row_scales(vectors, dim, metric)?;
     let row = |i: usize, buf: &mut [f32]| {
@@ -222,10 +268,16 @@ fn build_file(
         }
     }
 
-    let manifest = Manifest::new(n, dim, parts, metric, config.clone());
+    let attr_bytes = match input.attributes {
+        Some(a) => Some(attributes::encode(a, &order).map_err(|r| Error::param("attributes", r))?),
+        None => None,
+    };
+    let mut manifest = Manifest::new(n, dim, parts, metric, config.clone());
+    let optional = attr_bytes.as_ref().map(|_| SectionKind::Attributes);
+    manifest.format_version = version_for(REQUIRED.into_iter().chain(optional));
     let manifest_json =
         serde_json::to_vec(&manifest).map_err(|e| Error::param("manifest", e.to_string()))?;
-    let plans = [
+    let mut plans = vec![
         plan(SectionKind::Manifest, manifest_json.len(), 1),
         plan(SectionKind::Centroid, parts, dim),
         plan(SectionKind::Offsets, parts + 1, 1),
@@ -235,6 +287,9 @@ fn build_file(
         plan(SectionKind::Ids, n, 1),
         plan(SectionKind::Calibration, SLOT_BYTES, 1),
     ];
+    if let Some(a) = &attr_bytes {
+        plans.push(plan(SectionKind::Attributes, a.len(), 1));
+    }
     let placeholder = Calibration::encode_slot(None).map_err(|e| Error::param("calibration", e))?;
     let default_ids: Vec<i64>;
     let ids = match ids {
@@ -276,9 +331,22 @@ fn build_file(
             sink.write_pod(&stored)
         }
         SectionKind::Calibration => sink.write(&placeholder),
+        SectionKind::Attributes => sink.write(attr_bytes.as_deref().unwrap_or_default()),
     })?;
     Ok((manifest, pending))
 }
+
+/// The sections every build writes.
+const REQUIRED: [SectionKind; 8] = [
+    SectionKind::Manifest,
+    SectionKind::Centroid,
+    SectionKind::Offsets,
+    SectionKind::Codes,
+    SectionKind::Factors,
+    SectionKind::Vectors,
+    SectionKind::Ids,
+    SectionKind::Calibration,
+];
 
 fn plan(kind: SectionKind, rows: usize, cols: usize) -> SectionPlan {
     SectionPlan {

@@ -1,11 +1,12 @@
 //! A copy of an index file with a new calibration: the same sections (read
-//! from the mapped source), the current format version, and the new `CALI`
+//! from the mapped source, optional ones where it has them), the current
+//! format version, and the new `CALI`
 //! slot, written atomically like a build. Recalibrating from a query log
 //! uses it; the source is only read, so it may stay mapped and in service.
 use std::path::Path;
 
 use super::calibration::{Calibration, SLOT_BYTES};
-use super::format::{SectionKind, FORMAT_VERSION};
+use super::format::{version_for, SectionKind};
 use super::reader::IndexFile;
 use super::writer::{write_pending, Pending, SectionPlan};
 use crate::error::{Error, Result};
@@ -14,14 +15,18 @@ use crate::error::{Error, Result};
 /// it to rename it into place). `dst` may be `src`'s own path: the rename
 /// replaces the name, never the mapped bytes.
 pub fn copy_pending(src: &IndexFile, dst: &Path, calibration: &Calibration) -> Result<Pending> {
+    let kinds: Vec<SectionKind> = SectionKind::ALL
+        .into_iter()
+        .filter(|k| !k.optional() || src.entry(*k).len > 0)
+        .collect();
     let mut manifest = src.manifest().clone();
-    manifest.format_version = FORMAT_VERSION;
+    manifest.format_version = version_for(kinds.iter().copied());
     manifest.build.calibrate = true;
     let manifest_json =
         serde_json::to_vec(&manifest).map_err(|e| Error::param("manifest", e.to_string()))?;
     let slot =
         Calibration::encode_slot(Some(calibration)).map_err(|e| Error::param("calibration", e))?;
-    let plans: Vec<SectionPlan> = SectionKind::ALL
+    let plans: Vec<SectionPlan> = kinds
         .iter()
         .map(|&kind| {
             let (rows, cols) = match kind {

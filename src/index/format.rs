@@ -1,4 +1,4 @@
-//! The byte layout of an index file (format versions 1 and 2). All integers are
+//! The byte layout of an index file (format versions 1 to 3). All integers are
 //! little-endian; every section starts on a 64-byte boundary.
 //!
 //! ```text
@@ -15,8 +15,9 @@ pub const PENDING_MAGIC: [u8; 8] = *b"SVVEPND\0";
 /// First 4 bytes of every section table entry.
 pub const SECTION_MAGIC: [u8; 4] = *b"SVSC";
 /// The format version this build writes. Version 2 added the calibration
-/// section; version 1 files (without it) are still read.
-pub const FORMAT_VERSION: u16 = 2;
+/// section, version 3 the optional attribute section; version 1 and 2 files
+/// are still read.
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest format version this build reads.
 pub const OLDEST_READABLE: u16 = 1;
 /// Size of the file header and of each section table entry.
@@ -25,6 +26,13 @@ pub const HEADER_LEN: usize = 64;
 pub const ALIGN: usize = 64;
 /// Upper bound on sections, so a corrupt count cannot make us read far.
 pub const MAX_SECTIONS: u32 = 64;
+
+/// The format version of a file holding sections `kinds`: the newest
+/// any of them needs, so a file without attributes stays a version 2 file
+/// that older builds read.
+pub fn version_for(kinds: impl IntoIterator<Item = SectionKind>) -> u16 {
+    kinds.into_iter().map(SectionKind::since).max().unwrap_or(1)
+}
 
 /// What a section holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,11 +56,15 @@ pub enum SectionKind {
     /// (rows = bytes, cols = 1; format version 2 on; `null` when the build
     /// did not calibrate). See `index::calibration`.
     Calibration,
+    /// Row attributes for filters (rows = bytes, cols = 1; format version
+    /// 3 on, and optional: absent when the build had none). See
+    /// `index::attributes`.
+    Attributes,
 }
 
 impl SectionKind {
     /// All kinds, in the order the writer lays them out.
-    pub const ALL: [SectionKind; 8] = [
+    pub const ALL: [SectionKind; 9] = [
         SectionKind::Manifest,
         SectionKind::Centroid,
         SectionKind::Offsets,
@@ -61,15 +73,22 @@ impl SectionKind {
         SectionKind::Vectors,
         SectionKind::Ids,
         SectionKind::Calibration,
+        SectionKind::Attributes,
     ];
 
-    /// The first format version in which this section is required (and
-    /// allowed).
+    /// The first format version in which this section is allowed (and,
+    /// unless [`SectionKind::optional`], required).
     pub fn since(self) -> u16 {
         match self {
             SectionKind::Calibration => 2,
+            SectionKind::Attributes => 3,
             _ => 1,
         }
+    }
+
+    /// Whether a file may leave this section out.
+    pub fn optional(self) -> bool {
+        self == SectionKind::Attributes
     }
 
     /// The 4-byte tag stored in the section entry.
@@ -83,6 +102,7 @@ impl SectionKind {
             SectionKind::Vectors => *b"VECS",
             SectionKind::Ids => *b"IDS\0",
             SectionKind::Calibration => *b"CALI",
+            SectionKind::Attributes => *b"ATTR",
         }
     }
 
@@ -94,7 +114,9 @@ impl SectionKind {
     /// The element type this kind must be stored with.
     pub fn elem(self) -> ElemType {
         match self {
-            SectionKind::Manifest | SectionKind::Calibration => ElemType::U8,
+            SectionKind::Manifest | SectionKind::Calibration | SectionKind::Attributes => {
+                ElemType::U8
+            }
             SectionKind::Codes | SectionKind::Offsets => ElemType::U64,
             SectionKind::Ids => ElemType::I64,
             SectionKind::Centroid | SectionKind::Factors | SectionKind::Vectors => ElemType::F32,
@@ -112,6 +134,7 @@ impl SectionKind {
             SectionKind::Vectors => "tier2 vectors",
             SectionKind::Ids => "ids",
             SectionKind::Calibration => "calibration",
+            SectionKind::Attributes => "attribute",
         }
     }
 }

@@ -1,4 +1,5 @@
 //! The on-disk index: format, manifest, builder, atomic writer and mmap reader.
+pub mod attributes;
 pub mod build;
 pub mod calibration;
 pub mod copy;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use memmap2::{Advice, Mmap};
 
+use super::attributes::Attributes;
 use super::calibration::{Calibration, SLOT_BYTES};
 use super::format::{
     FileHeader, SectionEntry, SectionKind, FILE_MAGIC, FORMAT_VERSION, HEADER_LEN, OLDEST_READABLE,
@@ -40,6 +41,10 @@ pub struct IndexFile {
     /// The recall calibration (`None`: a version 1 file or an
     /// uncalibrated build).
     calibration: Option<Calibration>,
+    /// The attribute columns' header (empty without an `ATTR` section).
+    attributes: Attributes,
+    /// Stored rows sorted by id, built on first use (id filters).
+    id_order: std::sync::OnceLock<Vec<u32>>,
 }
 
 fn slot(kind: SectionKind) -> usize {
@@ -144,6 +149,13 @@ impl IndexFile {
             }
             c
         };
+        let attr = &sections[slot(SectionKind::Attributes)];
+        let attributes = if attr.len == 0 {
+            Attributes::default()
+        } else {
+            let bytes = &map[attr.offset as usize..(attr.offset + attr.len) as usize];
+            Attributes::decode(bytes, manifest.n).map_err(|r| Error::corrupt(path, r))?
+        };
         let index = IndexFile {
             path: path.to_path_buf(),
             map,
@@ -152,6 +164,8 @@ impl IndexFile {
             manifest_json,
             version: header.version,
             calibration,
+            attributes,
+            id_order: std::sync::OnceLock::new(),
         };
         index.check_alignment()?;
         index.check_offsets()?;
@@ -186,6 +200,26 @@ impl IndexFile {
     /// The recall calibration, if the file has one.
     pub fn calibration(&self) -> Option<&Calibration> {
         self.calibration.as_ref()
+    }
+
+    /// The attribute columns (empty when the file has none).
+    pub fn attributes(&self) -> &Attributes {
+        &self.attributes
+    }
+
+    /// The attribute section's bytes, which [`IndexFile::attributes`] reads.
+    pub fn attribute_bytes(&self) -> &[u8] {
+        self.section(SectionKind::Attributes)
+    }
+
+    /// Stored rows in ascending id order (ties by row), built once.
+    pub fn id_order(&self) -> &[u32] {
+        self.id_order.get_or_init(|| {
+            let ids: &[i64] = self.section(SectionKind::Ids);
+            let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+            order.sort_by_key(|&r| (ids[r as usize], r));
+            order
+        })
     }
 
     /// Number of vectors.
@@ -370,8 +404,9 @@ fn read_table(
     for (&kind, e) in SectionKind::ALL.iter().zip(found) {
         out.push(match e {
             Some(e) => e,
-            // A section newer than the file: empty, never read.
-            None if kind.since() > version => SectionEntry {
+            // A section newer than the file, or an optional one left
+            // out: empty, never read.
+            None if kind.since() > version || kind.optional() => SectionEntry {
                 kind,
                 version,
                 elem: kind.elem(),

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    align_up, FileHeader, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN, PENDING_MAGIC,
+    align_up, version_for, FileHeader, SectionEntry, SectionKind, HEADER_LEN, PENDING_MAGIC,
 };
 use crate::error::{Error, Result};
 
@@ -164,13 +164,14 @@ pub fn write_pending(
     mut fill: impl FnMut(SectionKind, &mut SectionSink<'_>) -> Result<()>,
 ) -> Result<Pending> {
     let table_end = (HEADER_LEN * (1 + plans.len())) as u64;
+    let version = version_for(plans.iter().map(|p| p.kind));
     let mut entries = Vec::with_capacity(plans.len());
     let mut at = align_up(table_end);
     for p in plans {
         let len = p.rows * p.cols * p.kind.elem().size();
         entries.push(SectionEntry {
             kind: p.kind,
-            version: FORMAT_VERSION,
+            version,
             elem: p.kind.elem(),
             rows: p.rows,
             cols: p.cols,
@@ -224,7 +225,7 @@ pub fn write_pending(
     // until `commit`.
     out.seek(SeekFrom::Start(0)).map_err(io)?;
     let header = FileHeader {
-        version: FORMAT_VERSION,
+        version,
         section_count: entries.len() as u32,
         file_len,
     };

@@ -115,7 +115,7 @@ def _file_version(value: int) -> Callable[[Env], None]:
 
 
 def _section_version(e: Env) -> None:
-    _patch_u16(e, HEADER_LEN + 8, 3)  # version of the first section table entry
+    _patch_u16(e, HEADER_LEN + 8, 4)  # version of the first section table entry
     SearchEngine(e.index)
 
 
@@ -272,10 +272,16 @@ TRIGGERS: List[Tuple[Type[BaseException], str, Callable[[Env], Any]]] = [
     (exc.CorruptIndexError, "manifest metric",
      lambda e: _manifest_says(e, b'"metric":"cosine"', b'"metric":"cosinX"')),
     (exc.CorruptIndexError, "directory", lambda e: SearchEngine(e.tmp)),
+    # InvalidFilterError
+    (exc.InvalidFilterError, "unknown attribute",
+     lambda e: e.engine.search(e.q, 5, filter={"tenant": 1})),
+    (exc.InvalidFilterError, "bad operator",
+     lambda e: e.engine.search(e.q, 5, filter={"id": {"$near": 1}})),
+    (exc.InvalidFilterError, "filter not a dict", lambda e: e.engine.search(e.q, 5, filter=[1])),
     # VersionMismatchError
-    (exc.VersionMismatchError, "file version 3", _file_version(3)),
+    (exc.VersionMismatchError, "file version 4", _file_version(4)),
     (exc.VersionMismatchError, "file version 0", _file_version(0)),
-    (exc.VersionMismatchError, "section version 3", _section_version),
+    (exc.VersionMismatchError, "section version 4", _section_version),
     # IndexIOError
     (exc.IndexIOError, "parent dir missing",
      lambda e: build_index(e.tmp / "no" / "such" / "dir.svve", e.data[:5])),
@@ -406,10 +412,10 @@ def test_verify_false_still_checks_structure(env: Env) -> None:
 
 def test_version_mismatch_message(env: Env) -> None:
     with pytest.raises(exc.VersionMismatchError) as info:
-        _file_version(3)(env)
+        _file_version(4)(env)
     msg = str(info.value)
     assert str(env.index) in msg
-    assert "version 3" in msg
+    assert "version 4" in msg
     assert f"reads version {svve_core.FORMAT_VERSION}" in msg
     assert not isinstance(info.value, exc.CorruptIndexError)
 

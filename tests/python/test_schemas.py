@@ -291,7 +291,7 @@ def test_manifest_of_built_index(index_paths: Dict[str, Path], dataset: Any) -> 
     for metric, path in index_paths.items():
         m = IndexManifest(**read_manifest(path))
         assert m.format == "svve-core"
-        assert m.format_version == svve_core.FORMAT_VERSION
+        assert m.format_version == 2  # no attributes: a version 2 file
         assert m.library_version == svve_core.__version__
         assert (m.n, m.dim, m.metric) == (*dataset.data.shape, metric)
         assert m.code_words == math.ceil(dataset.data.shape[1] / 64)
@@ -312,7 +312,10 @@ def test_index_info_after_build(
     words = math.ceil(dim / 64)
     assert info.path == os.fspath(path)
     assert (info.n, info.dim, info.metric) == (n, dim, metric)
-    assert info.format_version == svve_core.FORMAT_VERSION == 2
+    # Without attributes a build writes a version 2 file (older builds read
+    # it); version 3 adds the attribute section.
+    assert info.format_version == 2
+    assert svve_core.FORMAT_VERSION == 3
     assert info.library_version == svve_core.__version__
     assert info.build == IndexConfig(center=center)
     assert info.partitions == 1  # automatic: flat below 10k rows

@@ -66,7 +66,7 @@ fn search_survives(path: &std::path::Path, n: usize, dim: usize) {
 fn every_bit_of_header_and_table_is_checked() {
     let f = tiny();
     let end = table_end(&f.bytes);
-    assert_eq!(end, HEADER_LEN * 9, "header + 8 entries");
+    assert_eq!(end, HEADER_LEN * 10, "header + 9 entries");
     let mut refused = 0;
     for byte in 0..end {
         for bit in 0..8 {
@@ -181,7 +181,7 @@ fn extension_is_refused(#[values(1, 7, 63, 64, 65, 4096)] extra: usize) {
 }
 
 #[rstest]
-fn header_version_is_a_version_mismatch(#[values(0, 3, 7, u16::MAX)] version: u16) {
+fn header_version_is_a_version_mismatch(#[values(0, 4, 7, u16::MAX)] version: u16) {
     let f = tiny();
     let mut b = f.bytes.clone();
     b[8..10].copy_from_slice(&version.to_le_bytes());
@@ -200,9 +200,9 @@ fn header_version_is_a_version_mismatch(#[values(0, 3, 7, u16::MAX)] version: u1
 fn every_section_version_is_checked() {
     let f = tiny();
     for i in 0..SectionKind::ALL.len() {
-        // An entry's version must be the file's (2); a newer one is a
+        // An entry's version must be the file's (3); a newer one is a
         // version mismatch, an older one a damaged file.
-        for version in [0u16, 1, 3, u16::MAX] {
+        for version in [0u16, 1, 2, 4, u16::MAX] {
             let mut b = f.bytes.clone();
             let at = HEADER_LEN * (1 + i);
             b[at + 8..at + 10].copy_from_slice(&version.to_le_bytes());
@@ -219,7 +219,7 @@ fn every_section_version_is_checked() {
             } else {
                 let msg = expect_refused(&p, false);
                 assert!(
-                    msg.contains(&format!("version {version} in a version 2 file")),
+                    msg.contains(&format!("version {version} in a version 3 file")),
                     "entry {i} version {version}: {msg}"
                 );
             }
@@ -272,7 +272,8 @@ fn broken_manifests(good: &str) -> Vec<(&'static str, Vec<u8>)> {
         ("nul bytes", vec![0u8; 64]),
         ("format", set("format", "svve-other".into())),
         ("format_version 1", set("format_version", 1.into())),
-        ("format_version 3", set("format_version", 3.into())),
+        ("format_version 2", set("format_version", 2.into())),
+        ("format_version 4", set("format_version", 4.into())),
         ("format_version 0", set("format_version", 0.into())),
         ("format_version string", set("format_version", "1".into())),
         ("n string", set("n", "300".into())),
@@ -502,7 +503,8 @@ fn table_level_damage_is_refused() {
 #[rstest]
 #[case::no_sections(0, "missing")]
 #[case::seven(7, "missing")]
-#[case::nine(9, "")]
+#[case::eight(8, "follow")]
+#[case::ten(10, "")]
 #[case::max(MAX_SECTIONS, "")]
 #[case::over_max(MAX_SECTIONS + 1, "max")]
 #[case::u32_max(u32::MAX, "max")]

@@ -5,10 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use _svve_core::index::attributes::{AttributesInput, ColumnInput};
+use _svve_core::index::build::{build_pending_input, BuildInput};
 use _svve_core::index::format::{
     align_up, ElemType, FileHeader, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN,
 };
-use _svve_core::index::{build_index, BuildConfig, IndexFile, LoadOptions, Metric};
+use _svve_core::index::{BuildConfig, IndexFile, LoadOptions, Metric};
 use _svve_core::Error;
 
 use crate::common::{clustered, TempDir};
@@ -93,8 +95,10 @@ pub fn assemble_with(secs: &[Sec], entries: &[SectionEntry]) -> Vec<u8> {
         .unwrap_or(table_end)
         .max(table_end);
     let mut out = vec![0u8; end];
+    // The file's version is its sections' (a file without attributes is
+    // version 2, one with them version 3).
     let header = FileHeader {
-        version: FORMAT_VERSION,
+        version: entries.first().map_or(FORMAT_VERSION, |e| e.version),
         section_count: entries.len() as u32,
         file_len: end as u64,
     };
@@ -167,7 +171,25 @@ impl Fixture {
             partitions,
             ..BuildConfig::default()
         };
-        build_index(&path, &data, dim, None, metric, &cfg, &mut ()).expect("build");
+        // With attributes, so the file holds every kind of section.
+        let attrs = AttributesInput {
+            columns: vec![
+                (
+                    "tenant".into(),
+                    ColumnInput::Int((0..n as i64).map(|i| i % 5).collect()),
+                ),
+                (
+                    "lang".into(),
+                    ColumnInput::Str {
+                        dict: vec!["en".into(), "de".into()],
+                        codes: (0..n as u32).map(|i| i % 2).collect(),
+                    },
+                ),
+            ],
+        };
+        let input = BuildInput::new(&data, dim).attributes(Some(&attrs));
+        let (_, pending) = build_pending_input(&path, input, metric, &cfg, &mut ()).expect("build");
+        pending.commit().expect("commit");
         let bytes = std::fs::read(&path).unwrap();
         Fixture {
             dir,

@@ -6,6 +6,7 @@ mod common;
 mod corruption;
 mod craft;
 mod decode;
+mod filter;
 mod format;
 mod frozen;
 mod kernels;
