@@ -38,6 +38,34 @@ def quickstart(directory: Path) -> None:
         doc_ids, scores = await engine.asearch(vectors[0], k=10)
         assert len(doc_ids) == len(scores) == 10
 
+    # Filters (README "Filters").
+    rng = np.random.default_rng(1)
+    n = len(vectors)
+    info = svve_core.build_index(
+        directory / "docs.svve",
+        vectors,
+        ids=ids,
+        metric="cosine",
+        attributes={
+            "tenant": rng.integers(0, 100, n),
+            "lang": rng.choice(["en", "de"], n),
+            "price": rng.random(n) * 50,
+            "public": rng.random(n) < 0.5,
+            "tags": [["linux"] if i % 3 else [] for i in range(n)],
+        },
+    )
+    assert info.attributes["tags"] == "tags"
+    engine = svve_core.SearchEngine(directory / "docs.svve")
+    doc_ids, scores = engine.search(
+        vectors[0], k=10, filter={"tenant": 7, "lang": {"$in": ["en", "de"]}}
+    )
+    doc_ids, scores = engine.search(vectors[0], k=10, filter={"price": {"$gte": 10, "$lt": 20}})
+    doc_ids, scores = engine.search(
+        vectors[0], k=10, filter={"$or": [{"public": True}, {"tags": {"$contains": "linux"}}]}
+    )
+    doc_ids, scores = engine.search(vectors[0], k=10, filter={"id": {"$in": ids[:500]}})
+    assert len(doc_ids) == 10
+
     asyncio.run(from_async_code())
 
     exact_ids, _ = engine.search(vectors[0], k=10, params=svve_core.SearchParams(exact=True))
