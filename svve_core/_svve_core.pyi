@@ -10,6 +10,8 @@ import numpy.typing as npt
 __version__: str
 FORMAT_VERSION: int
 
+_Column = Tuple[str, str, npt.NDArray[Any], Optional[List[str]], Optional[npt.NDArray[np.int64]]]
+
 class _Params:
     def __init__(self, **knobs: object) -> None: ...
 
@@ -19,19 +21,36 @@ class _Collection:
     @staticmethod
     def open(path: str, readonly: bool = False, verify: bool = True) -> _Collection: ...
     def add(
-        self, vectors: npt.NDArray[np.float32], ids: Optional[npt.NDArray[np.int64]] = None
+        self,
+        vectors: npt.NDArray[np.float32],
+        ids: Optional[npt.NDArray[np.int64]] = None,
+        attributes: Optional[List[_Column]] = None,
     ) -> npt.NDArray[np.int64]: ...
-    def upsert(self, vectors: npt.NDArray[np.float32], ids: npt.NDArray[np.int64]) -> None: ...
+    def upsert(
+        self,
+        vectors: npt.NDArray[np.float32],
+        ids: npt.NDArray[np.int64],
+        attributes: Optional[List[_Column]] = None,
+    ) -> None: ...
     def delete(self, ids: npt.NDArray[np.int64]) -> int: ...
     def commit(self) -> int: ...
     def compact(self) -> int: ...
     def refresh(self) -> bool: ...
     def search(
-        self, query: npt.NDArray[np.float32], k: int, params: _Params
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        params: _Params,
+        filter: Optional[str] = None,
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def search_batch(
-        self, queries: npt.NDArray[np.float32], k: int, params: _Params
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        params: _Params,
+        filter: Optional[str] = None,
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    def attribute_schema(self) -> List[Tuple[str, str]]: ...
     def __len__(self) -> int: ...
     def stats(
         self,
@@ -92,11 +111,7 @@ def build_index(
     metric: str,
     config: str,
     progress: Optional[Callable[[int, int], object]] = None,
-    attributes: Optional[
-        List[
-            Tuple[str, str, npt.NDArray[Any], Optional[List[str]], Optional[npt.NDArray[np.int64]]]
-        ]
-    ] = None,
+    attributes: Optional[List[_Column]] = None,
 ) -> str: ...
 def search_param_spec() -> List[Dict[str, Any]]: ...
 def set_num_threads(n: int) -> None: ...

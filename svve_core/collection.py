@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from svve_core import _svve_core
 from svve_core.engine import (
+    Filter,
     PathLike,
     Result,
     _check_k,
@@ -33,6 +34,7 @@ from svve_core.exceptions import (
     InvalidParameterError,
     InvalidShapeError,
 )
+from svve_core.filters import encode_attributes, filter_text
 from svve_core.schemas import (
     Calibration,
     CollectionConfig,
@@ -127,12 +129,22 @@ class Collection:
     def _vectors(self, vectors: Any) -> np.ndarray:
         return _rows_of(vectors, "vectors", self._dim, "the collection")
 
-    def add(self, vectors: np.ndarray, ids: Optional[IdsLike] = None) -> np.ndarray:
+    def add(
+        self,
+        vectors: np.ndarray,
+        ids: Optional[IdsLike] = None,
+        attributes: Optional[Mapping[str, Any]] = None,
+    ) -> np.ndarray:
         """Add rows (``(n, dim)`` float32); returns their int64 ids. Ids are
         assigned (above every id the collection ever held) when ``None``; an id
         the collection already holds, or one given twice, is a
         ``DuplicateIdError``. Visible to this handle at once, to readers after
-        ``commit()``."""
+        ``commit()``.
+
+        ``attributes`` (name -> one value per row, as ``build_index`` takes
+        them) make the rows filterable. The first ``add`` into an empty
+        collection fixes the columns; every later ``add`` and ``upsert`` gives
+        the same ones."""
         vectors = self._vectors(vectors)
         if ids is not None:
             ids = _ids(ids)
@@ -140,15 +152,22 @@ class Collection:
                 raise InvalidShapeError(
                     f"ids must have shape ({vectors.shape[0]},), got {ids.shape}"
                 )
-        return self._core.add(vectors, ids)
+        columns = encode_attributes(attributes, vectors.shape[0])
+        return self._core.add(vectors, ids, columns)
 
-    def upsert(self, vectors: np.ndarray, ids: IdsLike) -> None:
-        """Insert rows, replacing those whose ids the collection already holds."""
+    def upsert(
+        self,
+        vectors: np.ndarray,
+        ids: IdsLike,
+        attributes: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        """Insert rows, replacing those whose ids the collection already holds
+        (with ``attributes`` as ``add`` takes them)."""
         vectors = self._vectors(vectors)
         ids = _ids(ids)
         if ids.shape[0] != vectors.shape[0]:
             raise InvalidShapeError(f"ids must have shape ({vectors.shape[0]},), got {ids.shape}")
-        self._core.upsert(vectors, ids)
+        self._core.upsert(vectors, ids, encode_attributes(attributes, vectors.shape[0]))
 
     def delete(self, ids: IdsLike) -> int:
         """Delete rows by id; returns how many existed (unknown ids are not an error)."""
@@ -192,37 +211,60 @@ class Collection:
         return params.native()
 
     def search(
-        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+        self,
+        query: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
     ) -> Result:
-        """Top-k of one query over the live rows: ``(ids int64 (m,), scores
-        float32 (m,))``, best first, ``m = min(k, len(self))``; scores as
-        ``SearchEngine.search`` returns them."""
+        """Top-k of one query over the live rows ``filter`` matches (all
+        without one; filters as ``SearchEngine.search`` takes them): ``(ids
+        int64 (m,), scores float32 (m,))``, best first, ``m = min(k, matching
+        rows)``; scores as ``SearchEngine.search`` returns them."""
         query = _query_of(query, self._dim, "the collection")
-        return self._core.search(query, _check_k(k), self._native(params))
+        return self._core.search(query, _check_k(k), self._native(params), filter_text(filter))
 
     def search_batch(
-        self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
     ) -> Result:
-        """Top-k of each row of ``queries`` (b, dim): ``(ids (b, m), scores (b, m))``."""
+        """Top-k of each row of ``queries`` (b, dim): ``(ids (b, m), scores (b, m))``,
+        one ``filter`` for all of them."""
         queries = _rows_of(queries, "queries", self._dim, "the collection")
         k = _check_k(k)
         native = self._native(params)
+        text = filter_text(filter)
         if queries.shape[0] == 0:
-            m = min(k, len(self))
+            # One probe query checks the filter (raising where a search would)
+            # and gives the width: min(k, matching rows).
+            probe = np.zeros((1, self._dim), np.float32)
+            probe[0, 0] = 1.0
+            m = self._core.search_batch(probe, k, native, text)[0].shape[1]
             return np.empty((0, m), np.int64), np.empty((0, m), np.float32)
-        return self._core.search_batch(queries, k, native)
+        return self._core.search_batch(queries, k, native, text)
 
     async def asearch(
-        self, query: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+        self,
+        query: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
     ) -> Result:
         """``search`` in a worker thread, so the event loop keeps running."""
-        return await _in_thread(self.search, query, k, params)
+        return await _in_thread(self.search, query, k, params, filter)
 
     async def asearch_batch(
-        self, queries: np.ndarray, k: int = 10, params: Optional[SearchParams] = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
     ) -> Result:
         """``search_batch`` in a worker thread."""
-        return await _in_thread(self.search_batch, queries, k, params)
+        return await _in_thread(self.search_batch, queries, k, params, filter)
 
     # -- facts --------------------------------------------------------------
 
@@ -248,6 +290,7 @@ class Collection:
             uncommitted=uncommitted,
             config=CollectionConfig(**m["config"]),
             calibration=None if m.get("calibration") is None else Calibration(**m["calibration"]),
+            attributes=dict(self._core.attribute_schema()),
             warnings=warnings,
         )
 

@@ -247,4 +247,8 @@ class CollectionInfo(_Model):
         description="The recall calibration measured on all the segments as one stack (as "
         "the collection grows); None: the base segment's own serves.",
     )
+    attributes: Dict[str, AttributeType] = Field(
+        default_factory=dict,
+        description="Attribute columns searches can filter on, name -> type (empty: none yet).",
+    )
     warnings: List[str] = Field(default_factory=list)

@@ -8,10 +8,12 @@ use numpy::{
 };
 use pyo3::prelude::*;
 
+use super::build::{attributes_of, AttributeColumn};
 use super::gil::enter;
 use super::params::PyParams;
 use super::Results;
 use crate::collection::{Collection, CollectionConfig};
+use crate::core::Filter;
 use crate::error::Error;
 use crate::index::{LoadOptions, Metric};
 
@@ -70,30 +72,38 @@ impl PyCollection {
         Ok(PyCollection { inner })
     }
 
-    /// Adds rows; returns their ids (int64).
-    #[pyo3(signature = (vectors, ids=None))]
+    /// Adds rows with their attributes (columns as `build_index` takes
+    /// them); returns their ids (int64).
+    #[pyo3(signature = (vectors, ids=None, attributes=None))]
     fn add<'py>(
         &self,
         py: Python<'py>,
         vectors: PyReadonlyArray2<'py, f32>,
         ids: Option<PyReadonlyArray1<'py, i64>>,
+        attributes: Option<Vec<AttributeColumn<'py>>>,
     ) -> PyResult<Bound<'py, PyArray<i64, Ix1>>> {
         let v = vectors.as_slice()?;
         let ids = ids_of(&ids)?;
-        let out = enter(py, || self.inner.write(|w| w.add(v, ids)))?;
+        let attrs = attributes.map(attributes_of).transpose()?;
+        let out = enter(py, || self.inner.write(|w| w.add(v, ids, attrs.as_ref())))?;
         Ok(out.into_pyarray(py))
     }
 
     /// Inserts or replaces rows.
-    fn upsert(
+    #[pyo3(signature = (vectors, ids, attributes=None))]
+    fn upsert<'py>(
         &self,
-        py: Python<'_>,
-        vectors: PyReadonlyArray2<'_, f32>,
-        ids: PyReadonlyArray1<'_, i64>,
+        py: Python<'py>,
+        vectors: PyReadonlyArray2<'py, f32>,
+        ids: PyReadonlyArray1<'py, i64>,
+        attributes: Option<Vec<AttributeColumn<'py>>>,
     ) -> PyResult<()> {
         let v = vectors.as_slice()?;
         let ids = ids.as_slice()?;
-        enter(py, || self.inner.write(|w| w.upsert(v, ids)))
+        let attrs = attributes.map(attributes_of).transpose()?;
+        enter(py, || {
+            self.inner.write(|w| w.upsert(v, ids, attrs.as_ref()))
+        })
     }
 
     /// Deletes rows by id; returns how many existed.
@@ -117,35 +127,55 @@ impl PyCollection {
         enter(py, || self.inner.refresh())
     }
 
-    /// Top-k of one query: `(ids int64 (k,), scores float32 (k,))`.
+    /// Top-k of one query: `(ids int64 (k,), scores float32 (k,))`, over
+    /// the rows `filter` (JSON text) matches.
+    #[pyo3(signature = (query, k, params, filter=None))]
     fn search<'py>(
         &self,
         py: Python<'py>,
         query: PyReadonlyArray1<'py, f32>,
         k: usize,
         params: &PyParams,
+        filter: Option<&str>,
     ) -> PyResult<Results<'py, Ix1>> {
         let q = query.as_slice()?.to_vec();
         let p = params.with_k(k);
-        let (ids, scores) = enter(py, || self.inner.search(&q, &p))?;
+        let (ids, scores) = enter(py, || {
+            let f = filter.map(Filter::parse).transpose()?;
+            self.inner.search(&q, &p, f.as_ref())
+        })?;
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
     }
 
     /// Top-k of each row: `(ids int64 (b, k), scores float32 (b, k))`.
+    #[pyo3(signature = (queries, k, params, filter=None))]
     fn search_batch<'py>(
         &self,
         py: Python<'py>,
         queries: PyReadonlyArray2<'py, f32>,
         k: usize,
         params: &PyParams,
+        filter: Option<&str>,
     ) -> PyResult<Results<'py, Ix2>> {
         let b = queries.shape()[0];
         let q = queries.as_slice()?.to_vec();
         let p = params.with_k(k);
-        let r = enter(py, || self.inner.search_batch(&q, &p))?;
+        let r = enter(py, || {
+            let f = filter.map(Filter::parse).transpose()?;
+            self.inner.search_batch(&q, &p, f.as_ref())
+        })?;
         let ids = r.ids.into_pyarray(py).reshape([b, r.k])?;
         let scores = r.scores.into_pyarray(py).reshape([b, r.k])?;
         Ok((ids, scores))
+    }
+
+    /// `(name, type)` of each attribute column (empty: none yet).
+    fn attribute_schema(&self) -> Vec<(String, &'static str)> {
+        let s = self.inner.snapshot();
+        s.schema
+            .iter()
+            .map(|(n, t)| (n.clone(), t.name()))
+            .collect()
     }
 
     /// Live rows searches see now.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::files::manifest_name;
 use crate::error::{Error, Result};
+use crate::index::attributes::AttrType;
 use crate::index::{write_small, BuildConfig, Calibration, Metric};
 
 /// Version of the manifest's layout.
@@ -93,6 +94,10 @@ pub struct CollectionManifest {
     /// Live rows when that calibration was measured (or the base built).
     #[serde(default)]
     pub calibrated_rows: u64,
+    /// The rows' attribute columns, `(name, type)`: fixed by the first
+    /// `add` with attributes into an empty collection (empty: none).
+    #[serde(default)]
+    pub attributes: Vec<(String, AttrType)>,
 }
 
 impl CollectionManifest {

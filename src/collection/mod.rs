@@ -8,6 +8,7 @@
 //! uncommitted changes, a reader the generation it last refreshed to.
 //! Searches never take a lock: the rows they read are an immutable
 //! [`State`] behind an `ArcSwap`.
+mod attrs;
 mod calibrate;
 mod deletes;
 mod drift;
@@ -28,7 +29,7 @@ pub use state::State;
 pub use writer::Writer;
 
 use crate::core::engine::BatchResult;
-use crate::core::SearchParams;
+use crate::core::{Filter, SearchParams};
 use crate::error::{Error, Result};
 use crate::index::{LoadOptions, Metric};
 
@@ -214,14 +215,24 @@ impl Collection {
         Ok(true)
     }
 
-    /// Top-k of one query over the live rows.
-    pub fn search(&self, query: &[f32], params: &SearchParams) -> Result<(Vec<i64>, Vec<f32>)> {
-        self.snapshot().search(query, params)
+    /// Top-k of one query over the live rows `filter` matches (all without one).
+    pub fn search(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: Option<&Filter>,
+    ) -> Result<(Vec<i64>, Vec<f32>)> {
+        self.snapshot().search(query, params, filter)
     }
 
-    /// Top-k of each row of `queries`.
-    pub fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<BatchResult> {
-        self.snapshot().search_batch(queries, params)
+    /// Top-k of each row of `queries` over the live rows `filter` matches.
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: Option<&Filter>,
+    ) -> Result<BatchResult> {
+        self.snapshot().search_batch(queries, params, filter)
     }
 }
 

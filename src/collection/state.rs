@@ -6,11 +6,12 @@
 //! A query runs over every segment (deleted rows masked inside Tier1),
 //! scores the fresh rows exactly, and merges the per-part top-k.
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashMap;
 use rayon::prelude::*;
 
+use super::attrs::FreshIndex;
 use super::deletes;
 use super::files::{deletes_name, segment_name, wal_name};
 use super::manifest::CollectionManifest;
@@ -18,8 +19,9 @@ use super::wal::{self, Record};
 use crate::core::engine::BatchResult;
 use crate::core::query::PreparedQuery;
 use crate::core::topk::TopK;
-use crate::core::{search_batch_parts, search_parts, Engine, Part, RowMask, SearchParams};
+use crate::core::{search_batch_parts, search_parts, Engine, Filter, Part, RowMask, SearchParams};
 use crate::error::{Error, Result};
+use crate::index::attributes::{AttrType, AttributesInput};
 use crate::index::{Calibration, LoadOptions, Metric};
 use crate::math::Kernels;
 use crate::pool;
@@ -80,8 +82,12 @@ pub struct Fresh {
     pub ids: Vec<i64>,
     /// Prepared rows (unit length for cosine), `ids.len() x dim`.
     pub rows: Vec<f32>,
+    /// Their attributes, row for row (`None`: the collection has none).
+    pub attrs: Option<AttributesInput>,
     /// Position of each id.
     pos: HashMap<i64, usize>,
+    /// The attribute index filters read, built on first use.
+    index: OnceLock<Arc<FreshIndex>>,
 }
 
 impl Fresh {
@@ -100,12 +106,28 @@ impl Fresh {
         self.pos.contains_key(&id)
     }
 
-    fn add(&mut self, ids: &[i64], rows: &[f32]) {
+    fn add(
+        &mut self,
+        ids: &[i64],
+        rows: &[f32],
+        attrs: Option<&AttributesInput>,
+    ) -> Result<(), String> {
+        if let Some(a) = attrs {
+            match &mut self.attrs {
+                Some(mine) => mine.extend(a)?,
+                None if self.ids.is_empty() => self.attrs = Some(a.clone()),
+                None => return Err("a record adds attributes to rows without them".into()),
+            }
+        } else if self.attrs.is_some() {
+            return Err("a record adds rows without the collection's attributes".into());
+        }
         for (i, &id) in ids.iter().enumerate() {
             self.pos.insert(id, self.ids.len() + i);
         }
         self.ids.extend_from_slice(ids);
         self.rows.extend_from_slice(rows);
+        self.index = OnceLock::new();
+        Ok(())
     }
 
     /// Removes `id` (the last row takes its place); returns whether it was here.
@@ -121,6 +143,12 @@ impl Fresh {
         }
         self.ids.truncate(last);
         self.rows.truncate(last * dim);
+        if let Some(a) = &mut self.attrs {
+            // The same move: row `last` takes row `i`'s place.
+            let order: Vec<usize> = (0..last).map(|r| if r == i { last } else { r }).collect();
+            *a = a.select(&order);
+        }
+        self.index = OnceLock::new();
         true
     }
 }
@@ -141,7 +169,22 @@ pub struct State {
     /// The stack's own calibration (`collection::calibrate`) and the rows
     /// it was measured on; else the base segment's serves.
     pub calibration: Option<(Arc<Calibration>, usize)>,
+    /// The attribute columns every row has (empty: none).
+    pub schema: Vec<(String, AttrType)>,
     kernels: Kernels,
+}
+
+/// A filter evaluated on every part of a state: each segment's matching
+/// live rows, and the fresh rows'.
+struct Matching {
+    segments: Vec<RowMask>,
+    fresh: RowMask,
+}
+
+impl Matching {
+    fn allowed(&self) -> usize {
+        self.segments.iter().map(RowMask::allowed).sum::<usize>() + self.fresh.allowed()
+    }
 }
 
 impl State {
@@ -192,6 +235,7 @@ impl State {
         }
         let mut state = State::of(m.dim as usize, m.metric, segments);
         state.generation = m.generation;
+        state.schema = m.attributes.clone();
         state.calibration = m
             .calibration
             .clone()
@@ -209,6 +253,7 @@ impl State {
             segments,
             fresh: Arc::new(Fresh::default()),
             calibration: None,
+            schema: Vec::new(),
             kernels: Kernels::detect(),
         }
     }
@@ -246,11 +291,20 @@ impl State {
     /// Applies one logged change.
     pub fn apply(&mut self, r: &Record) -> Result<(), String> {
         match r {
-            Record::Add { ids, rows } => {
+            Record::Add {
+                ids,
+                rows,
+                attributes,
+            } => {
                 if ids.iter().any(|id| self.fresh.contains(*id)) {
                     return Err("a record adds an id that is already there".into());
                 }
-                Arc::make_mut(&mut self.fresh).add(ids, rows);
+                if let Some(a) = attributes {
+                    if self.schema.is_empty() {
+                        self.schema = a.schema();
+                    }
+                }
+                Arc::make_mut(&mut self.fresh).add(ids, rows, attributes.as_ref())?;
             }
             Record::DeleteRows { segment, rows } => {
                 // A segment merged away since the record was logged had
@@ -303,31 +357,93 @@ impl State {
             .collect()
     }
 
-    /// Top-k of one query over every live row: `(ids, scores)`, best first,
-    /// `min(k, live rows)` long; scores as `Engine::search` returns them.
-    /// The segments are searched as one stack (one routing, one pool of
-    /// survivors); the fresh rows exactly; the two merged.
-    pub fn search(&self, query: &[f32], params: &SearchParams) -> Result<(Vec<i64>, Vec<f32>)> {
+    /// The fresh rows' attribute index, built once per state.
+    fn fresh_index(&self) -> Result<Arc<FreshIndex>> {
+        if let Some(ix) = self.fresh.index.get() {
+            return Ok(ix.clone());
+        }
+        let f = &self.fresh;
+        let ix = Arc::new(FreshIndex::of(&self.schema, &f.ids, f.attrs.as_ref())?);
+        Ok(f.index.get_or_init(|| ix).clone())
+    }
+
+    /// `filter` evaluated on every part (`None` without a filter): the
+    /// fresh rows' first, so a filter that does not fit the schema fails
+    /// the same way whatever rows there are.
+    fn matching(&self, filter: Option<&Filter>) -> Result<Option<Matching>> {
+        let Some(f) = filter else {
+            return Ok(None);
+        };
+        let fresh = f.mask_of(&self.fresh_index()?.source())?;
+        let segments = self
+            .segments
+            .iter()
+            .map(|s| {
+                let mut m = f.mask(s.engine.file())?;
+                if let Some(live) = s.search_mask() {
+                    m.and_with(live);
+                }
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Matching { segments, fresh }))
+    }
+
+    /// The segments as [`State::parts`] does, their masks `matching`'s.
+    fn parts_of<'a>(&'a self, matching: Option<&'a Matching>) -> Vec<Part<'a>> {
+        match matching {
+            None => self.parts(),
+            Some(m) => self
+                .segments
+                .iter()
+                .zip(&m.segments)
+                .map(|(s, mask)| Part {
+                    engine: &s.engine,
+                    mask: Some(mask),
+                    filtered: true,
+                })
+                .collect(),
+        }
+    }
+
+    /// Top-k of one query over every live row `filter` matches (all
+    /// without one): `(ids, scores)`, best first, `min(k, matching rows)`
+    /// long; scores as `Engine::search` returns them. The segments are
+    /// searched as one stack (one routing, one pool of survivors); the
+    /// fresh rows exactly; the two merged.
+    pub fn search(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: Option<&Filter>,
+    ) -> Result<(Vec<i64>, Vec<f32>)> {
         params.validate()?;
+        let matching = self.matching(filter)?;
+        let parts = self.parts_of(matching.as_ref());
         if self.fresh.is_empty() && !self.segments.is_empty() {
             // The stack's search checks the query itself.
-            let (ids, scores, _) =
-                search_parts(&self.parts(), query, params, self.stack_calibration())?;
+            let (ids, scores, _) = search_parts(&parts, query, params, self.stack_calibration())?;
             return Ok((ids, scores));
         }
         let mut q = PreparedQuery::default();
         q.check(query, self.dim, self.metric)?;
-        let mut all = self.fresh_top(&q.q, params.k);
+        let fresh_mask = matching.as_ref().map(|m| &m.fresh);
+        let mut all = self.fresh_top(&q.q, params.k, fresh_mask);
         if !self.segments.is_empty() {
-            let (ids, scores, _) =
-                search_parts(&self.parts(), query, params, self.stack_calibration())?;
+            let (ids, scores, _) = search_parts(&parts, query, params, self.stack_calibration())?;
             all.extend(self.internal(&ids, &scores));
         }
         Ok(self.merged(all, params.k))
     }
 
-    /// Top-k of each row of `queries` (`b x dim`), like [`State::search`].
-    pub fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<BatchResult> {
+    /// Top-k of each row of `queries` (`b x dim`), like [`State::search`]
+    /// (one filter for all of them, evaluated once).
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        params: &SearchParams,
+        filter: Option<&Filter>,
+    ) -> Result<BatchResult> {
         params.validate()?;
         let dim = self.dim;
         if !queries.len().is_multiple_of(dim) {
@@ -336,10 +452,12 @@ impl State {
                 got: queries.len() % dim,
             });
         }
+        let matching = self.matching(filter)?;
+        let parts = self.parts_of(matching.as_ref());
         let stacked = match self.segments.is_empty() {
             true => None,
             false => Some(search_batch_parts(
-                &self.parts(),
+                &parts,
                 queries,
                 params,
                 self.stack_calibration(),
@@ -351,11 +469,13 @@ impl State {
             }
         }
         let b = queries.len() / dim;
-        let k = params.k.min(self.len());
+        let live = matching.as_ref().map_or(self.len(), Matching::allowed);
+        let k = params.k.min(live);
+        let fresh_mask = matching.as_ref().map(|m| &m.fresh);
         let per_query = |(i, q): (usize, &[f32])| -> Result<(Vec<i64>, Vec<f32>)> {
             let mut pq = PreparedQuery::default();
             pq.check(q, dim, self.metric).map_err(|e| at_row(e, i))?;
-            let mut all = self.fresh_top(&pq.q, params.k);
+            let mut all = self.fresh_top(&pq.q, params.k, fresh_mask);
             if let Some(p) = &stacked {
                 let r = i * p.k..(i + 1) * p.k;
                 all.extend(self.internal(&p.ids[r.clone()], &p.scores[r]));
@@ -381,8 +501,9 @@ impl State {
         Ok(out)
     }
 
-    /// The best `k` fresh rows for prepared query `q`, as `(internal score, id)`.
-    fn fresh_top(&self, q: &[f32], k: usize) -> Vec<(f32, i64)> {
+    /// The best `k` fresh rows `allowed` allows (all: `None`) for prepared
+    /// query `q`, as `(internal score, id)`.
+    fn fresh_top(&self, q: &[f32], k: usize, allowed: Option<&RowMask>) -> Vec<(f32, i64)> {
         let f = &self.fresh;
         if f.is_empty() {
             return Vec::new();
@@ -390,7 +511,9 @@ impl State {
         let mut top = TopK::default();
         top.reset(k.min(f.len()));
         for (i, row) in f.rows.chunks_exact(self.dim).enumerate() {
-            top.push(self.metric.score(&self.kernels, q, row), i as u32);
+            if allowed.is_none_or(|m| m.get(i)) {
+                top.push(self.metric.score(&self.kernels, q, row), i as u32);
+            }
         }
         let mut best = Vec::new();
         top.drain_sorted(&mut best);

@@ -14,6 +14,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::index::attributes::{check_input, AttributesInput};
 use crate::index::write_small;
 
 const MAGIC: &[u8; 8] = b"SVVEWAL\x01";
@@ -24,8 +25,13 @@ pub const HEADER_LEN: u64 = 16;
 /// One logged change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    /// New rows (prepared: unit length for cosine), `ids.len() x dim`.
-    Add { ids: Vec<i64>, rows: Vec<f32> },
+    /// New rows (prepared: unit length for cosine), `ids.len() x dim`,
+    /// with their attributes when the collection has some.
+    Add {
+        ids: Vec<i64>,
+        rows: Vec<f32>,
+        attributes: Option<AttributesInput>,
+    },
     /// Rows of segment `segment` (stored row numbers) deleted.
     DeleteRows { segment: u64, rows: Vec<u32> },
     /// Rows added since the last checkpoint deleted, by id.
@@ -35,16 +41,32 @@ pub enum Record {
 const ADD: u8 = 1;
 const DELETE_ROWS: u8 = 2;
 const DELETE_FRESH: u8 = 3;
+/// `ADD` followed by the attributes as JSON (`u32` length, bytes).
+const ADD_WITH_ATTRIBUTES: u8 = 4;
 
 impl Record {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut p = Vec::new();
         match self {
-            Record::Add { ids, rows } => {
-                p.push(ADD);
+            Record::Add {
+                ids,
+                rows,
+                attributes,
+            } => {
+                p.push(if attributes.is_some() {
+                    ADD_WITH_ATTRIBUTES
+                } else {
+                    ADD
+                });
                 p.extend_from_slice(&(ids.len() as u32).to_le_bytes());
                 p.extend_from_slice(bytemuck::cast_slice(ids));
                 p.extend_from_slice(bytemuck::cast_slice(rows));
+                if let Some(a) = attributes {
+                    // Serializing plain columns cannot fail.
+                    let json = serde_json::to_vec(a).unwrap_or_default();
+                    p.extend_from_slice(&(json.len() as u32).to_le_bytes());
+                    p.extend_from_slice(&json);
+                }
             }
             Record::DeleteRows { segment, rows } => {
                 p.push(DELETE_ROWS);
@@ -67,11 +89,25 @@ impl Record {
         let (&kind, rest) = p.split_first()?;
         let mut r = Cursor(rest);
         let rec = match kind {
-            ADD => {
+            ADD | ADD_WITH_ATTRIBUTES => {
                 let n = r.u32()? as usize;
                 let ids = r.pods::<i64>(n)?;
                 let rows = r.pods::<f32>(n.checked_mul(dim)?)?;
-                Record::Add { ids, rows }
+                let attributes = match kind {
+                    ADD => None,
+                    _ => {
+                        let len = r.u32()? as usize;
+                        let json = r.pods::<u8>(len)?;
+                        let a: AttributesInput = serde_json::from_slice(&json).ok()?;
+                        check_input(&a, n).ok()?;
+                        Some(a)
+                    }
+                };
+                Record::Add {
+                    ids,
+                    rows,
+                    attributes,
+                }
             }
             DELETE_ROWS => {
                 let segment = r.u64()?;

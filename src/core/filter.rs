@@ -11,8 +11,38 @@ use serde_json::Value as Json;
 
 use super::mask::RowMask;
 use crate::error::{Error, Result};
-use crate::index::attributes::{AttrType, Column, Keys};
+use crate::index::attributes::{AttrType, Attributes, Column, Keys};
 use crate::index::IndexFile;
+
+/// What a filter is evaluated against: one file's (or a collection's fresh
+/// rows') attribute indexes and ids, rows numbered as stored.
+#[derive(Clone, Copy)]
+pub struct FilterSource<'a> {
+    /// The attribute columns' header.
+    pub attributes: &'a Attributes,
+    /// The bytes `attributes` indexes into.
+    pub bytes: &'a [u8],
+    /// The id of each row.
+    pub ids: &'a [i64],
+    /// Rows in ascending id order.
+    pub id_order: &'a [u32],
+}
+
+impl<'a> FilterSource<'a> {
+    /// The rows of an index file.
+    pub fn of(file: &'a IndexFile) -> Self {
+        FilterSource {
+            attributes: file.attributes(),
+            bytes: file.attribute_bytes(),
+            ids: file.section(crate::index::format::SectionKind::Ids),
+            id_order: file.id_order(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
 
 /// The key that filters on row ids rather than on an attribute.
 pub const ID_KEY: &str = "id";
@@ -232,6 +262,11 @@ impl Filter {
 
     /// The rows of `file` this filter matches.
     pub fn mask(&self, file: &IndexFile) -> Result<RowMask> {
+        self.mask_of(&FilterSource::of(file))
+    }
+
+    /// The rows of `file` this filter matches.
+    pub fn mask_of(&self, file: &FilterSource<'_>) -> Result<RowMask> {
         let n = file.len();
         Ok(match self {
             Filter::And(parts) => {
@@ -240,34 +275,39 @@ impl Filter {
                     if acc.allowed() == 0 {
                         // Still check the rest: an error must not depend
                         // on the data.
-                        p.check(file)?;
+                        p.check_in(file)?;
                         continue;
                     }
-                    acc.and_with(&p.mask(file)?);
+                    acc.and_with(&p.mask_of(file)?);
                 }
                 acc
             }
             Filter::Or(parts) => {
                 let mut acc = RowMask::none(n);
                 for p in parts {
-                    acc.or_with(&p.mask(file)?);
+                    acc.or_with(&p.mask_of(file)?);
                 }
                 acc
             }
             Filter::Not(inner) => {
-                let mut m = inner.mask(file)?;
+                let mut m = inner.mask_of(file)?;
                 m.invert();
                 m
             }
-            Filter::Leaf(leaf) => leaf.mask(file)?,
+            Filter::Leaf(leaf) => leaf.mask_of(file)?,
         })
     }
 
     /// Type-checks the filter against `file`'s attributes.
     pub fn check(&self, file: &IndexFile) -> Result<()> {
+        self.check_in(&FilterSource::of(file))
+    }
+
+    /// Type-checks the filter against `file`'s attributes.
+    pub fn check_in(&self, file: &FilterSource<'_>) -> Result<()> {
         match self {
-            Filter::And(p) | Filter::Or(p) => p.iter().try_for_each(|f| f.check(file)),
-            Filter::Not(f) => f.check(file),
+            Filter::And(p) | Filter::Or(p) => p.iter().try_for_each(|f| f.check_in(file)),
+            Filter::Not(f) => f.check_in(file),
             Filter::Leaf(l) => l.column_type(file).and_then(|t| l.check(t)),
         }
     }
@@ -302,11 +342,11 @@ enum Target {
 }
 
 impl Leaf {
-    fn column_type(&self, file: &IndexFile) -> Result<Target> {
+    fn column_type(&self, file: &FilterSource<'_>) -> Result<Target> {
         if self.attr == ID_KEY {
             return Ok(Target::Id);
         }
-        let attrs = file.attributes();
+        let attrs = file.attributes;
         match attrs.type_of(&self.attr) {
             Some(t) => Ok(Target::Attr(t)),
             None => {
@@ -362,12 +402,12 @@ impl Leaf {
         Ok(())
     }
 
-    fn mask(&self, file: &IndexFile) -> Result<RowMask> {
+    fn mask_of(&self, file: &FilterSource<'_>) -> Result<RowMask> {
         let target = self.column_type(file)?;
         let is_tags = matches!(target, Target::Attr(AttrType::Tags));
         self.check(target)?;
         let n = file.len();
-        let bytes = file.attribute_bytes();
+        let bytes = file.bytes;
         // `Ne` and `Nin` are complements of `Eq` and `In` (on tags: rows
         // holding none of the values).
         let (op, negate) = match self.op {
@@ -377,12 +417,11 @@ impl Leaf {
         };
         let mut m = RowMask::none(n);
         if self.attr == ID_KEY {
-            let ids: &[i64] = file.section(crate::index::format::SectionKind::Ids);
-            let order = file.id_order();
+            let (ids, order) = (file.ids, file.id_order);
             let key = |i: usize| ids[order[i] as usize];
             numeric(&mut m, order, |i| Num::Int(key(i)), op, &self.values);
         } else {
-            match file.attributes().column(bytes, &self.attr) {
+            match file.attributes.column(bytes, &self.attr) {
                 Some(Column::Numeric { keys, rows }) => {
                     let key = |i: usize| match keys {
                         Keys::Int(k) => Num::Int(k[i]),
@@ -392,9 +431,7 @@ impl Leaf {
                 }
                 Some(Column::Categorical { dict, starts, rows }) => {
                     let set = |m: &mut RowMask, code: usize| {
-                        for &r in &rows[starts[code] as usize..starts[code + 1] as usize] {
-                            m.set(r as usize);
-                        }
+                        m.set_rows(&rows[starts[code] as usize..starts[code + 1] as usize]);
                     };
                     for v in &self.values {
                         let Scalar::Str(s) = v else { continue };
@@ -461,11 +498,7 @@ fn numeric(m: &mut RowMask, rows: &[u32], key: impl Fn(usize) -> Num, op: Op, va
     };
     let lower = |v: &Scalar| first(&|i| compare(key(i), v) == Less);
     let upper = |v: &Scalar| first(&|i| compare(key(i), v) != Greater);
-    let mut set = |a: usize, b: usize| {
-        for &r in &rows[a..b.max(a)] {
-            m.set(r as usize);
-        }
-    };
+    let mut set = |a: usize, b: usize| m.set_rows(&rows[a..b.max(a)]);
     for v in values {
         match op {
             Op::Eq | Op::In | Op::Contains => set(lower(v), upper(v)),

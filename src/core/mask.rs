@@ -51,6 +51,18 @@ impl RowMask {
         }
     }
 
+    /// Allows every row of `rows` (each below `len`): one pass of bit sets
+    /// and one recount, for the thousands of rows a filter's leaf matches.
+    pub fn set_rows(&mut self, rows: &[u32]) {
+        for &r in rows {
+            let r = r as usize;
+            if let Some(w) = self.words.get_mut(r / 64) {
+                *w |= 1u64 << (r % 64);
+            }
+        }
+        self.recount();
+    }
+
     /// Keeps only rows both masks allow (same `len`).
     pub fn and_with(&mut self, other: &RowMask) {
         for (w, o) in self.words.iter_mut().zip(&other.words) {
@@ -144,6 +156,25 @@ impl RowMask {
         self.words
             .get(block / 8)
             .map_or(0, |w| (w >> (8 * (block % 8))) as u8)
+    }
+
+    /// The first code block from `block` on (before `last`) holding an
+    /// allowed row; `last` when none does. Empty words are skipped whole.
+    pub fn next_allowed_block(&self, mut block: usize, last: usize) -> usize {
+        while block < last {
+            let w = block / 8;
+            let Some(&word) = self.words.get(w) else {
+                return last;
+            };
+            let rest = word >> (8 * (block % 8));
+            if rest == 0 {
+                block = (w + 1) * 8;
+                continue;
+            }
+            let found = block + rest.trailing_zeros() as usize / 8;
+            return found.min(last);
+        }
+        last
     }
 
     /// Allowed rows in `start..end`.

@@ -10,6 +10,7 @@ use super::query::PreparedQuery;
 use super::router::{Probe, Router};
 use super::stack::Stack;
 use super::topk::{Scored, TopK};
+use super::view::View;
 use crate::math::bits::BLOCK;
 use crate::math::estimate::EstimateParams;
 use crate::pool;
@@ -27,13 +28,37 @@ pub struct ScanBuffers {
 }
 
 /// Block-aligned row ranges `(r0, r1)` of at most [`CHUNK_ROWS`] rows that
-/// cover rows `start..end`. The kernels work on whole blocks of
-/// [`BLOCK`] rows; rows outside `start..end` are computed and ignored.
-fn block_chunks(start: usize, end: usize) -> impl Iterator<Item = (usize, usize)> {
-    let (first, last) = (start / BLOCK * BLOCK, end.div_ceil(BLOCK) * BLOCK);
-    (first..last)
-        .step_by(CHUNK_ROWS)
-        .map(move |r0| (r0, (r0 + CHUNK_ROWS).min(last)))
+/// cover rows `start..end` of `view` (the kernels work on whole blocks of
+/// [`BLOCK`] rows; rows outside `start..end` are computed and ignored),
+/// leaving out the code blocks in which the view allows no row (a filter's non-matching rows,
+/// a collection's deleted ones): a scan under a selective mask costs the
+/// blocks holding allowed rows, not the partition. Runs of allowed blocks
+/// stay whole, up to [`CHUNK_ROWS`].
+fn allowed_chunks<'v>(
+    view: &'v View<'_>,
+    start: usize,
+    end: usize,
+) -> impl Iterator<Item = (usize, usize)> + 'v {
+    let mask = view.mask;
+    let (mut b, last) = (start / BLOCK, end.div_ceil(BLOCK));
+    let per_chunk = CHUNK_ROWS / BLOCK;
+    std::iter::from_fn(move || {
+        let first = match mask {
+            None => b,
+            Some(m) => m.next_allowed_block(b, last),
+        };
+        if first >= last {
+            return None;
+        }
+        let mut stop = (first + per_chunk).min(last);
+        if let Some(m) = mask {
+            stop = (first + 1..stop)
+                .find(|&x| m.block_bits(x) == 0)
+                .unwrap_or(stop);
+        }
+        b = stop;
+        Some((first * BLOCK, stop * BLOCK))
+    })
 }
 
 /// One query's Tier1 over the partitions routing chose.
@@ -123,10 +148,10 @@ impl<'a> Tier1<'a> {
             let (start, end) = view.rows_of(probe.partition);
             if start == end {
                 // Common in a small segment on a large one's partitions;
-                // `block_chunks` would still yield the block holding `start`.
+                // `allowed_chunks` would still yield the block holding `start`.
                 continue;
             }
-            for (r0, r1) in block_chunks(start, end) {
+            for (r0, r1) in allowed_chunks(view, start, end) {
                 // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
                 let nb = (r1 - r0) / BLOCK;
                 c.threshold = survivors.threshold();

@@ -48,7 +48,8 @@ impl AttrType {
 }
 
 /// One column as a build receives it, in input row order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ColumnInput {
     /// One integer per row.
     Int(Vec<i64>),
@@ -67,10 +68,203 @@ pub enum ColumnInput {
 }
 
 /// Named columns of `n` rows each, in input row order.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttributesInput {
     /// `(name, column)`, names unique.
     pub columns: Vec<(String, ColumnInput)>,
+}
+
+impl ColumnInput {
+    /// The column's type.
+    pub fn ty(&self) -> AttrType {
+        match self {
+            ColumnInput::Int(_) => AttrType::Int,
+            ColumnInput::Float(_) => AttrType::Float,
+            ColumnInput::Bool(_) => AttrType::Bool,
+            ColumnInput::Str { .. } => AttrType::Str,
+            ColumnInput::Tags { .. } => AttrType::Tags,
+        }
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnInput::Int(v) => v.len(),
+            ColumnInput::Float(v) => v.len(),
+            ColumnInput::Bool(v) => v.len(),
+            ColumnInput::Str { codes, .. } => codes.len(),
+            ColumnInput::Tags { offsets, .. } => offsets.len().saturating_sub(1),
+        }
+    }
+
+    /// True without rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An empty column of type `ty`.
+    pub fn empty(ty: AttrType) -> Self {
+        match ty {
+            AttrType::Int => ColumnInput::Int(vec![]),
+            AttrType::Float => ColumnInput::Float(vec![]),
+            AttrType::Bool => ColumnInput::Bool(vec![]),
+            AttrType::Str => ColumnInput::Str {
+                dict: vec![],
+                codes: vec![],
+            },
+            AttrType::Tags => ColumnInput::Tags {
+                dict: vec![],
+                offsets: vec![0],
+                codes: vec![],
+            },
+        }
+    }
+
+    /// Rows `rows` of this column, in that order.
+    pub fn select(&self, rows: &[usize]) -> Self {
+        match self {
+            ColumnInput::Int(v) => ColumnInput::Int(rows.iter().map(|&r| v[r]).collect()),
+            ColumnInput::Float(v) => ColumnInput::Float(rows.iter().map(|&r| v[r]).collect()),
+            ColumnInput::Bool(v) => ColumnInput::Bool(rows.iter().map(|&r| v[r]).collect()),
+            ColumnInput::Str { dict, codes } => ColumnInput::Str {
+                dict: dict.clone(),
+                codes: rows.iter().map(|&r| codes[r]).collect(),
+            },
+            ColumnInput::Tags {
+                dict,
+                offsets,
+                codes,
+            } => {
+                let mut out = vec![0u64];
+                let mut picked = Vec::new();
+                for &r in rows {
+                    picked.extend_from_slice(&codes[offsets[r] as usize..offsets[r + 1] as usize]);
+                    out.push(picked.len() as u64);
+                }
+                ColumnInput::Tags {
+                    dict: dict.clone(),
+                    offsets: out,
+                    codes: picked,
+                }
+            }
+        }
+    }
+
+    /// Appends `other`'s rows. An `int` column joins a `float` one as
+    /// floats; other types must match (the error says what differs).
+    pub fn extend(&mut self, other: &ColumnInput) -> Result<(), String> {
+        // Codes of `other`'s dictionary in `dict`, which grows as needed.
+        fn remap(dict: &mut Vec<String>, other: &[String]) -> Vec<u32> {
+            let mut at: std::collections::HashMap<String, u32> = dict
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i as u32))
+                .collect();
+            other
+                .iter()
+                .map(|s| {
+                    *at.entry(s.clone()).or_insert_with(|| {
+                        dict.push(s.clone());
+                        (dict.len() - 1) as u32
+                    })
+                })
+                .collect()
+        }
+        match (self, other) {
+            (ColumnInput::Int(a), ColumnInput::Int(b)) => a.extend_from_slice(b),
+            (ColumnInput::Float(a), ColumnInput::Float(b)) => a.extend_from_slice(b),
+            (ColumnInput::Float(a), ColumnInput::Int(b)) => a.extend(b.iter().map(|&x| x as f64)),
+            (ColumnInput::Bool(a), ColumnInput::Bool(b)) => a.extend_from_slice(b),
+            (
+                ColumnInput::Str { dict, codes },
+                ColumnInput::Str {
+                    dict: d2,
+                    codes: c2,
+                },
+            ) => {
+                let map = remap(dict, d2);
+                codes.extend(c2.iter().map(|&c| map[c as usize]));
+            }
+            (
+                ColumnInput::Tags {
+                    dict,
+                    offsets,
+                    codes,
+                },
+                ColumnInput::Tags {
+                    dict: d2,
+                    offsets: o2,
+                    codes: c2,
+                },
+            ) => {
+                let map = remap(dict, d2);
+                let base = codes.len() as u64;
+                codes.extend(c2.iter().map(|&c| map[c as usize]));
+                offsets.extend(o2.iter().skip(1).map(|&o| o + base));
+            }
+            (a, b) => {
+                return Err(format!(
+                    "is {} here but {} in the collection",
+                    b.ty().name(),
+                    a.ty().name()
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AttributesInput {
+    /// `(name, type)` of every column.
+    pub fn schema(&self) -> Vec<(String, AttrType)> {
+        self.columns
+            .iter()
+            .map(|(n, c)| (n.clone(), c.ty()))
+            .collect()
+    }
+
+    /// Empty columns of `schema`.
+    pub fn empty(schema: &[(String, AttrType)]) -> Self {
+        AttributesInput {
+            columns: schema
+                .iter()
+                .map(|(n, t)| (n.clone(), ColumnInput::empty(*t)))
+                .collect(),
+        }
+    }
+
+    /// Rows `rows` of every column, in that order.
+    pub fn select(&self, rows: &[usize]) -> Self {
+        AttributesInput {
+            columns: self
+                .columns
+                .iter()
+                .map(|(n, c)| (n.clone(), c.select(rows)))
+                .collect(),
+        }
+    }
+
+    /// Appends `other`'s rows: the same column names (in any order), types
+    /// as [`ColumnInput::extend`] allows.
+    pub fn extend(&mut self, other: &AttributesInput) -> Result<(), String> {
+        let mine: Vec<&String> = self.columns.iter().map(|(n, _)| n).collect();
+        let theirs: Vec<&String> = other.columns.iter().map(|(n, _)| n).collect();
+        let missing: Vec<&&String> = mine.iter().filter(|n| !theirs.contains(n)).collect();
+        let extra: Vec<&&String> = theirs.iter().filter(|n| !mine.contains(n)).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(format!(
+                "the collection's attributes are {mine:?}; these rows have {theirs:?} (every row needs the same attributes)"
+            ));
+        }
+        for (name, col) in &mut self.columns {
+            let Some((_, theirs)) = other.columns.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            col.extend(theirs)
+                .map_err(|why| format!("attribute {name:?} {why}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// `[offset, count]` of one array in the section.
@@ -446,6 +640,67 @@ impl Attributes {
             .iter()
             .map(|c| (c.name.clone(), c.ty))
             .collect()
+    }
+
+    /// Every column's values for every stored row, in stored order (a
+    /// live collection rewrites segments from them).
+    pub fn to_input(&self, bytes: &[u8], n: usize) -> AttributesInput {
+        let mut out = AttributesInput::default();
+        for c in &self.columns {
+            let Some(col) = self.column(bytes, &c.name) else {
+                continue;
+            };
+            let input = match (c.ty, col) {
+                (ty, Column::Numeric { keys, rows }) => {
+                    let mut ints = vec![0i64; n];
+                    let mut floats = vec![0f64; n];
+                    for (i, &r) in rows.iter().enumerate() {
+                        match keys {
+                            Keys::Int(k) => ints[r as usize] = k[i],
+                            Keys::Float(k) => floats[r as usize] = k[i],
+                        }
+                    }
+                    match ty {
+                        AttrType::Float => ColumnInput::Float(floats),
+                        AttrType::Bool => ColumnInput::Bool(ints.iter().map(|&x| x != 0).collect()),
+                        _ => ColumnInput::Int(ints),
+                    }
+                }
+                (AttrType::Str, Column::Categorical { dict, starts, rows }) => {
+                    let mut codes = vec![0u32; n];
+                    for code in 0..dict.len() {
+                        for &r in &rows[starts[code] as usize..starts[code + 1] as usize] {
+                            codes[r as usize] = code as u32;
+                        }
+                    }
+                    ColumnInput::Str {
+                        dict: dict.to_vec(),
+                        codes,
+                    }
+                }
+                (_, Column::Categorical { dict, starts, rows }) => {
+                    let mut per_row: Vec<Vec<u32>> = vec![Vec::new(); n];
+                    for code in 0..dict.len() {
+                        for &r in &rows[starts[code] as usize..starts[code + 1] as usize] {
+                            per_row[r as usize].push(code as u32);
+                        }
+                    }
+                    let mut offsets = vec![0u64];
+                    let mut codes = Vec::new();
+                    for t in per_row {
+                        codes.extend(t);
+                        offsets.push(codes.len() as u64);
+                    }
+                    ColumnInput::Tags {
+                        dict: dict.to_vec(),
+                        offsets,
+                        codes,
+                    }
+                }
+            };
+            out.columns.push((c.name.clone(), input));
+        }
+        out
     }
 
     /// The type of column `name`.

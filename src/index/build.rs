@@ -176,13 +176,12 @@ pub fn build_pending_input(
 /// routes once for all of them (`core::stack`).
 pub fn build_on_partitions(
     path: &Path,
-    vectors: &[f32],
-    dim: usize,
-    ids: Option<&[i64]>,
+    input: BuildInput<'_>,
     metric: Metric,
     config: &BuildConfig,
     centroids: &[f32],
 ) -> Result<Manifest> {
+    let dim = input.dim;
     if centroids.is_empty() || !centroids.len().is_multiple_of(dim.max(1)) {
         return Err(Error::param("centroids", "not whole rows of the dimension"));
     }
@@ -191,7 +190,6 @@ pub fn build_on_partitions(
         partitions: centroids.len() / dim,
         ..config.clone()
     };
-    let input = BuildInput::new(vectors, dim).ids(ids);
     let (manifest, pending) = build_file(path, input, metric, &config, Some(centroids), &mut ())?;
     pending.commit()?;
     Ok(manifest)

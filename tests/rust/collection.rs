@@ -136,7 +136,7 @@ fn contents(col: &Collection) -> Vec<(i64, f32)> {
     let q: Vec<f32> = (0..DIM).map(|i| i as f32 / DIM as f32 - 0.5).collect();
     let n = col.snapshot().len().max(1);
     let p = SearchParams { k: n, ..exact() };
-    let (ids, scores) = col.search(&q, &p).unwrap();
+    let (ids, scores) = col.search(&q, &p, None).unwrap();
     let mut v: Vec<(i64, f32)> = ids.into_iter().zip(scores).collect();
     v.sort_by_key(|x| x.0);
     v
@@ -149,7 +149,9 @@ fn changes_commits_readers_and_reopen() {
     let data = clustered(400, DIM, 9);
     let col = Collection::create(&path, DIM, Metric::Cosine, config(50, 2)).unwrap();
     let ro = Collection::open(&path, true, LoadOptions::default()).unwrap();
-    let ids = col.write(|w| w.add(&data[..100 * DIM], None)).unwrap();
+    let ids = col
+        .write(|w| w.add(&data[..100 * DIM], None, None))
+        .unwrap();
     assert_eq!(ids, (0..100).collect::<Vec<i64>>());
     assert_eq!(col.snapshot().len(), 100);
     assert_eq!(ro.snapshot().len(), 0);
@@ -160,13 +162,13 @@ fn changes_commits_readers_and_reopen() {
     assert_eq!(contents(&ro), contents(&col));
     // Deletes and upserts, committed through the log, then a checkpoint.
     assert_eq!(col.write(|w| w.delete(&[1, 2, 3, 1000])).unwrap(), 3);
-    col.write(|w| w.upsert(&data[300 * DIM..302 * DIM], &[10, 500]))
+    col.write(|w| w.upsert(&data[300 * DIM..302 * DIM], &[10, 500], None))
         .unwrap();
     col.write(|w| w.commit()).unwrap();
     assert!(ro.refresh().unwrap());
     assert_eq!(contents(&ro), contents(&col));
     assert_eq!(ro.snapshot().len(), 98);
-    col.write(|w| w.add(&data[100 * DIM..200 * DIM], None))
+    col.write(|w| w.add(&data[100 * DIM..200 * DIM], None, None))
         .unwrap();
     col.write(|w| w.commit()).unwrap();
     assert!(ro.refresh().unwrap());
@@ -197,19 +199,20 @@ fn bad_changes_are_refused_and_change_nothing() {
     let dir = TempDir::new("colbad");
     let col = Collection::create(&dir.file("c"), DIM, Metric::L2, config(0, 0)).unwrap();
     let data = clustered(4, DIM, 1);
-    col.write(|w| w.add(&data, Some(&[1, 2, 3, 4]))).unwrap();
+    col.write(|w| w.add(&data, Some(&[1, 2, 3, 4]), None))
+        .unwrap();
     let dup = |r: Result<_, Error>| matches!(r, Err(Error::DuplicateId { .. }));
-    assert!(dup(col.write(|w| w.add(&data, Some(&[5, 6, 7, 1])))));
-    assert!(dup(col.write(|w| w.add(&data, Some(&[5, 6, 5, 7])))));
+    assert!(dup(col.write(|w| w.add(&data, Some(&[5, 6, 7, 1]), None))));
+    assert!(dup(col.write(|w| w.add(&data, Some(&[5, 6, 5, 7]), None))));
     assert!(dup(col.write(|w| w.delete(&[9, 9]).map(|_| Vec::new()))));
     assert!(matches!(
-        col.write(|w| w.add(&data[..DIM - 1], None)),
+        col.write(|w| w.add(&data[..DIM - 1], None, None)),
         Err(Error::DimensionMismatch { .. })
     ));
     let mut nan = data.clone();
     nan[5] = f32::NAN;
     assert!(matches!(
-        col.write(|w| w.add(&nan, None)),
+        col.write(|w| w.add(&nan, None, None)),
         Err(Error::NonFinite { .. })
     ));
     assert_eq!(col.snapshot().len(), 4);
@@ -236,8 +239,14 @@ fn merges_keep_segments_few_and_answers_exact() {
     let mut live: Vec<i64> = Vec::new();
     for b in 0..20 {
         let ids: Vec<i64> = (b * 100..(b + 1) * 100).collect();
-        col.write(|w| w.add(&data[b as usize * 100 * DIM..][..100 * DIM], Some(&ids)))
-            .unwrap();
+        col.write(|w| {
+            w.add(
+                &data[b as usize * 100 * DIM..][..100 * DIM],
+                Some(&ids),
+                None,
+            )
+        })
+        .unwrap();
         live.extend(&ids);
         if b % 3 == 0 {
             let gone: Vec<i64> = live.iter().copied().filter(|i| i % 11 == b % 11).collect();
@@ -265,7 +274,7 @@ fn damaged_files_are_refused_naming_them() {
     let path = dir.file("c");
     let col = Collection::create(&path, DIM, Metric::Cosine, config(1000, 0)).unwrap();
     let data = clustered(20, DIM, 2);
-    col.write(|w| w.add(&data, None)).unwrap();
+    col.write(|w| w.add(&data, None, None)).unwrap();
     col.write(|w| w.commit()).unwrap();
     drop(col);
     let wal = std::fs::read_dir(&path)

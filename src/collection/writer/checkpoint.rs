@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use hashbrown::HashMap;
 
+use super::super::attrs;
 use super::super::calibrate::{calibrate_stack, MIN_ROWS};
 use super::super::deletes;
 use super::super::drift::Drift;
@@ -14,10 +15,11 @@ use super::super::manifest::SegmentEntry;
 use super::super::state::{Segment, State};
 use super::super::wal::{self, WalWriter};
 use super::{Loc, Writer};
-use crate::core::calibrated::build_index;
+use crate::core::calibrated::build_input;
 use crate::core::Engine;
-use crate::error::Result;
-use crate::index::build::build_on_partitions;
+use crate::error::{Error, Result};
+use crate::index::attributes::AttributesInput;
+use crate::index::build::{build_on_partitions, BuildInput};
 use crate::index::format::SectionKind;
 
 /// Segments of a size tier merged at once by default (size-tiered
@@ -141,9 +143,21 @@ impl Writer {
         let result = (|| {
             let mut kept = Vec::new();
             let (mut ids, mut rows) = (self.work.fresh.ids.clone(), self.work.fresh.rows.clone());
+            // The rows' attributes, row for row (`None`: the collection has none).
+            let schema = &self.work.schema;
+            let mut attrs = (!schema.is_empty()).then(|| {
+                (self.work.fresh.attrs.clone()).unwrap_or_else(|| AttributesInput::empty(schema))
+            });
             for s in &self.work.segments {
                 if rewritten(s) {
-                    live_rows(s, dim, &mut ids, &mut rows);
+                    let live = live_rows(s, dim, &mut ids, &mut rows);
+                    if let Some(a) = &mut attrs {
+                        let values = attrs::segment_values(&s.engine).ok_or_else(|| {
+                            Error::corrupt(s.engine.file().path(), "segment has no attributes")
+                        })?;
+                        a.extend(&values.select(&live))
+                            .map_err(|r| Error::corrupt(s.engine.file().path(), r))?;
+                    }
                     continue;
                 }
                 let mut s = s.clone();
@@ -163,31 +177,30 @@ impl Writer {
             // on the history that put them where they are; a compacted
             // collection is the file `build_index` makes of its rows in id
             // order.
-            let (ids, rows) = by_id(ids, rows, dim);
+            let (ids, rows, order) = by_id(ids, rows, dim);
+            let attrs = match (attrs, order) {
+                (Some(a), Some(order)) => Some(a.select(&order)),
+                (a, _) => a,
+            };
             let mut drifted = false;
             if !ids.is_empty() {
                 let no = number();
                 let path = self.dir.join(segment_name(no));
                 written.push(path.clone());
                 let cfg = &m.config.segment;
+                let input = BuildInput::new(&rows, dim)
+                    .ids(Some(&ids))
+                    .attributes(attrs.as_ref());
                 match kept.first() {
                     Some(base) => {
                         let centroids: &[f32] = base.engine.file().section(SectionKind::Centroid);
                         if matches!(what, Rewrite::Segments(ref l) if l.is_empty()) {
                             drifted = self.drift.drifted(&rows, centroids);
                         }
-                        build_on_partitions(
-                            &path,
-                            &rows,
-                            dim,
-                            Some(&ids),
-                            m.metric,
-                            cfg,
-                            centroids,
-                        )?;
+                        build_on_partitions(&path, input, m.metric, cfg, centroids)?;
                     }
                     None => {
-                        build_index(&path, &rows, dim, Some(&ids), m.metric, cfg, &mut ())?;
+                        build_input(&path, input, m.metric, cfg, &mut ())?;
                     }
                 }
                 let seg = Segment {
@@ -233,6 +246,7 @@ impl Writer {
             m.wal_len = wal::HEADER_LEN;
             m.next_file = next.get();
             m.next_id = self.next_id;
+            m.attributes = self.work.schema.clone();
             self.publish(&m)?;
             let wal = WalWriter::open(&wal_path, wal::HEADER_LEN)?;
             Ok((kept, wal, drifted))
@@ -283,22 +297,26 @@ impl Writer {
 }
 
 /// Appends the live rows of segment `s` (as stored: unit length for
-/// cosine) and their ids.
-fn live_rows(s: &Segment, dim: usize, ids: &mut Vec<i64>, rows: &mut Vec<f32>) {
+/// cosine) and their ids; returns their stored row numbers.
+fn live_rows(s: &Segment, dim: usize, ids: &mut Vec<i64>, rows: &mut Vec<f32>) -> Vec<usize> {
     let stored_ids: &[i64] = s.engine.file().section(SectionKind::Ids);
     let vectors: &[f32] = s.engine.file().section(SectionKind::Vectors);
+    let mut live = Vec::with_capacity(s.live());
     for (row, &id) in stored_ids.iter().enumerate() {
         if s.mask.as_ref().is_none_or(|mk| mk.get(row)) {
             ids.push(id);
             rows.extend_from_slice(&vectors[row * dim..(row + 1) * dim]);
+            live.push(row);
         }
     }
+    live
 }
 
-/// `ids` and their rows (`dim` each), reordered by ascending id.
-fn by_id(ids: Vec<i64>, rows: Vec<f32>, dim: usize) -> (Vec<i64>, Vec<f32>) {
+/// `ids` and their rows (`dim` each), reordered by ascending id, and the
+/// order taken (`None`: they already were).
+fn by_id(ids: Vec<i64>, rows: Vec<f32>, dim: usize) -> (Vec<i64>, Vec<f32>, Option<Vec<usize>>) {
     if ids.windows(2).all(|w| w[0] < w[1]) {
-        return (ids, rows);
+        return (ids, rows, None);
     }
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_unstable_by_key(|&i| ids[i]);
@@ -307,5 +325,9 @@ fn by_id(ids: Vec<i64>, rows: Vec<f32>, dim: usize) -> (Vec<i64>, Vec<f32>) {
         .flat_map(|&i| &rows[i * dim..(i + 1) * dim])
         .copied()
         .collect();
-    (order.iter().map(|&i| ids[i]).collect(), sorted_rows)
+    (
+        order.iter().map(|&i| ids[i]).collect(),
+        sorted_rows,
+        Some(order),
+    )
 }

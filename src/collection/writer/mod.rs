@@ -24,12 +24,14 @@ mod checkpoint;
 
 use checkpoint::{Rewrite, MERGE_FACTOR};
 
+use super::attrs;
 use super::drift::Drift;
 use super::files::{self, deletes_name, manifest_name, segment_name, wal_name, LOCK};
 use super::manifest::{CollectionConfig, CollectionManifest, MANIFEST_FORMAT};
 use super::state::State;
 use super::wal::{self, Record, WalWriter};
 use crate::error::{Error, Result};
+use crate::index::attributes::AttributesInput;
 use crate::index::build::prepare_rows;
 use crate::index::format::SectionKind;
 use crate::index::{LoadOptions, Metric};
@@ -130,6 +132,7 @@ impl Writer {
             next_id: 0,
             calibration: None,
             calibrated_rows: 0,
+            attributes: Vec::new(),
         };
         m.publish(dir)?;
         drop(lock);
@@ -211,10 +214,18 @@ impl Writer {
     }
 
     /// Adds `vectors` (`n x dim`) under `ids` (assigned above every id the
-    /// collection ever held when `None`); an id already live is an error.
-    pub fn add(&mut self, vectors: &[f32], ids: Option<&[i64]>) -> Result<Vec<i64>> {
+    /// collection ever held when `None`) with their `attributes` (the
+    /// collection's columns: `collection::attrs`); an id already live is
+    /// an error.
+    pub fn add(
+        &mut self,
+        vectors: &[f32],
+        ids: Option<&[i64]>,
+        attributes: Option<&AttributesInput>,
+    ) -> Result<Vec<i64>> {
         let rows = self.prepare(vectors, ids)?;
         let n = rows.len() / self.work.dim;
+        let attributes = self.attributes_of(attributes, n)?;
         let ids = match ids {
             Some(ids) => {
                 if let Some(&id) = ids.iter().find(|id| self.ids.contains_key(*id)) {
@@ -236,16 +247,34 @@ impl Writer {
                 (start..start + n as i64).collect()
             }
         };
-        self.insert(ids.clone(), rows);
+        self.insert(ids.clone(), rows, attributes);
         Ok(ids)
     }
 
     /// Adds `vectors` under `ids`, replacing the rows of ids already live.
-    pub fn upsert(&mut self, vectors: &[f32], ids: &[i64]) -> Result<()> {
+    pub fn upsert(
+        &mut self,
+        vectors: &[f32],
+        ids: &[i64],
+        attributes: Option<&AttributesInput>,
+    ) -> Result<()> {
         let rows = self.prepare(vectors, Some(ids))?;
+        let n = rows.len() / self.work.dim;
+        let attributes = self.attributes_of(attributes, n)?;
         self.remove(ids);
-        self.insert(ids.to_vec(), rows);
+        self.insert(ids.to_vec(), rows, attributes);
         Ok(())
+    }
+
+    /// A call's attributes checked and in the collection's column order.
+    fn attributes_of(
+        &self,
+        given: Option<&AttributesInput>,
+        n: usize,
+    ) -> Result<Option<AttributesInput>> {
+        let w = &self.work;
+        let empty = w.segments.is_empty() && w.fresh.is_empty();
+        attrs::normalized(&w.schema, empty, given, n)
     }
 
     /// Deletes `ids`; returns how many were live (unknown ids are counted
@@ -280,7 +309,7 @@ impl Writer {
         prepare_rows(vectors, dim, self.work.metric)
     }
 
-    fn insert(&mut self, ids: Vec<i64>, rows: Vec<f32>) {
+    fn insert(&mut self, ids: Vec<i64>, rows: Vec<f32>, attributes: Option<AttributesInput>) {
         if ids.is_empty() {
             return;
         }
@@ -290,7 +319,11 @@ impl Writer {
         if let Some(&top) = ids.iter().max() {
             self.next_id = self.next_id.max(top.saturating_add(1));
         }
-        self.log(Record::Add { ids, rows });
+        self.log(Record::Add {
+            ids,
+            rows,
+            attributes,
+        });
     }
 
     /// Deletes the live ones of `ids`; returns how many there were.
@@ -367,6 +400,7 @@ impl Writer {
         m.generation += 1;
         m.wal_len = len;
         m.next_id = self.next_id;
+        m.attributes = self.work.schema.clone();
         let published = self.publish(&m);
         self.wal
             .committed(&path, published.is_ok().then_some(len))?;
