@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from svve_core import demo
 from svve_core.engine import SearchEngine, build_index
-from svve_core.exceptions import SVVEError
+from svve_core.exceptions import InvalidFilterError, InvalidParameterError, SVVEError
 from svve_core.schemas import IndexConfig, SearchParams
 
 
@@ -39,6 +39,23 @@ def _load_matrix(path: str) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def _load_attributes(path: Optional[str]) -> Optional[Dict[str, Any]]:
+    """Attributes from a .npz (one array per name) or a .json (name -> list)."""
+    if path is None:
+        return None
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            return {name: z[name] for name in z.files}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise InvalidParameterError(f"--attributes {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidParameterError(f"--attributes {path}: expected a JSON object of lists")
+    return data
+
+
 def cmd_build(a: argparse.Namespace) -> int:
     vectors = _load_matrix(a.vectors)
     ids = np.load(a.ids, allow_pickle=False).astype(np.int64) if a.ids else None
@@ -49,6 +66,7 @@ def cmd_build(a: argparse.Namespace) -> int:
         metric=a.metric,
         config=IndexConfig(center=not a.no_center, calibrate=not a.no_calibrate),
         progress=ProgressBar("build"),
+        attributes=_load_attributes(a.attributes),
     )
     print(info.model_dump_json(indent=2))
     return 0
@@ -62,7 +80,11 @@ def cmd_search(a: argparse.Namespace) -> int:
     params = SearchParams(
         target_recall=a.recall, exact=a.exact, candidates=a.candidates, nprobe=a.nprobe
     )
-    ids, scores = engine.search_batch(queries, a.k, params)
+    try:
+        flt = json.loads(a.filter) if a.filter else None
+    except json.JSONDecodeError as e:
+        raise InvalidFilterError(f"invalid filter: --filter is not valid JSON: {e}") from None
+    ids, scores = engine.search_batch(queries, a.k, params, filter=flt)
     for i, (row_ids, row_scores) in enumerate(zip(ids, scores)):
         print(json.dumps({"query": i, "ids": row_ids.tolist(), "scores": row_scores.tolist()}))
     return 0
@@ -84,6 +106,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("vectors")
     b.add_argument("index")
     b.add_argument("--ids", help=".npy of int64 ids (default 0..n-1)")
+    b.add_argument(
+        "--attributes",
+        help="row attributes to filter on: a .npz (one array per name) or a .json "
+        "(name -> list of values)",
+    )
     b.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
     b.add_argument("--no-center", action="store_true", help="do not centre before sign coding")
     b.add_argument(
@@ -105,6 +132,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--exact", action="store_true")
     s.add_argument("--candidates", type=int, default=0, help="override the calibrated count")
     s.add_argument("--nprobe", type=int, default=0, help="override the calibrated count")
+    s.add_argument(
+        "--filter",
+        help='only rows matching this JSON filter, e.g. \'{"lang": "en", "price": {"$lt": 20}}\'',
+    )
     s.set_defaults(func=cmd_search)
     i = sub.add_parser("info", help="print an index's manifest and sizes")
     i.add_argument("index")

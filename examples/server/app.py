@@ -74,6 +74,9 @@ class _Request(BaseModel):
     # keeps the default (or params["target_recall"]).
     recall: Optional[float] = None
     params: Optional[Dict[str, Any]] = None
+    # Only rows this filter matches (svve_core filter syntax: {"tenant": 7},
+    # {"price": {"$lt": 20}}, {"$or": [...]}, {"id": {"$in": [...]}}).
+    filter: Optional[Dict[str, Any]] = None
 
 
 class SearchRequest(_Request):
@@ -126,6 +129,8 @@ class AddRequest(_Write):
     vectors: Optional[List[List[float]]] = None
     vectors_b64: Optional[str] = None
     ids: Optional[List[StrictInt]] = None
+    # Name -> one value per row (as svve_core.Collection.add takes them).
+    attributes: Optional[Dict[str, List[Any]]] = None
 
     @model_validator(mode="after")
     def _one_matrix(self) -> AddRequest:
@@ -329,7 +334,7 @@ def create_app(holder: Optional[Holder] = None) -> FastAPI:
         else:
             query = _floats(body.vector, "vector")
         # The GIL is released inside search: run it on a thread, not the loop.
-        ids, scores = await state.engine.asearch(query, body.k, params)
+        ids, scores = await state.engine.asearch(query, body.k, params, filter=body.filter)
         return JSONResponse({"ids": ids.tolist(), "scores": scores.tolist()})
 
     @app.post("/search/batch")
@@ -340,7 +345,7 @@ def create_app(holder: Optional[Holder] = None) -> FastAPI:
         queries = _matrix(body.vectors, body.vectors_b64, state.engine.dim, "vectors")
         if queries.ndim == 2 and queries.shape[0] > settings.max_batch:
             raise RequestError(f"at most {settings.max_batch} queries per batch")
-        ids, scores = await state.engine.asearch_batch(queries, body.k, params)
+        ids, scores = await state.engine.asearch_batch(queries, body.k, params, filter=body.filter)
         return JSONResponse({"ids": ids.tolist(), "scores": scores.tolist()})
 
     @app.post("/admin/reload")
@@ -395,13 +400,27 @@ def create_app(holder: Optional[Holder] = None) -> FastAPI:
     async def collection_add(body: AddRequest, request: Request) -> JSONResponse:
         state, _ = _writer(request, write=True)
         rows = _matrix(body.vectors, body.vectors_b64, state.engine.dim, "vectors")
-        return await _forward(request, "add", vectors=rows, ids=body.ids, commit=body.commit)
+        return await _forward(
+            request,
+            "add",
+            vectors=rows,
+            ids=body.ids,
+            attributes=body.attributes,
+            commit=body.commit,
+        )
 
     @app.post("/collection/upsert")
     async def collection_upsert(body: UpsertRequest, request: Request) -> JSONResponse:
         state, _ = _writer(request, write=True)
         rows = _matrix(body.vectors, body.vectors_b64, state.engine.dim, "vectors")
-        return await _forward(request, "upsert", vectors=rows, ids=body.ids, commit=body.commit)
+        return await _forward(
+            request,
+            "upsert",
+            vectors=rows,
+            ids=body.ids,
+            attributes=body.attributes,
+            commit=body.commit,
+        )
 
     @app.post("/collection/delete")
     async def collection_delete(body: DeleteRequest, request: Request) -> JSONResponse:

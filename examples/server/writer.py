@@ -128,9 +128,10 @@ class WriterServer:
             return {"error": "WriterUnavailable", "detail": "the writer is shutting down"}
         out: Dict[str, Any] = {}
         if op == "add":
-            out["ids"] = col.add(args["vectors"], args.get("ids")).tolist()
+            ids = col.add(args["vectors"], args.get("ids"), attributes=args.get("attributes"))
+            out["ids"] = ids.tolist()
         elif op == "upsert":
-            col.upsert(args["vectors"], args["ids"])
+            col.upsert(args["vectors"], args["ids"], attributes=args.get("attributes"))
             out["upserted"] = len(args["ids"])
         elif op == "delete":
             out["deleted"] = col.delete(args["ids"])

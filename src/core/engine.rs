@@ -11,7 +11,7 @@ use super::exact::exact_all;
 use super::filter::Filter;
 use super::mask::RowMask;
 use super::params::SearchParams;
-use super::plan::{filter_exact, QueryPlan};
+use super::plan::{filter_exact, filtered_path, FilteredPath, QueryPlan};
 use super::router::{Centroids, Router};
 use super::scratch::{with_scratch, Scratch};
 use super::stack::Stack;
@@ -307,22 +307,34 @@ impl Engine {
             stats.rescored = allowed;
             Ok(stats)
         };
-        // A filter matching no more rows than Tier1 would keep: score them.
-        if plan.exact || (plan.filtered && allowed <= plan.candidates) {
+        if plan.exact {
             return brute(s, stats);
         }
         let router = Router::new(stack, &self.centroids);
         let mut candidates = plan.candidates;
         if plan.filtered {
-            let far = router.route_filtered(&s.query, plan, &mut s.route_order);
-            candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
+            let parts = view.partitions().max(1);
+            let routed_rows = (plan.nprobe + plan.extra_probes / 2) * n.div_ceil(parts);
+            let blocks = || stack.allowed_blocks();
+            match filtered_path(allowed, blocks, routed_rows, candidates, view.dim) {
+                FilteredPath::Exact => return brute(s, stats),
+                FilteredPath::Scan => {
+                    let far = router.route_matching(&s.query, &mut s.route_order);
+                    candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
+                }
+                FilteredPath::Routed => {
+                    let far = router.route_filtered(&s.query, plan, &mut s.route_order);
+                    candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
+                    let rows = rows_in(stack, &s.route_order);
+                    if filter_exact(allowed, rows, candidates, view.dim) {
+                        return brute(s, stats);
+                    }
+                }
+            }
         } else {
             router.route(&s.query, plan, &mut s.route_order);
         }
         let rows = rows_in(stack, &s.route_order);
-        if plan.filtered && filter_exact(allowed, rows, candidates) {
-            return brute(s, stats);
-        }
         s.probe_norms.clear();
         s.probe_norms.resize(view.partitions(), 0.0);
         s.survivors.reset(candidates);

@@ -9,9 +9,9 @@
 //! is wrong (`filter["price"]["$gte"]`).
 use serde_json::Value as Json;
 
-use super::mask::RowMask;
+use super::mask::{set_bits, RowMask};
 use crate::error::{Error, Result};
-use crate::index::attributes::{AttrType, Attributes, Column, Keys};
+use crate::index::attributes::{AttrType, Attributes, Column, Keys, Rows};
 use crate::index::IndexFile;
 
 /// What a filter is evaluated against: one file's (or a collection's fresh
@@ -419,7 +419,13 @@ impl Leaf {
         if self.attr == ID_KEY {
             let (ids, order) = (file.ids, file.id_order);
             let key = |i: usize| ids[order[i] as usize];
-            numeric(&mut m, order, |i| Num::Int(key(i)), op, &self.values);
+            numeric(
+                &mut m,
+                IdRows::Ids(order),
+                |i| Num::Int(key(i)),
+                op,
+                &self.values,
+            );
         } else {
             match file.attributes.column(bytes, &self.attr) {
                 Some(Column::Numeric { keys, rows }) => {
@@ -427,11 +433,12 @@ impl Leaf {
                         Keys::Int(k) => Num::Int(k[i]),
                         Keys::Float(k) => Num::Float(k[i]),
                     };
-                    numeric(&mut m, rows, key, op, &self.values);
+                    numeric(&mut m, IdRows::Column(rows), key, op, &self.values);
                 }
                 Some(Column::Categorical { dict, starts, rows }) => {
                     let set = |m: &mut RowMask, code: usize| {
-                        m.set_rows(&rows[starts[code] as usize..starts[code + 1] as usize]);
+                        let (lo, hi) = (starts[code] as usize, starts[code + 1] as usize);
+                        m.fill(|w| rows.set_into(lo, hi, w));
                     };
                     for v in &self.values {
                         let Scalar::Str(s) = v else { continue };
@@ -458,6 +465,23 @@ impl Leaf {
     }
 }
 
+/// The rows of a sorted numeric column: an attribute's (with dense
+/// bitmaps) or the ids' order.
+#[derive(Clone, Copy)]
+enum IdRows<'a> {
+    Ids(&'a [u32]),
+    Column(Rows<'a>),
+}
+
+impl IdRows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            IdRows::Ids(r) => r.len(),
+            IdRows::Column(r) => r.rows.len(),
+        }
+    }
+}
+
 /// A numeric key.
 #[derive(Clone, Copy)]
 enum Num {
@@ -480,7 +504,13 @@ fn compare(key: Num, value: &Scalar) -> std::cmp::Ordering {
 
 /// Sets in `m` the rows of a sorted numeric column (`key(i)` is the `i`-th
 /// smallest key, `rows[i]` its row) that satisfy `op` against `values`.
-fn numeric(m: &mut RowMask, rows: &[u32], key: impl Fn(usize) -> Num, op: Op, values: &[Scalar]) {
+fn numeric(
+    m: &mut RowMask,
+    rows: IdRows<'_>,
+    key: impl Fn(usize) -> Num,
+    op: Op,
+    values: &[Scalar],
+) {
     use std::cmp::Ordering::{Greater, Less};
     let n = rows.len();
     // First index whose key is not below / above `v`.
@@ -498,7 +528,12 @@ fn numeric(m: &mut RowMask, rows: &[u32], key: impl Fn(usize) -> Num, op: Op, va
     };
     let lower = |v: &Scalar| first(&|i| compare(key(i), v) == Less);
     let upper = |v: &Scalar| first(&|i| compare(key(i), v) != Greater);
-    let mut set = |a: usize, b: usize| m.set_rows(&rows[a..b.max(a)]);
+    let mut set = |a: usize, b: usize| {
+        m.fill(|w| match rows {
+            IdRows::Ids(r) => set_bits(w, &r[a..b.max(a)]),
+            IdRows::Column(r) => r.set_into(a, b.max(a), w),
+        })
+    };
     for v in values {
         match op {
             Op::Eq | Op::In | Op::Contains => set(lower(v), upper(v)),

@@ -4,6 +4,15 @@
 //! when it tops a query up to `k`; brute force skips masked rows.
 use crate::math::bits::BLOCK;
 
+/// Sets the bits of `rows` in `words` (rows past the end are ignored).
+pub fn set_bits(words: &mut [u64], rows: &[u32]) {
+    for &r in rows {
+        if let Some(w) = words.get_mut(r as usize / 64) {
+            *w |= 1u64 << (r % 64);
+        }
+    }
+}
+
 /// A bitset over stored rows: bit set = the row may be returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowMask {
@@ -51,13 +60,15 @@ impl RowMask {
         }
     }
 
-    /// Allows every row of `rows` (each below `len`): one pass of bit sets
-    /// and one recount, for the thousands of rows a filter's leaf matches.
-    pub fn set_rows(&mut self, rows: &[u32]) {
-        for &r in rows {
-            let r = r as usize;
-            if let Some(w) = self.words.get_mut(r / 64) {
-                *w |= 1u64 << (r % 64);
+    /// Lets `fill` allow rows by setting bits of the words directly (rows
+    /// one by one with [`set_bits`], or whole bitmaps), then
+    /// counts once: the thousands of rows a filter's leaf matches cost a
+    /// bit each, not a bookkeeping step each.
+    pub fn fill(&mut self, fill: impl FnOnce(&mut [u64])) {
+        fill(&mut self.words);
+        if !self.len.is_multiple_of(64) {
+            if let Some(last) = self.words.last_mut() {
+                *last &= (1u64 << (self.len % 64)) - 1;
             }
         }
         self.recount();
@@ -175,6 +186,20 @@ impl RowMask {
             return found.min(last);
         }
         last
+    }
+
+    /// Code blocks (8 rows, a byte of a word) holding an allowed row.
+    pub fn allowed_blocks(&self) -> usize {
+        self.words
+            .iter()
+            .map(|&w| {
+                // A bit per non-zero byte: OR each byte's bits into its low bit.
+                let b = w | (w >> 4);
+                let b = b | (b >> 2);
+                let b = b | (b >> 1);
+                (b & 0x0101_0101_0101_0101).count_ones() as usize
+            })
+            .sum()
     }
 
     /// Allowed rows in `start..end`.

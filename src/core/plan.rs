@@ -4,6 +4,7 @@
 use super::params::SearchParams;
 use crate::error::Result;
 use crate::index::{Calibration, CalibrationPoint};
+use crate::math::bits::BLOCK;
 use crate::metric::Metric;
 
 /// What one query will do.
@@ -173,6 +174,22 @@ pub fn far_factor(d2: f32, nearest: f32) -> f32 {
     }
 }
 
+/// How much wider a filtered query's plan gets when its neighbourhood
+/// holds a `local` share of matches against the filter's `selectivity`
+/// overall: 1 at or above it (correlated or uncorrelated filters), up to
+/// [`MAX_FAR_FACTOR`] when the neighbourhood holds none (the matches lie
+/// elsewhere: an anti-correlated filter, whose nearest matching partition
+/// may still border the query's, so [`far_factor`] does not see it).
+pub fn sparse_factor(local: f64, selectivity: f64) -> f32 {
+    if local >= selectivity {
+        1.0
+    } else if local <= 0.0 {
+        MAX_FAR_FACTOR
+    } else {
+        ((selectivity / local) as f32).clamp(1.0, MAX_FAR_FACTOR)
+    }
+}
+
 /// From this [`far_factor`] on, a filtered query ranks partitions by
 /// similarity to their centroid rather than by distance.
 pub const FAR_BY_SIMILARITY: f32 = 1.5;
@@ -183,17 +200,71 @@ pub const MAX_FAR_FACTOR: f32 = 8.0;
 /// The exponent of [`filter_need`].
 pub const FILTER_NEED_EXPONENT: f64 = 0.5;
 
-/// One row scored exactly in float32 costs about as much as this many rows
-/// of Tier1 codes (4 bytes per dimension against 1 bit, plus the dot
-/// product against a popcount).
-pub const EXACT_ROW_COST: usize = 16;
+/// Rows of Tier1 codes that scoring one row exactly costs: `4 dim` bytes
+/// read at random against `dim / 8` codes and 12 bytes of factors
+/// streamed (25 at 384-d). On debian-minilm-384 an exact row took about
+/// 100 ns (610 matching rows: 60 us of a 144 us query) where Tier1 streams
+/// a row in about 4 ns.
+pub fn exact_row_cost(dim: usize) -> usize {
+    (32 * dim / (dim + 96)).max(4)
+}
 
-/// Whether a filtered query answers by brute force over its `matching`
-/// rows rather than scanning `opened` rows of codes and rescoring
-/// `candidates` survivors.
-pub fn filter_exact(matching: usize, opened: usize, candidates: usize) -> bool {
-    matching.saturating_mul(EXACT_ROW_COST)
-        <= opened.saturating_add(candidates.saturating_mul(EXACT_ROW_COST))
+/// A filtered query may scan every code block holding a match (no
+/// routing, so no match is missed) when that reads at most this many
+/// times the rows the unfiltered plan would.
+pub const FULL_SCAN_BUDGET: usize = 2;
+
+/// How a filtered query is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilteredPath {
+    /// Score every matching row exactly.
+    Exact,
+    /// Tier1 over every code block holding a match, in every partition.
+    Scan,
+    /// Route over the partitions holding a match (`Router::route_filtered`).
+    Routed,
+}
+
+/// The cheapest way to answer a filtered query over `matching` rows in
+/// `blocks()` code blocks (counted only when a full scan might pay), when
+/// the unfiltered plan reads about `routed_rows` rows and keeps
+/// `candidates` survivors. Costs in rows of Tier1 codes.
+pub fn filtered_path(
+    matching: usize,
+    blocks: impl FnOnce() -> usize,
+    routed_rows: usize,
+    candidates: usize,
+    dim: usize,
+) -> FilteredPath {
+    let per_exact = exact_row_cost(dim);
+    let exact = matching.saturating_mul(per_exact);
+    // Survivors rescored (about half are skipped by the bound).
+    let rescore = candidates.saturating_mul(per_exact) / 2;
+    if matching <= candidates {
+        return FilteredPath::Exact;
+    }
+    let budget = FULL_SCAN_BUDGET.saturating_mul(routed_rows);
+    // A block holds at most 8 matches: at least matching / 8 blocks.
+    if matching.div_ceil(BLOCK) * BLOCK <= budget {
+        let scan = blocks().saturating_mul(BLOCK);
+        if scan <= budget {
+            return if exact <= scan + rescore {
+                FilteredPath::Exact
+            } else {
+                FilteredPath::Scan
+            };
+        }
+    }
+    FilteredPath::Routed
+}
+
+/// Whether a routed filtered query answers by brute force over its
+/// `matching` rows rather than scanning `opened` rows of codes and
+/// rescoring `candidates` survivors.
+pub fn filter_exact(matching: usize, opened: usize, candidates: usize, dim: usize) -> bool {
+    let per_exact = exact_row_cost(dim);
+    matching.saturating_mul(per_exact)
+        <= opened.saturating_add(candidates.saturating_mul(per_exact) / 2)
 }
 
 /// Expansion ratio of an uncalibrated index (version 1 files, or builds

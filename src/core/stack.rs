@@ -68,6 +68,11 @@ impl<'a> Stack<'a> {
         self.views.iter().map(View::allowed).sum()
     }
 
+    /// Code blocks holding a row a query may return, in every view.
+    pub fn allowed_blocks(&self) -> usize {
+        self.views.iter().map(View::allowed_blocks).sum()
+    }
+
     /// Rows of partition `p` a query may return, in every view.
     pub fn allowed_in(&self, p: usize) -> usize {
         self.views.iter().map(|v| v.allowed_in(p)).sum()

@@ -80,6 +80,14 @@ impl<'a> View<'a> {
         self.mask.is_none_or(|m| m.get(row))
     }
 
+    /// Code blocks holding a row that may be returned.
+    pub fn allowed_blocks(&self) -> usize {
+        self.mask.map_or(
+            self.len().div_ceil(crate::math::bits::BLOCK),
+            RowMask::allowed_blocks,
+        )
+    }
+
     /// Rows of code block `block` that may be returned, as a Tier1 survivor mask.
     #[inline]
     pub fn allowed_bits(&self, block: usize) -> u8 {

@@ -72,3 +72,27 @@ def test_build_without_calibration(tmp_path: Path, files, capsys) -> None:
     info = SearchEngine(out).info()
     assert info.calibration is None
     assert "no recall calibration" in info.warnings[0]
+
+
+def test_attributes_and_filter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = clustered(2000, 16, clusters=10, seed=1)
+    np.save(tmp_path / "base.npy", data)
+    np.save(tmp_path / "q.npy", data[:3])
+    lang = np.array(["en", "de"])[np.arange(2000) % 2]
+    np.savez(tmp_path / "attrs.npz", lang=lang, price=np.arange(2000) / 10)
+    (tmp_path / "attrs.json").write_text(json.dumps({"lang": lang.tolist()}))
+    for attrs in ("attrs.npz", "attrs.json"):
+        idx = str(tmp_path / f"{attrs}.svve")
+        argv = ["build", str(tmp_path / "base.npy"), idx, "--attributes", str(tmp_path / attrs)]
+        assert main(argv) == 0
+        rows = _search(capsys, idx, str(tmp_path / "q.npy"), "--filter", '{"lang": "de"}')
+        assert all(i % 2 == 1 for r in rows for i in r["ids"])
+        assert len(rows) == 3
+    capsys.readouterr()
+    idx = str(tmp_path / "attrs.npz.svve")
+    assert main(["search", idx, str(tmp_path / "q.npy"), "--filter", '{"lang": 1}']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("svve: error:")
+    assert 'filter["lang"]' in err
+    assert main(["search", idx, str(tmp_path / "q.npy"), "--filter", "{bad"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err

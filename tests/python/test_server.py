@@ -129,6 +129,32 @@ def test_search_endpoints_equal_the_engine(index_dir: Path, dataset) -> None:
         assert info["name"] == "current.svve"
 
 
+def test_filters_in_requests(tmp_path: Path, dataset) -> None:
+    """A ``filter`` field on /search and /search/batch answers as the engine
+    does; a bad one is a 400 naming the wrong part."""
+    root = tmp_path / "index"
+    root.mkdir()
+    n = len(dataset.data)
+    tenant = np.arange(n) % 7
+    build_index(root / "current.svve", dataset.data, metric="ip", attributes={"tenant": tenant})
+    engine = SearchEngine(root / "current.svve")
+    queries = dataset.queries[:4]
+    flt = {"tenant": {"$in": [2, 5]}}
+    with _client(root) as client:
+        r = client.post("/search", json={"vector": queries[0].tolist(), "k": 5, "filter": flt})
+        assert r.status_code == 200, r.text
+        np.testing.assert_array_equal(r.json()["ids"], engine.search(queries[0], 5, filter=flt)[0])
+        assert all(tenant[i] in (2, 5) for i in r.json()["ids"])
+        r = client.post("/search/batch", json={"vectors": queries.tolist(), "filter": flt})
+        assert r.status_code == 200, r.text
+        np.testing.assert_array_equal(
+            r.json()["ids"], engine.search_batch(queries, 10, filter=flt)[0]
+        )
+        r = client.post("/search", json={"vector": queries[0].tolist(), "filter": {"x": 1}})
+        assert r.status_code == 400, r.text
+        assert "unknown attribute" in r.json()["detail"]
+
+
 BAD_REQUESTS = [
     ("/search", {"vector": [1.0, 2.0]}, 400, "dimensions"),
     ("/search", {"vector": []}, 400, "dimensions"),
@@ -466,6 +492,33 @@ BAD_WRITES = [
     ("/collection/delete", {"ids": [1], "bogus": 1}, 422, "bogus"),
     ("/collection/delete", {}, 422, "ids"),
 ]
+
+
+def test_collection_attributes_and_filters(tmp_path: Path, dataset) -> None:
+    """Attributes given to /collection/add reach the writer; a ``filter`` on
+    /search then sees only matching rows."""
+    path = tmp_path / "attrs"
+    Collection.create(path, dim=dataset.data.shape[1], metric="ip").close()
+    x = dataset.data[:300]
+    with _collection_client(path) as client:
+        tags = [["even"] if i % 2 == 0 else ["odd"] for i in range(300)]
+        r = client.post(
+            "/collection/add",
+            json={"vectors": x.tolist(), "attributes": {"tags": tags, "n": list(range(300))}},
+        )
+        assert r.status_code == 200, r.text
+        r = client.post(
+            "/search", json={"vector": x[1].tolist(), "k": 5, "filter": {"tags": "odd"}}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["ids"]
+        assert all(i % 2 == 1 for i in r.json()["ids"])
+        r = client.post(
+            "/collection/add", json={"vectors": x[:2].tolist(), "attributes": {"n": [1, 2]}}
+        )
+        assert r.status_code == 400, r.text
+        assert "same attributes" in r.text
+    assert Collection.open(path, readonly=True).info().attributes == {"tags": "tags", "n": "int"}
 
 
 def test_bad_writes_are_a_4xx_and_change_nothing(collection_dir: Path) -> None:
