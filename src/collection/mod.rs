@@ -14,6 +14,7 @@ mod deletes;
 mod drift;
 pub mod files;
 pub mod manifest;
+mod search;
 pub mod state;
 pub mod wal;
 pub mod writer;
