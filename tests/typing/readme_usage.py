@@ -147,6 +147,21 @@ def live_collection(directory: Path) -> None:
     col.compact()
     info: svve_core.CollectionInfo = col.info()
     assert info.n == len(col) == 1008
+    # README "Filters": collections take the same attributes and filters.
+    tagged = svve_core.Collection.create(directory / "tagged", dim=64)
+    tagged.add(
+        rng.standard_normal((100, 64), dtype=np.float32),
+        attributes={"lang": ["en", "de"] * 50, "tags": [["linux"]] * 100},
+    )
+    tagged.upsert(
+        rng.standard_normal((1, 64), dtype=np.float32),
+        ids=[7],
+        attributes={"lang": ["de"], "tags": [[]]},
+    )
+    query = rng.standard_normal(64, dtype=np.float32)
+    found, _ = tagged.search(query, k=5, filter={"lang": "de", "tags": {"$contains": "linux"}})
+    assert len(found) == 5
+    assert 7 not in found.tolist()  # upserted without the tag
 
 
 def main() -> int:
