@@ -190,6 +190,17 @@ pub fn sparse_factor(local: f64, selectivity: f64) -> f32 {
     }
 }
 
+/// From this [`sparse_factor`] on, a routed filtered query wants as many
+/// matching rows as the rows its (widened) probes hold, not
+/// `selectivity^0.5` of them: its neighbourhood is short of matches beyond
+/// chance (an uncorrelated filter's ~1,100 neighbouring rows at
+/// selectivity 0.1 vary by about a tenth; requiring all of them there cost
+/// 30% of those queries' speed), so the matches it needs lie elsewhere.
+/// On debian with the half of the rows farthest from the query as the
+/// filter, recall@10 went from 0.942 to 0.957 with it (probes widened by
+/// the factor squared).
+pub const SPARSE_CHANCE: f32 = 1.5;
+
 /// From this [`far_factor`] on, a filtered query ranks partitions by
 /// similarity to their centroid rather than by distance.
 pub const FAR_BY_SIMILARITY: f32 = 1.5;

@@ -2,7 +2,10 @@
 //! [`Router::route_matching`] choose among the partitions that hold a
 //! matching row (counted exactly from the stack's mask).
 use super::Router;
-use crate::core::plan::{far_factor, filter_need, sparse_factor, QueryPlan, FAR_BY_SIMILARITY};
+use crate::core::plan::{
+    far_factor, filter_need, sparse_factor, QueryPlan, FAR_BY_SIMILARITY, MAX_FAR_FACTOR,
+    SPARSE_CHANCE,
+};
 use crate::core::query::PreparedQuery;
 use crate::core::topk::{best_first, Scored};
 
@@ -143,14 +146,20 @@ impl Router<'_> {
             if taken == 0 {
                 limit = d2 * (1.0 + plan.expand_ratio);
                 far = far_factor(d2, nearest).max(sparse);
-                nprobe = (nprobe as f32 * far).ceil() as usize;
-                max_probes = (max_probes as f32 * far).ceil() as usize;
+                let wide = (far * far).min(MAX_FAR_FACTOR);
+                nprobe = (nprobe as f32 * wide).ceil() as usize;
+                max_probes = (max_probes as f32 * wide).ceil() as usize;
             }
             let probes = taken < nprobe || (taken < max_probes && d2 <= limit);
             if !probes {
                 // What the plan opens is decided: enough matches?
                 if need == usize::MAX {
-                    need = filter_need(rows, selectivity, plan.k);
+                    let share = if sparse >= SPARSE_CHANCE {
+                        1.0
+                    } else {
+                        selectivity
+                    };
+                    need = filter_need(rows, share, plan.k);
                 }
                 if have >= need {
                     return (true, far);
