@@ -18,6 +18,7 @@ peers get a precomputed allowlist per distinct filter (their users would
 bring one from a database), which favours them.
 
     uv run --group bench python -m benchmarks.studies.filters [DATASET_DIR] [--queries N] [--quick]
+        [--peers hnswlib,faiss-hnsw,faiss-ivf] [--max-regions N] [--out FILE]
 
 Without ``--quick`` the report is also written to benchmarks/results/filters.txt.
 """
@@ -95,6 +96,12 @@ def regions(x: np.ndarray, count: int, seed: int) -> Tuple[np.ndarray, np.ndarra
     return _nearest(u, centres), centres
 
 
+def _top10(scores: np.ndarray) -> np.ndarray:
+    """The ten best of ``scores``, best first."""
+    top = np.argpartition(-scores, 9)[:10] if len(scores) > 10 else np.arange(len(scores))
+    return top[np.argsort(-scores[top], kind="stable")]
+
+
 class Cell:
     """One selectivity and kind: a filter per query, its rows, the truth."""
 
@@ -142,11 +149,13 @@ def best(points: List[Tuple[Any, float, float]]) -> Tuple[str, float, float]:
     return str(k), r, q
 
 
-def build_peers(x: np.ndarray, tmp: Path) -> Dict[str, Any]:
+def build_peers(x: np.ndarray, tmp: Path, wanted: Sequence[str]) -> Dict[str, Any]:
     peers: Dict[str, Any] = {}
     u = unit(x).astype(np.float32)
     n, d = u.shape
     with contextlib.suppress(ImportError):
+        if "hnswlib" not in wanted:
+            raise ImportError
         import hnswlib
 
         t = time.perf_counter()
@@ -163,15 +172,19 @@ def build_peers(x: np.ndarray, tmp: Path) -> Dict[str, Any]:
         import faiss
 
         faiss.omp_set_num_threads(os.cpu_count() or 1)
-        t = time.perf_counter()
-        fh = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-        fh.hnsw.efConstruction = 200
-        fh.add(u)
-        peers["faiss-hnsw"] = fh
-        print(
-            f"faiss {faiss.__version__} HNSWFlat: M=32, efConstruction=200, built in "
-            f"{time.perf_counter() - t:.1f} s"
-        )
+        if "faiss-hnsw" in wanted:
+            t = time.perf_counter()
+            fh = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+            fh.hnsw.efConstruction = 200
+            fh.add(u)
+            peers["faiss-hnsw"] = fh
+            print(
+                f"faiss {faiss.__version__} HNSWFlat: M=32, efConstruction=200, built in "
+                f"{time.perf_counter() - t:.1f} s"
+            )
+        if "faiss-ivf" not in wanted:
+            faiss.omp_set_num_threads(1)
+            return peers
         t = time.perf_counter()
         nlist = round(4 * float(np.sqrt(n)))
         quantizer = faiss.IndexFlatIP(d)
@@ -250,6 +263,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("dataset", nargs="?", default=DEFAULT_DATASET)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="few queries and settings: smoke test")
+    ap.add_argument(
+        "--peers",
+        default="hnswlib,faiss-hnsw,faiss-ivf",
+        help="comma-separated peers to build (graphs take long at 1M rows on 2 cores)",
+    )
+    ap.add_argument(
+        "--max-regions",
+        type=int,
+        default=20_000,
+        help="skip correlated/anti-correlated cells needing more k-means regions than this",
+    )
+    ap.add_argument("--out", help=f"report file (default without --quick: {RESULTS})")
     a = ap.parse_args(argv)
     svve_core.set_num_threads(1)
     ds = load_dataset(a.dataset)
@@ -259,7 +284,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if a.quick:
         x = x[:8000]
     n = len(x)
-    out = None if a.quick else RESULTS
+    out = Path(a.out) if a.out else (None if a.quick else RESULTS)
     tee = _Tee(out)
     with contextlib.redirect_stdout(tee):  # type: ignore[type-var]
         args = " ".join(sys.argv[1:] if argv is None else argv)
@@ -277,7 +302,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         centres: Dict[float, np.ndarray] = {}
         for s in SELECTIVITIES:
             attrs[f"bucket_{s}"] = rng.integers(0, round(1 / s), n)
-            labels, c = regions(x, max(2, min(n // 2, round(1 / s))), seed=int(1 / s))
+            count = max(2, min(n // 2, round(1 / s)))
+            if count > a.max_regions:
+                continue
+            labels, c = regions(x, count, seed=int(1 / s))
             attrs[f"region_{s}"] = labels
             centres[s] = c
         with tempfile.TemporaryDirectory() as tmp:
@@ -289,10 +317,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"{os.path.getsize(path) / 2**20:.1f} MiB"
             )
             engine = svve_core.SearchEngine(path)
-            peers = build_peers(x, Path(tmp))
+            peers = build_peers(x, Path(tmp), a.peers.split(","))
             u, uq = unit(x), unit(queries)
             sims = uq @ u.T
-            top = [np.argsort(-row)[:10] for row in sims]
+            top = [_top10(row) for row in sims]
             r0, qps0 = measure(lambda i: engine.search(queries[i], 10)[0], len(queries), top)
             print(f"\nunfiltered svve, default target: recall {r0:.4f}, {qps0:,.0f} QPS\n")
             head = ["filter", "s", "rows", "svve default", "svve best", "vs unfiltered"]
@@ -300,21 +328,21 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("| " + " | ".join(head) + " |")
             print("|" + "---|" * len(head))
             for s in SELECTIVITIES:
-                bucket, label = attrs[f"bucket_{s}"], attrs[f"region_{s}"]
-                near = _nearest(uq, centres[s])
-                far = _nearest(uq, -centres[s])
-                cells = [
-                    Cell("uncorrelated", s, f"bucket_{s}", [0] * len(queries), bucket),
-                    Cell("correlated", s, f"region_{s}", near, label),
-                    Cell("anti-correlated", s, f"region_{s}", far, label),
-                ]
+                bucket = attrs[f"bucket_{s}"]
+                cells = [Cell("uncorrelated", s, f"bucket_{s}", [0] * len(queries), bucket)]
+                if s in centres:
+                    label = attrs[f"region_{s}"]
+                    near = _nearest(uq, centres[s])
+                    far = _nearest(uq, -centres[s])
+                    cells.append(Cell("correlated", s, f"region_{s}", near, label))
+                    cells.append(Cell("anti-correlated", s, f"region_{s}", far, label))
                 for cell in cells:
                     truth, counts = [], []
                     for i in range(len(queries)):
                         mk = cell.mask(i)
                         counts.append(int(mk.sum()))
                         sc = np.where(mk, sims[i], -np.inf)
-                        truth.append(np.argsort(-sc)[: min(10, counts[-1])])
+                        truth.append(_top10(sc)[: min(10, counts[-1])])
                     pts = []
                     for t_ in SVVE_TARGETS:
                         p = SearchParams(target_recall=t_)
