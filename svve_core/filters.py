@@ -91,6 +91,8 @@ def encode_attributes(attributes: Optional[Mapping[str, Any]], n: int) -> Option
     for name, values in attributes.items():
         if not isinstance(name, str):
             raise InvalidParameterError(f"attribute names must be strings, got {name!r}")
+        if not _is_list(values) and hasattr(values, "__array__"):
+            values = np.asarray(values)  # a pandas Series, an Arrow array...
         if not _is_list(values):
             raise _bad(
                 name, f"needs one value per vector (a list or array), got {type(values).__name__}"

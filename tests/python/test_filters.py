@@ -326,6 +326,29 @@ def test_empty_and_mixed_number_columns(tmp_path: Path) -> None:
     assert sorted(e.search(x[0], 10, filter={"s": {"$in": ["x", "z"]}})[0]) == [0, 2, 3]
 
 
+class _ArrayLike:
+    """What a pandas Series or an Arrow array offers: ``__array__``."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = np.asarray(values)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.values
+
+
+def test_array_likes_and_object_arrays_are_columns(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
+    attrs = {
+        "n": _ArrayLike([3, 1, 2, 3]),
+        "s": _ArrayLike(["a", "b", "a", "c"]),
+        "o": np.array(["x", "y", "x", "y"], dtype=object),
+    }
+    info = svve_core.build_index(tmp_path / "a.svve", x, attributes=attrs)
+    assert info.attributes == {"n": "int", "s": "str", "o": "str"}
+    e = svve_core.SearchEngine(tmp_path / "a.svve")
+    assert sorted(e.search(x[0], 10, filter={"n": 3, "o": "y"})[0]) == [3]
+
+
 def _attribute_section(path: Path) -> Tuple[int, int]:
     raw = path.read_bytes()
     count = int.from_bytes(raw[16:20], "little")
