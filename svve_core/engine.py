@@ -31,6 +31,7 @@ from svve_core.schemas import (
     IndexManifest,
     Metric,
     SearchParams,
+    one_line,
 )
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -169,7 +170,8 @@ class _Loaded:
         try:
             self.manifest = IndexManifest.model_validate_json(self.core.manifest_json())
         except (ValidationError, InvalidParameterError) as e:
-            raise CorruptIndexError(f"{os.fspath(path)}: manifest is not valid: {e}") from e
+            why = one_line("manifest", e) if isinstance(e, ValidationError) else str(e)
+            raise CorruptIndexError(f"{os.fspath(path)}: manifest is not valid: {why}") from e
         self.dim = self.manifest.dim
         self.default = config.params.native()
 

@@ -30,7 +30,46 @@ class _Model(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as e:
-            raise InvalidParameterError(f"{type(self).__name__}: {e}") from e
+            raise InvalidParameterError(one_line(type(self).__name__, e)) from e
+
+
+# pydantic error types -> the rule, worded once for every model.
+_RULES = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "literal_error": "must be one of {expected}",
+    "extra_forbidden": "is not a field",
+    "missing": "is required",
+    "finite_number": "must be finite",
+}
+
+
+def one_line(model: str, e: ValidationError) -> str:
+    """``e`` as one line naming each field and its rule:
+    ``SearchParams.candidates must be >= 0, got -5``."""
+    parts = []
+    for err in e.errors(include_url=False):
+        field = ".".join(str(x) for x in err.get("loc", ()))
+        where = f"{model}.{field}" if field else model
+        kind = err.get("type", "")
+        if kind == "value_error":  # a validator's own message (a nested model's, say)
+            parts.append(f"{where}: {err.get('ctx', {}).get('error', err.get('msg'))}")
+            continue
+        rule = _RULES.get(kind)
+        text = rule.format(**err.get("ctx", {})) if rule else str(err.get("msg", "is invalid"))
+        got = "" if kind in ("missing", "extra_forbidden") else f", got {err.get('input')!r}"
+        parts.append(f"{where} {text}{got}")
+    return "; ".join(parts).replace("\n", " ") or f"{model}: invalid"
 
 
 class IndexConfig(_Model):
