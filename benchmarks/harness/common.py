@@ -1,4 +1,4 @@
-"""Measurement helpers of the harness: latency summaries, process memory, machine facts.
+"""Measurement helpers of the harness: latency, memory, machine facts, report tees.
 
 Datasets and recall live in the package (:mod:`svve_core.datasets`), shared
 with ``svve demo``.
@@ -141,3 +141,21 @@ def machine_info(command: Optional[str] = None) -> dict:
         "versions": {d: _version(d) for d in PEER_DISTRIBUTIONS},
         "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
     }
+
+
+class Tee:
+    """stdout, copied to a file as it is written (a study's report)."""
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.file = path.open("w") if path else None
+
+    def write(self, s: str) -> int:
+        sys.__stdout__.write(s)
+        if self.file:
+            self.file.write(s)
+        return len(s)
+
+    def flush(self) -> None:
+        sys.__stdout__.flush()
+        if self.file:
+            self.file.flush()

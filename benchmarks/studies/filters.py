@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 import svve_core
-from benchmarks.harness.common import loadavg, machine_info
+from benchmarks.harness.common import Tee, loadavg, machine_info
 from svve_core import SearchParams
 from svve_core.datasets import load_dataset
 
@@ -48,24 +48,6 @@ TARGET = 0.95
 SVVE_TARGETS = (0.9, 0.95, 0.97, 0.99)
 HNSW_EFS = (10, 20, 40, 80, 160, 320, 640)
 IVF_PROBES = (4, 8, 16, 32, 64, 128, 256)
-
-
-class _Tee:
-    """stdout, copied to a file as it is written."""
-
-    def __init__(self, path: Optional[Path]) -> None:
-        self.file = path.open("w") if path else None
-
-    def write(self, s: str) -> int:
-        sys.__stdout__.write(s)
-        if self.file:
-            self.file.write(s)
-        return len(s)
-
-    def flush(self) -> None:
-        sys.__stdout__.flush()
-        if self.file:
-            self.file.flush()
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -285,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         x = x[:8000]
     n = len(x)
     out = Path(a.out) if a.out else (None if a.quick else RESULTS)
-    tee = _Tee(out)
+    tee = Tee(out)
     with contextlib.redirect_stdout(tee):  # type: ignore[type-var]
         args = " ".join(sys.argv[1:] if argv is None else argv)
         print("# Filtered search: recall and QPS per selectivity, svve against peers\n")

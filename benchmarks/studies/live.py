@@ -49,7 +49,7 @@ import numpy as np
 
 import svve_core
 from benchmarks.harness.adapters import _nlist, _sample
-from benchmarks.harness.common import dir_bytes, loadavg, machine_info
+from benchmarks.harness.common import Tee, dir_bytes, loadavg, machine_info
 from benchmarks.harness.suite import synthetic_dir
 from benchmarks.harness.synthetic import ADA
 from svve_core import SearchParams
@@ -88,24 +88,6 @@ QUICK = Plan(5000, 2000, 6000, 200, 2000, 2, 100)
 
 
 # ----------------------------------------------------------------- helpers
-
-
-class _Tee:
-    """stdout, copied to a file as it is written."""
-
-    def __init__(self, path: Optional[Path]) -> None:
-        self.file = path.open("w") if path else None
-
-    def write(self, s: str) -> int:
-        sys.__stdout__.write(s)
-        if self.file:
-            self.file.write(s)
-        return len(s)
-
-    def flush(self) -> None:
-        sys.__stdout__.flush()
-        if self.file:
-            self.file.flush()
 
 
 def batches(n: int) -> List[Tuple[int, int]]:
@@ -896,7 +878,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("the dataset needs base.npy")
     ada = load_dataset(synthetic_dir(plan.ingest_1536, kind="ada"))
     assert ada.base is not None
-    tee = _Tee(out)
+    tee = Tee(out)
     t_all = time.perf_counter()
     with contextlib.redirect_stdout(tee):  # type: ignore[type-var]
         args = " ".join(sys.argv[1:] if argv is None else argv)

@@ -59,7 +59,7 @@ pub struct FreshIndex {
     attributes: Attributes,
     bytes: Vec<u8>,
     ids: Vec<i64>,
-    id_order: Vec<u32>,
+    id_order: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl FreshIndex {
@@ -81,13 +81,11 @@ impl FreshIndex {
                 .map_err(|r| Error::param("attributes", r))?;
             (decoded, bytes)
         };
-        let mut id_order: Vec<u32> = (0..ids.len() as u32).collect();
-        id_order.sort_by_key(|&r| ids[r as usize]);
         Ok(FreshIndex {
             attributes,
             bytes,
             ids: ids.to_vec(),
-            id_order,
+            id_order: std::sync::OnceLock::new(),
         })
     }
 

@@ -50,16 +50,6 @@ impl RowMask {
         }
     }
 
-    /// Allows row `row` (below `len`).
-    #[inline]
-    pub fn set(&mut self, row: usize) {
-        if let Some(w) = self.words.get_mut(row / 64) {
-            let bit = 1u64 << (row % 64);
-            self.allowed += usize::from(*w & bit == 0);
-            *w |= bit;
-        }
-    }
-
     /// Lets `fill` allow rows by setting bits of the words directly (rows
     /// one by one with [`set_bits`], or whole bitmaps), then
     /// counts once: the thousands of rows a filter's leaf matches cost a

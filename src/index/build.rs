@@ -271,8 +271,9 @@ fn build_file(
         None => None,
     };
     let mut manifest = Manifest::new(n, dim, parts, metric, config.clone());
-    let optional = attr_bytes.as_ref().map(|_| SectionKind::Attributes);
-    manifest.format_version = version_for(REQUIRED.into_iter().chain(optional));
+    // Every kind but the optional one the build leaves out.
+    let kinds = SectionKind::ALL.into_iter();
+    manifest.format_version = version_for(kinds.filter(|k| !k.optional() || attr_bytes.is_some()));
     let manifest_json =
         serde_json::to_vec(&manifest).map_err(|e| Error::param("manifest", e.to_string()))?;
     let mut plans = vec![
@@ -333,18 +334,6 @@ fn build_file(
     })?;
     Ok((manifest, pending))
 }
-
-/// The sections every build writes.
-const REQUIRED: [SectionKind; 8] = [
-    SectionKind::Manifest,
-    SectionKind::Centroid,
-    SectionKind::Offsets,
-    SectionKind::Codes,
-    SectionKind::Factors,
-    SectionKind::Vectors,
-    SectionKind::Ids,
-    SectionKind::Calibration,
-];
 
 fn plan(kind: SectionKind, rows: usize, cols: usize) -> SectionPlan {
     SectionPlan {

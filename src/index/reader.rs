@@ -212,14 +212,11 @@ impl IndexFile {
         self.section(SectionKind::Attributes)
     }
 
-    /// Stored rows in ascending id order (ties by row), built once.
-    pub fn id_order(&self) -> &[u32] {
-        self.id_order.get_or_init(|| {
-            let ids: &[i64] = self.section(SectionKind::Ids);
-            let mut order: Vec<u32> = (0..ids.len() as u32).collect();
-            order.sort_by_key(|&r| (ids[r as usize], r));
-            order
-        })
+    /// Where the stored rows in ascending id order are kept once a filter
+    /// on ids first needs them ([`rows_by_id`]): a filter on attributes
+    /// alone never sorts the ids.
+    pub fn id_order(&self) -> &std::sync::OnceLock<Vec<u32>> {
+        &self.id_order
     }
 
     /// Number of vectors.
@@ -325,6 +322,13 @@ impl IndexFile {
         }
         Ok(())
     }
+}
+
+/// Rows `0..ids.len()` in ascending id order (ties by row).
+pub fn rows_by_id(ids: &[i64]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+    order.sort_by_key(|&r| (ids[r as usize], r));
+    order
 }
 
 /// Refuses directories, FIFOs, sockets and devices.

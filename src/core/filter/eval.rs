@@ -142,7 +142,7 @@ impl Leaf {
         };
         let mut m = RowMask::none(n);
         if self.attr == ID_KEY {
-            let (ids, order) = (file.ids, file.id_order);
+            let (ids, order) = (file.ids, file.rows_by_id());
             let key = |i: usize| ids[order[i] as usize];
             numeric(
                 &mut m,

@@ -17,6 +17,9 @@ use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
 use crate::index::attributes::Attributes;
+use std::sync::OnceLock;
+
+use crate::index::reader::rows_by_id;
 use crate::index::IndexFile;
 
 /// What a filter is evaluated against: one file's (or a collection's fresh
@@ -29,8 +32,8 @@ pub struct FilterSource<'a> {
     pub bytes: &'a [u8],
     /// The id of each row.
     pub ids: &'a [i64],
-    /// Rows in ascending id order.
-    pub id_order: &'a [u32],
+    /// Rows in ascending id order, sorted when an id filter first needs them.
+    pub id_order: &'a OnceLock<Vec<u32>>,
 }
 
 impl<'a> FilterSource<'a> {
@@ -46,6 +49,11 @@ impl<'a> FilterSource<'a> {
 
     fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Rows in ascending id order.
+    fn rows_by_id(&self) -> &'a [u32] {
+        self.id_order.get_or_init(|| rows_by_id(self.ids))
     }
 }
 
