@@ -1,10 +1,11 @@
-"""A LangChain ``VectorStore`` over svve.
+"""A LangChain ``VectorStore`` over svve::
 
->>> from langchain_core.embeddings import DeterministicFakeEmbedding
->>> from svve_core.integrations.langchain import SvveVectorStore
->>> store = SvveVectorStore(DeterministicFakeEmbedding(size=64))   # temporary
->>> store.add_texts(["svve is fast"], metadatas=[{"source": "readme"}])
->>> store.similarity_search("fast", k=4, filter={"source": "readme"})
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from svve_core.integrations.langchain import SvveVectorStore
+
+    store = SvveVectorStore(DeterministicFakeEmbedding(size=64))  # temporary
+    store.add_texts(["svve is fast"], metadatas=[{"source": "readme"}])
+    store.similarity_search("fast", k=4, filter={"source": "readme"})
 
 Documents (text, metadata, id) live in SQLite beside a svve ``Collection``
 (``svve_core.integrations._docstore``). ``filter`` is a Mongo-style dict on
