@@ -14,7 +14,15 @@
 //!
 //! Dependencies run one way: `api -> core -> index -> math`; `metric`,
 //! `limits`, `pool` and `error` are leaves that any of them may use.
-#![cfg(target_endian = "little")]
+
+// Index files are memory-mapped and read in place as little-endian words
+// (no byte swapping on the query path), so a big-endian build would read
+// garbage: refuse it at compile time rather than build a crate that lies.
+#[cfg(target_endian = "big")]
+compile_error!(
+    "svve-core supports little-endian targets only: index files are read in place \
+     as little-endian data (x86-64, aarch64, riscv64 and wasm32 are all little-endian)"
+);
 
 pub mod collection;
 pub mod core;

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::{Advice, Mmap};
+use memmap2::Mmap;
 
 use super::attributes::Attributes;
 use super::calibration::{Calibration, SLOT_BYTES};
@@ -171,9 +171,7 @@ impl IndexFile {
         index.check_offsets()?;
         // Tier2 rows are gathered at random; read-ahead would only waste cache.
         let v = index.entry(SectionKind::Vectors);
-        let _ = index
-            .map
-            .advise_range(Advice::Random, v.offset as usize, v.len as usize);
+        advise_random(&index.map, v.offset as usize, v.len as usize);
         Ok(Arc::new(index))
     }
 
@@ -251,7 +249,7 @@ impl IndexFile {
     /// map the file. Undone when the mapping is dropped. Needs
     /// `RLIMIT_MEMLOCK` of at least the file size (or `CAP_IPC_LOCK`).
     pub fn lock_in_memory(&self) -> Result<()> {
-        self.map.lock().map_err(|e| {
+        lock_map(&self.map).map_err(|e| {
             let hint = format!(
                 "cannot lock {} bytes in memory ({e}); raise RLIMIT_MEMLOCK \
                  (ulimit -l) or open without lock_pages",
@@ -500,4 +498,32 @@ fn check_shapes(path: &Path, m: &Manifest, s: &[SectionEntry]) -> Result<()> {
         expect(SectionKind::Calibration, SLOT_BYTES as u64, 1)?;
     }
     Ok(())
+}
+
+/// A hint that a range is read at random (`madvise(MADV_RANDOM)`); where
+/// the platform has no such hint the default read-ahead stays, which only
+/// costs page-cache space, never correctness.
+#[cfg(unix)]
+fn advise_random(map: &Mmap, offset: usize, len: usize) {
+    let _ = map.advise_range(memmap2::Advice::Random, offset, len);
+}
+
+#[cfg(not(unix))]
+fn advise_random(_map: &Mmap, _offset: usize, _len: usize) {}
+
+/// `mlock` of the whole mapping. memmap2 offers it on Unix only; elsewhere
+/// pinning fails with `Unsupported`, which `lock_in_memory` turns into a
+/// typed error naming the file (an engine opened without `lock_pages`
+/// works everywhere).
+#[cfg(unix)]
+fn lock_map(map: &Mmap) -> std::io::Result<()> {
+    map.lock()
+}
+
+#[cfg(not(unix))]
+fn lock_map(_map: &Mmap) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "pinning pages needs mlock, which this platform does not offer",
+    ))
 }

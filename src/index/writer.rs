@@ -263,15 +263,20 @@ pub fn write_small(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Fsyncs the directory holding `path`, so a rename or a new file in it
 /// survives a crash (a no-op where directories cannot be opened).
+#[cfg(unix)]
 pub fn sync_parent(path: &Path) -> Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    #[cfg(unix)]
-    {
-        let dir = File::open(parent).map_err(|e| Error::io(parent, e))?;
-        dir.sync_all().map_err(|e| Error::io(parent, e))?;
-    }
+    let dir = File::open(parent).map_err(|e| Error::io(parent, e))?;
+    dir.sync_all().map_err(|e| Error::io(parent, e))
+}
+
+/// Windows cannot open a directory as a file; NTFS journals the rename
+/// itself (`MoveFileEx` is durable once it returns with write-through
+/// metadata), so there is nothing to sync.
+#[cfg(not(unix))]
+pub fn sync_parent(_path: &Path) -> Result<()> {
     Ok(())
 }

@@ -220,3 +220,22 @@ pub mod x86 {
         }
     }
 }
+
+/// aarch64 builds: the fused kernel over the NEON plane scan.
+#[cfg(target_arch = "aarch64")]
+pub mod neon {
+    use super::{estimate_with, CodeBlocks, EstimateParams, Planes, RowFactors};
+    use crate::math::bits::neon::plane_scan_neon;
+
+    /// Same contract as [`super::estimate_scan_portable`].
+    pub fn estimate_scan_neon(
+        codes: CodeBlocks<'_>,
+        q: Planes<'_>,
+        rows: RowFactors<'_>,
+        p: &EstimateParams,
+        est: &mut [f32],
+        mask: &mut [u8],
+    ) {
+        estimate_with(plane_scan_neon, codes, q, rows, p, est, mask);
+    }
+}

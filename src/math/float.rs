@@ -195,3 +195,125 @@ pub mod x86 {
         unsafe { l2sq_inner(a, b) }
     }
 }
+
+/// aarch64 builds: NEON is part of the aarch64 baseline, so these need no
+/// run-time detection. Four 4-lane accumulators, as on x86, so the loop is
+/// bound by loads rather than by the FMA latency.
+#[cfg(target_arch = "aarch64")]
+pub mod neon {
+    use std::arch::aarch64::*;
+
+    /// `sum f(a[i], b[i])`: `step` folds 4 lanes of each into an
+    /// accumulator, `tail` scores the last `n % 4` pairs.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    fn fold(
+        a: &[f32],
+        b: &[f32],
+        step: impl Fn(float32x4_t, float32x4_t, float32x4_t) -> float32x4_t,
+        tail: impl Fn(f32, f32) -> f32,
+    ) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        while i + 16 <= n {
+            for (j, r) in acc.iter_mut().enumerate() {
+                // SAFETY: `i + 4 j + 4 <= n`: 4 lanes of both slices in bounds.
+                let (x, y) =
+                    unsafe { (vld1q_f32(pa.add(i + 4 * j)), vld1q_f32(pb.add(i + 4 * j))) };
+                *r = step(x, y, *r);
+            }
+            i += 16;
+        }
+        while i + 4 <= n {
+            // SAFETY: `i + 4 <= n`.
+            let (x, y) = unsafe { (vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i))) };
+            acc[0] = step(x, y, acc[0]);
+            i += 4;
+        }
+        let v = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+        vaddvq_f32(v)
+            + a[i..n]
+                .iter()
+                .zip(&b[i..n])
+                .map(|(&x, &y)| tail(x, y))
+                .sum::<f32>()
+    }
+
+    #[target_feature(enable = "neon")]
+    fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
+        fold(a, b, |x, y, acc| vfmaq_f32(acc, x, y), |x, y| x * y)
+    }
+
+    #[target_feature(enable = "neon")]
+    fn l2sq_inner(a: &[f32], b: &[f32]) -> f32 {
+        fold(
+            a,
+            b,
+            |x, y, acc| {
+                let d = vsubq_f32(x, y);
+                vfmaq_f32(acc, d, d)
+            },
+            |x, y| (x - y) * (x - y),
+        )
+    }
+
+    /// Four rows at a time, so each load of `x` serves four FMAs (as the
+    /// AVX2 twin).
+    #[target_feature(enable = "neon")]
+    fn dot_rows_inner(x: &[f32], rows: &[f32], out: &mut [f32]) {
+        let dim = x.len();
+        let n4 = dim / 4 * 4;
+        let px = x.as_ptr();
+        let mut quads = rows.chunks_exact(4 * dim.max(1));
+        let mut outs = out.chunks_exact_mut(4);
+        for (quad, o) in (&mut quads).zip(&mut outs) {
+            let pr = quad.as_ptr();
+            let mut acc = [vdupq_n_f32(0.0); 4];
+            let mut i = 0;
+            while i < n4 {
+                // SAFETY: `i + 4 <= dim`: 4 lanes of `x` and of each of the
+                // four rows of `quad` (4 * dim values) are in bounds.
+                let xv = unsafe { vld1q_f32(px.add(i)) };
+                for (r, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above.
+                    let rv = unsafe { vld1q_f32(pr.add(r * dim + i)) };
+                    *a = vfmaq_f32(*a, xv, rv);
+                }
+                i += 4;
+            }
+            for (r, (a, o)) in acc.iter().zip(o.iter_mut()).enumerate() {
+                let row = &quad[r * dim..(r + 1) * dim];
+                let tail: f32 = x[n4..].iter().zip(&row[n4..]).map(|(p, q)| p * q).sum();
+                *o = vaddvq_f32(*a) + tail;
+            }
+        }
+        let rest = quads.remainder();
+        for (o, r) in outs
+            .into_remainder()
+            .iter_mut()
+            .zip(rest.chunks_exact(dim.max(1)))
+        {
+            *o = dot_inner(x, r);
+        }
+    }
+
+    /// NEON inner product.
+    pub fn dot_neon(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: NEON is in the baseline of every aarch64 target.
+        unsafe { dot_inner(a, b) }
+    }
+
+    /// NEON squared L2 distance.
+    pub fn l2sq_neon(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: NEON is in the baseline of every aarch64 target.
+        unsafe { l2sq_inner(a, b) }
+    }
+
+    /// NEON `out[i] = <x, rows[i]>`.
+    pub fn dot_rows_neon(x: &[f32], rows: &[f32], out: &mut [f32]) {
+        // SAFETY: NEON is in the baseline of every aarch64 target.
+        unsafe { dot_rows_inner(x, rows, out) }
+    }
+}

@@ -277,3 +277,42 @@ pub mod x86 {
         unsafe { dot_block_avx512_inner(block, q, out) }
     }
 }
+
+/// aarch64 builds (NEON is baseline there). A pair row of a block is 32
+/// i16: `vld2q` splits 8 lanes' pairs into their first and second
+/// dimensions, and `vmlal_n` adds each times the query's value of that
+/// dimension into 4-lane i32 sums; no horizontal reduction, as on x86.
+#[cfg(target_arch = "aarch64")]
+pub mod neon {
+    use super::LANES;
+    use std::arch::aarch64::*;
+
+    #[target_feature(enable = "neon")]
+    fn dot_block_inner(block: &[i16], q: &[i16], out: &mut [i32; LANES]) {
+        let mut acc = [vdupq_n_s32(0); 4];
+        for (row, qp) in block.chunks_exact(2 * LANES).zip(q.chunks_exact(2)) {
+            let (q0, q1) = (qp[0], qp[1]);
+            for half in 0..2 {
+                // SAFETY: `row` holds 2 * LANES = 32 i16; this reads the 16
+                // values of lanes 8 half .. 8 half + 8.
+                let v = unsafe { vld2q_s16(row.as_ptr().add(16 * half)) };
+                let (lo, hi) = (2 * half, 2 * half + 1);
+                acc[lo] = vmlal_n_s16(acc[lo], vget_low_s16(v.0), q0);
+                acc[lo] = vmlal_n_s16(acc[lo], vget_low_s16(v.1), q1);
+                acc[hi] = vmlal_n_s16(acc[hi], vget_high_s16(v.0), q0);
+                acc[hi] = vmlal_n_s16(acc[hi], vget_high_s16(v.1), q1);
+            }
+        }
+        for (chunk, a) in out.chunks_exact_mut(4).zip(acc) {
+            // SAFETY: `chunk` is 4 i32.
+            unsafe { vst1q_s32(chunk.as_mut_ptr(), a) };
+        }
+    }
+
+    /// NEON block kernel; `block` from [`super::interleave`], `q` from
+    /// [`super::widen_query`].
+    pub fn dot_block_neon(block: &[i16], q: &[i16], out: &mut [i32; LANES]) {
+        // SAFETY: NEON is in the baseline of every aarch64 target.
+        unsafe { dot_block_inner(block, q, out) }
+    }
+}

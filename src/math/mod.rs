@@ -63,6 +63,8 @@ impl Kernels {
             }
             out.push(Self::detect());
         }
+        #[cfg(target_arch = "aarch64")]
+        out.push(Self::detect());
         out
     }
 
@@ -123,9 +125,22 @@ impl Kernels {
             };
             k
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
         {
-            // aarch64 has a native popcount (cnt) and NEON in its baseline.
+            // NEON is part of the aarch64 baseline: no detection needed.
+            Kernels {
+                dot: float::neon::dot_neon,
+                dot_rows: float::neon::dot_rows_neon,
+                dot_i8_block: int8::neon::dot_block_neon,
+                l2sq: float::neon::l2sq_neon,
+                plane_scan: bits::neon::plane_scan_neon,
+                estimate_scan: estimate::neon::estimate_scan_neon,
+                isa: "aarch64+neon",
+                ..Self::PORTABLE
+            }
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
             Self::portable()
         }
     }

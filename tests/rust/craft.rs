@@ -155,6 +155,8 @@ pub fn reseal(bytes: &mut [u8], at: usize) {
 /// A small valid index and its bytes.
 pub struct Fixture {
     pub dir: TempDir,
+    // Read only by the Unix-only FIFO test.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub path: PathBuf,
     pub bytes: Vec<u8>,
     pub n: usize,

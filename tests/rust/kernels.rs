@@ -373,3 +373,14 @@ fn dot_rows_matches_dot(
         }
     }
 }
+
+/// The kernels a query uses are among the sets every test above checks
+/// (on aarch64: the NEON ones, run here under qemu-aarch64 in CI's cross
+/// job when one exists; see docs/arch/blueprint.md "Portability").
+#[test]
+fn the_detected_kernels_are_among_those_tested() {
+    let isa = Kernels::detect().isa;
+    assert!(kernel_sets().iter().any(|k| k.isa == isa), "{isa}");
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(isa, "aarch64+neon");
+}
