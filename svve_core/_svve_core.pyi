@@ -6,15 +6,33 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import final
+
+__all__ = [
+    "FORMAT_VERSION",
+    "__version__",
+    "_Collection",
+    "_Engine",
+    "_Params",
+    "_debug_panic",
+    "build_index",
+    "isa",
+    "num_threads",
+    "search_param_spec",
+    "set_num_threads",
+]
 
 __version__: str
 FORMAT_VERSION: int
 
 _Column = Tuple[str, str, npt.NDArray[Any], Optional[List[str]], Optional[npt.NDArray[np.int64]]]
 
+# PyO3 classes cannot be subclassed (stubtest checks the stubs say so).
+@final
 class _Params:
-    def __init__(self, **knobs: object) -> None: ...
+    def __new__(cls, **knobs: object) -> _Params: ...
 
+@final
 class _Collection:
     @staticmethod
     def create(path: str, dim: int, metric: str, config: str) -> _Collection: ...
@@ -66,10 +84,11 @@ class _Collection:
     @property
     def path(self) -> str: ...
 
+@final
 class _Engine:
-    def __init__(
-        self, path: Union[str, PathLike[str]], verify: bool = True, lock_pages: bool = False
-    ) -> None: ...
+    def __new__(
+        cls, path: Union[str, PathLike[str]], verify: bool = True, lock_pages: bool = False
+    ) -> _Engine: ...
     def search(
         self,
         query: npt.NDArray[np.float32],
@@ -97,6 +116,10 @@ class _Engine:
     def attribute_schema(self) -> List[Tuple[str, str]]: ...
     def check_filter(self, filter: str) -> None: ...
     def manifest_json(self) -> str: ...
+    def calibration_json(self) -> Optional[str]: ...
+    def recalibrate(
+        self, queries: npt.NDArray[np.float32], dst: Union[str, PathLike[str]]
+    ) -> str: ...
     def section_bytes(self) -> List[Tuple[str, int]]: ...
     def arrays(self) -> Dict[str, npt.NDArray[Any]]: ...
     @property

@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union, get_args
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 
 from svve_core import _svve_core
@@ -35,7 +36,11 @@ from svve_core.schemas import (
 )
 
 PathLike = Union[str, "os.PathLike[str]"]
-Result = Tuple[np.ndarray, np.ndarray]
+Ids = npt.NDArray[np.int64]
+Scores = npt.NDArray[np.float32]
+# (doc_ids, scores): shape (k',) for one query, (b, k') for a batch, with
+# k' = min(k, rows); typed by dtype so checkers see int64 ids, float32 scores.
+Result = Tuple[Ids, Scores]
 Progress = Callable[[int, int], None]
 Filter = Optional[Mapping[str, Any]]
 
@@ -245,7 +250,7 @@ class SearchEngine:
         k: int = 10,
         params: Optional[SearchParams] = None,
         filter: Filter = None,
-    ) -> Tuple[np.ndarray, np.ndarray, dict]:
+    ) -> Tuple[Ids, Scores, Dict[str, int]]:
         """``search`` plus a dict of the rows each stage touched."""
         st = self._state
         (ids, scores), stats = st.core.search_stats(

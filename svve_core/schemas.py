@@ -6,31 +6,75 @@ native parameter object each ``SearchParams`` caches.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from typing import Any, Dict, List, Literal, Optional
+import sys
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from svve_core import _svve_core
 from svve_core.exceptions import InvalidParameterError
 
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pydantic depends on typing_extensions
+    from typing_extensions import Self
+
 Metric = Literal["cosine", "ip", "l2"]
 AttributeType = Literal["int", "float", "bool", "str", "tags"]
 
 
 class _Model(BaseModel):
-    """Frozen, strict-about-extras base. Constructing a model with bad values
-    raises ``InvalidParameterError`` (``model_validate*`` and assignment raise
-    pydantic's ``ValidationError``, which is also a ``ValueError``)."""
+    """Frozen, strict-about-extras base. Every way of making a model with bad
+    values (the constructor, ``model_validate``, ``model_validate_json``,
+    ``model_validate_strings``, ``model_copy(update=...)``) and every
+    assignment raises ``InvalidParameterError`` with a one-line message, never
+    pydantic's multi-line ``ValidationError``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def __init__(self, **data: Any) -> None:
-        try:
+        with _typed_errors(type(self).__name__):
             super().__init__(**data)
-        except ValidationError as e:
-            raise InvalidParameterError(one_line(type(self).__name__, e)) from e
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        with _typed_errors(cls.__name__):
+            return super().model_validate(obj, *args, **kwargs)
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> Self:
+        with _typed_errors(cls.__name__):
+            return super().model_validate_json(json_data, *args, **kwargs)
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        with _typed_errors(cls.__name__):
+            return super().model_validate_strings(obj, *args, **kwargs)
+
+    def model_copy(self, *, update: Optional[Mapping[str, Any]] = None, deep: bool = False) -> Self:
+        """A copy; with ``update``, validated like a new model (pydantic's own
+        ``model_copy`` skips validation, so ``candidates=-5`` would only fail
+        at search time)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**fields, **update})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        with _typed_errors(type(self).__name__):
+            super().__setattr__(name, value)
+
+
+@contextlib.contextmanager
+def _typed_errors(model: str) -> Iterator[None]:
+    """Turns pydantic's ``ValidationError`` into the library's one-line type."""
+    try:
+        yield
+    except ValidationError as e:
+        raise InvalidParameterError(one_line(model, e)) from e
 
 
 # pydantic error types -> the rule, worded once for every model.
@@ -51,6 +95,7 @@ _RULES = {
     "extra_forbidden": "is not a field",
     "missing": "is required",
     "finite_number": "must be finite",
+    "frozen_instance": "cannot be changed (models are frozen: use model_copy(update={{...}}))",
 }
 
 
@@ -63,7 +108,11 @@ def one_line(model: str, e: ValidationError) -> str:
         where = f"{model}.{field}" if field else model
         kind = err.get("type", "")
         if kind == "value_error":  # a validator's own message (a nested model's, say)
-            parts.append(f"{where}: {err.get('ctx', {}).get('error', err.get('msg'))}")
+            inner = err.get("ctx", {}).get("error", err.get("msg"))
+            # The model's own one-line error, re-raised through pydantic
+            # (model_validate_strings goes through __init__): already named.
+            own = isinstance(inner, InvalidParameterError) and not field
+            parts.append(str(inner) if own else f"{where}: {inner}")
             continue
         rule = _RULES.get(kind)
         text = rule.format(**err.get("ctx", {})) if rule else str(err.get("msg", "is invalid"))
