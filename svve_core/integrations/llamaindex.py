@@ -158,7 +158,9 @@ class SvveVectorStore(BasePydanticVectorStore):
         """Release the files (a temporary store is deleted)."""
         self._store.close()
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """How many documents the store holds. (Not ``__len__``: frameworks test
+        stores for truth, ``if vector_store:``, and an empty one must pass.)"""
         return len(self._store)
 
     # -- writes -------------------------------------------------------------
@@ -208,7 +210,7 @@ class SvveVectorStore(BasePydanticVectorStore):
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """The ``min(similarity_top_k, matching)`` nodes nearest
         ``query.query_embedding`` among those matching ``filters``, ``node_ids``
-        and ``doc_ids`` (ref doc ids). Modes: default and MMR (with
+        and ``doc_ids`` (ref doc ids; an empty list restricts nothing). Modes: default and MMR (with
         ``mmr_threshold``, from the query or ``kwargs``)."""
         if query.query_embedding is None:
             raise ValueError("SvveVectorStore.query needs query.query_embedding")
@@ -219,8 +221,9 @@ class SvveVectorStore(BasePydanticVectorStore):
         rows = self._store.search(
             query.query_embedding,
             max(k, 4 * k) if mmr else k,  # MMR picks among more candidates
-            keys=query.node_ids,
-            where=_where(query.filters, query.doc_ids),
+            # empty lists restrict nothing: VectorIndexRetriever sends node_ids=[]
+            keys=query.node_ids or None,
+            where=_where(query.filters, query.doc_ids or None),
         )
         if mmr and rows:
             rows = self._mmr(query.query_embedding, rows, k, kwargs.get("mmr_threshold"), query)

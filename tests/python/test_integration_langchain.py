@@ -310,9 +310,9 @@ def test_deletion(store: SvveVectorStore) -> None:
     assert store.delete(["2", "missing"])
     assert sorted(d.id for d in store.similarity_search("b", k=10)) == ["1", "3"]
     assert store.get_by_ids(["2"]) == []
-    assert len(store) == len(store.collection) == 2
+    assert store.count() == len(store.collection) == 2
     store.delete()  # everything, and the dimension with it
-    assert len(store) == 0
+    assert store.count() == 0
     assert store.similarity_search("a") == []
     store._embedding = DeterministicFakeEmbedding(size=DIM + 3)
     store.add_texts(["wider"])
@@ -344,7 +344,7 @@ def test_bad_input_writes_nothing(store: SvveVectorStore) -> None:
         store._store.put(["k"], ["t"], [{}], np.ones((1, DIM + 1), np.float32))
     with pytest.raises(ValueError, match="metadatas"):
         store.add_texts(["a", "b"], [{}])
-    assert len(store) == len(store.collection) == 1
+    assert store.count() == len(store.collection) == 1
 
 
 def test_persistence(tmp_path: Path, embedding: Embeddings) -> None:
@@ -366,7 +366,7 @@ def test_persistence(tmp_path: Path, embedding: Embeddings) -> None:
     again.close()
     assert path.is_dir()
     with SvveVectorStore(embedding, path=path) as third:
-        assert len(third) == 2
+        assert third.count() == 2
     with pytest.raises(InvalidParameterError, match="metric"):
         SvveVectorStore(embedding, path=path, metric="l2")
 
@@ -408,7 +408,7 @@ def test_recovery_after_a_failed_collection_write(
             store.delete(["a"])
     store.close()
     with SvveVectorStore(embedding, path=path) as again:
-        assert len(again.collection) == len(again) == 2
+        assert len(again.collection) == again.count() == 2
         assert sorted(d.id for d in again.similarity_search("c", k=10)) == ["b", "c"]
     # the first collection never created (crash right after the first SQLite write)
     path2 = tmp_path / "store2"

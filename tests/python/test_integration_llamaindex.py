@@ -108,6 +108,8 @@ def test_query_by_node_and_doc_ids(store: SvveVectorStore) -> None:
     assert sorted(by_doc.ids or []) == ["n2", "n5", "n8"]
     both = store.query(_query(_vector("q"), doc_ids=["doc2"], node_ids=["n5", "n1"]))
     assert both.ids == ["n5"]
+    # empty lists restrict nothing (VectorIndexRetriever sends node_ids=[])
+    assert len(store.query(_query(_vector("q"), node_ids=[], doc_ids=[])).ids or []) == 9
 
 
 def test_delete_by_ref_doc_and_nodes(store: SvveVectorStore) -> None:
@@ -122,7 +124,7 @@ def test_delete_by_ref_doc_and_nodes(store: SvveVectorStore) -> None:
         node_ids=["n2", "n4"], filters=MetadataFilters(filters=[MetadataFilter(key="i", value=4)])
     )
     assert sorted(n.node_id for n in store.get_nodes()) == ["n2", "n5"]
-    assert len(store.client) == len(store) == 2
+    assert len(store.client) == store.count() == 2
     store.delete_nodes()  # no ids, no filters: everything
     assert store.get_nodes() == []
 
@@ -307,6 +309,7 @@ def test_persistence(tmp_path: Path) -> None:
 def test_index_and_retriever_end_to_end(tmp_path: Path) -> None:
     store = SvveVectorStore(path=tmp_path / "idx")
     context = StorageContext.from_defaults(vector_store=store)
+    assert context.vector_store is store  # an empty store is not falsy (no __len__)
     # the metadata stays out of the embedded text, so a query of a text finds it
     docs = [
         Document(text=t, metadata={"topic": m}, id_=i, excluded_embed_metadata_keys=["topic"])
@@ -327,6 +330,7 @@ def test_index_and_retriever_end_to_end(tmp_path: Path) -> None:
         filters=MetadataFilters(filters=[MetadataFilter(key="topic", value="baking")]),
     )
     assert [h.node.ref_doc_id for h in only_baking.retrieve("svve")] == ["d2"]
+    assert store.count() == 2  # the nodes went to this store
     index.delete_ref_doc("d1")
     assert [h.node.ref_doc_id for h in index.as_retriever(similarity_top_k=5).retrieve("x")] == [
         "d2"
