@@ -158,6 +158,7 @@ class DocStore:
         self._res = _Resources(directory, temporary)
         self._finalizer = weakref.finalize(self, self._res.close)
         self._mutex = threading.RLock()
+        self._stale = False  # a write's collection half failed: replay before the next
         self.params = params
         try:
             self._res.lock_fd = _lock(directory)
@@ -197,16 +198,24 @@ class DocStore:
             )
         self.metric: Metric = meta["metric"]  # type: ignore[assignment]
         self.dim: Optional[int] = int(meta["dim"]) if "dim" in meta else None
+        self._recover()
+
+    def _recover(self) -> None:
+        """Bring the collection in line with SQLite: at open (after a crash), and
+        before the next write after one whose collection half failed."""
         vectors = os.path.join(self.directory, VECTORS_DIR)
         if self.dim is None:
             # No documents: a collection left by a crashed clear() goes too.
             shutil.rmtree(vectors, ignore_errors=True)
+        elif self._res.collection is not None:
+            self._replay(self._pending_ids())
         elif os.path.isdir(vectors):
             self._res.collection = Collection.open(vectors)
             self._replay(self._pending_ids())
-        else:  # crashed before the first collection was created: rebuild it
+        else:  # the first add failed before the collection was created
             self._res.collection = Collection.create(vectors, dim=self.dim, metric=self.metric)
-            self._replay([r[0] for r in conn.execute("SELECT svve_id FROM docs")])
+            self._replay([r[0] for r in self._conn.execute("SELECT svve_id FROM docs")])
+        self._stale = False
 
     def _pending_ids(self) -> List[int]:
         return [r[0] for r in self._conn.execute("SELECT svve_id FROM pending")]
@@ -308,6 +317,8 @@ class DocStore:
         if not rows:
             return
         with self._mutex:
+            if self._stale:
+                self._recover()
             conn = self._conn
             with self._transaction():
                 if self.dim is None:
@@ -320,13 +331,17 @@ class DocStore:
                 )
                 ids = self._ids_of(list(last))
                 conn.executemany("INSERT OR IGNORE INTO pending VALUES (?)", [(i,) for i in ids])
-            if self.dim is None:
-                self.dim = int(arr.shape[1])
-                vectors_dir = os.path.join(self.directory, VECTORS_DIR)
-                self._res.collection = Collection.create(vectors_dir, self.dim, self.metric)
-            col = self._collection
-            col.upsert(arr[list(last.values())], ids=ids)
-            col.commit()
+            self.dim = int(arr.shape[1])
+            try:
+                if self._res.collection is None:
+                    vectors_dir = os.path.join(self.directory, VECTORS_DIR)
+                    self._res.collection = Collection.create(vectors_dir, self.dim, self.metric)
+                col = self._collection
+                col.upsert(arr[list(last.values())], ids=ids)
+                col.commit()
+            except BaseException:
+                self._stale = True  # the journal holds these ids: the next write replays them
+                raise
             with self._transaction():
                 conn.executemany("DELETE FROM pending WHERE svve_id = ?", [(i,) for i in ids])
 
@@ -346,6 +361,8 @@ class DocStore:
         """Delete the documents with ``keys`` that match ``where`` (``None``:
         no condition); returns how many there were."""
         with self._mutex:
+            if self._stale:
+                self._recover()
             ids = self.select_ids(keys=keys, where=where)
             if not ids:
                 return 0
@@ -353,9 +370,13 @@ class DocStore:
             with self._transaction():
                 conn.executemany("INSERT OR IGNORE INTO pending VALUES (?)", [(i,) for i in ids])
                 conn.executemany("DELETE FROM docs WHERE svve_id = ?", [(i,) for i in ids])
-            col = self._collection
-            col.delete(ids)
-            col.commit()
+            try:
+                col = self._collection
+                col.delete(ids)
+                col.commit()
+            except BaseException:
+                self._stale = True
+                raise
             with self._transaction():
                 conn.executemany("DELETE FROM pending WHERE svve_id = ?", [(i,) for i in ids])
             return len(ids)
@@ -372,6 +393,7 @@ class DocStore:
                 self._res.collection.close()
                 self._res.collection = None
             self.dim = None
+            self._stale = False
             shutil.rmtree(os.path.join(self.directory, VECTORS_DIR), ignore_errors=True)
 
     # -- reads --------------------------------------------------------------

@@ -410,6 +410,17 @@ def test_recovery_after_a_failed_collection_write(
     with SvveVectorStore(embedding, path=path) as again:
         assert len(again.collection) == again.count() == 2
         assert sorted(d.id for d in again.similarity_search("c", k=10)) == ["b", "c"]
+        # without reopening: the next write replays the failed one first
+        with monkeypatch.context() as m:
+            m.setattr(Collection, "upsert", boom)
+            with pytest.raises(OSError, match="simulated"):
+                again.add_texts(["d"], ids=["d"])
+        assert sorted(d.id for d in again.similarity_search("d", k=10)) == ["b", "c"]
+        again.delete(["b"])
+        assert sorted(d.id for d in again.similarity_search("d", k=10)) == ["c", "d"]
+    with SvveVectorStore(embedding, path=path) as again:
+        assert len(again.collection) == again.count() == 2
+        assert sorted(d.id for d in again.similarity_search("c", k=10)) == ["c", "d"]
     # the first collection never created (crash right after the first SQLite write)
     path2 = tmp_path / "store2"
     with monkeypatch.context() as m:
@@ -420,6 +431,15 @@ def test_recovery_after_a_failed_collection_write(
         store.close()
     with SvveVectorStore(embedding, path=path2) as again:
         assert [d.id for d in again.similarity_search("x")] == ["x"]
+    # the same without reopening: the next add creates the collection with both
+    with monkeypatch.context() as m:
+        m.setattr(Collection, "create", boom)
+        store = SvveVectorStore(embedding)
+        with pytest.raises(OSError, match="simulated"):
+            store.add_texts(["x"], ids=["x"])
+    store.add_texts(["y"], ids=["y"])
+    assert sorted(d.id for d in store.similarity_search("x", k=5)) == ["x", "y"]
+    store.close()
 
 
 def test_import_error_names_the_extra() -> None:
