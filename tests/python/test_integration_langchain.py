@@ -298,6 +298,20 @@ async def test_async_paths(store: SvveVectorStore) -> None:
     assert await store.aget_by_ids(ids) == [kept]
 
 
+def test_concurrent_adds_and_searches(store: SvveVectorStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store.add_texts(["seed"], [{"w": -1}])
+
+    def work(w: int) -> int:
+        store.add_texts([f"w{w} t{i}" for i in range(5)], [{"w": w}] * 5)
+        return len(store.similarity_search("t1", k=3, filter={"w": w}))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(work, range(8))) == [3] * 8
+    assert store.count() == len(store.collection) == 41
+
+
 def test_max_marginal_relevance(store: SvveVectorStore) -> None:
     store.add_texts(["same", "same", "other"], ids=["1", "2", "3"])
     docs = store.max_marginal_relevance_search("same", k=2, fetch_k=3, lambda_mult=0.1)
