@@ -10,10 +10,10 @@ from typing_extensions import final
 
 __all__ = [
     "FORMAT_VERSION",
-    "__version__",
     "_Collection",
     "_Engine",
     "_Params",
+    "__version__",
     "_debug_panic",
     "build_index",
     "isa",

@@ -7,6 +7,7 @@ the whole run loudly instead of skipping tests one by one.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 from pathlib import Path
 from typing import Dict, NamedTuple
@@ -43,6 +44,13 @@ if _missing or _native.__version__ != _dist_version:
     )
 
 import svve_core  # noqa: E402
+
+if os.environ.get("SVVE_TEST_INSTALLED") == "1":
+    # .ci/test-installed: the suite must exercise the installed wheel, not a
+    # source tree that happens to be importable.
+    _home = Path(svve_core.__file__).resolve().parent
+    if "site-packages" not in _home.parts or Path(_native.__file__).resolve().parent != _home:
+        raise ImportError(f"SVVE_TEST_INSTALLED=1 but svve_core was imported from {_home}")
 from support import METRICS, clustered  # noqa: E402
 
 N = 2000  # indexed rows

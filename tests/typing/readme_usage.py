@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
+from typing_extensions import assert_type
 
 import svve_core
 from svve_core import EngineConfig, IndexConfig, IndexInfo, SearchEngine, SearchParams
@@ -29,6 +31,9 @@ def quickstart(directory: Path) -> None:
 
     engine = svve_core.SearchEngine(directory / "docs.svve")  # once, at server start
     doc_ids, scores = engine.search(vectors[0], k=10)  # int64 (10,), float32 (10,)
+    # Results are typed by dtype, for checkers as at run time.
+    assert_type(doc_ids, npt.NDArray[np.int64])
+    assert_type(scores, npt.NDArray[np.float32])
     assert doc_ids.shape == (10,)
     assert scores.dtype == np.float32
     doc_ids, scores = engine.search_batch(vectors[:64], k=10)  # (64, 10) each
@@ -164,12 +169,49 @@ def live_collection(directory: Path) -> None:
     assert 7 not in found.tolist()  # upserted without the tag
 
 
+def framework_stores(directory: Path) -> None:
+    """README "LangChain and LlamaIndex" (docs/integrations.md)."""
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from llama_index.core.schema import TextNode
+    from llama_index.core.vector_stores import VectorStoreQuery
+
+    from svve_core.integrations import langchain, llamaindex
+
+    store = langchain.SvveVectorStore(DeterministicFakeEmbedding(size=16), path=None)
+    ids: list[str] = store.add_documents(
+        [Document(page_content="svve", metadata={"page": 1})], ids=["a"]
+    )
+    found: list[tuple[Document, float]] = store.similarity_search_with_score(
+        "svve", k=1, filter={"page": {"$gte": 1}}
+    )
+    assert [d.id for d, _ in found] == ids
+    assert len(store.as_retriever(search_kwargs={"k": 1}).invoke("svve")) == 1
+    store.delete(ids)
+
+    nodes = llamaindex.SvveVectorStore(path=directory / "llama")
+    node = TextNode(text="svve", id_="n1", embedding=[1.0, 0.0, 0.0])
+    assert nodes.add([node]) == ["n1"]
+    result = nodes.query(VectorStoreQuery(query_embedding=[1.0, 0.0, 0.0], similarity_top_k=1))
+    assert result.ids == ["n1"]
+    nodes.close()
+
+
+def typos_are_type_errors(directory: Path, vectors: npt.NDArray[np.float32]) -> None:
+    """Never called: mypy --strict (warn_unused_ignores) fails if an ignore
+    below stops being needed, i.e. if a typo stops being a type error."""
+    svve_core.build_index(directory / "x.svve", vectors, metric="cosin")  # type: ignore[arg-type]
+    svve_core.Collection.create(directory / "c", dim=8, metric="L2")  # type: ignore[arg-type]
+    SearchParams(exact="yes")  # type: ignore[arg-type]
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         quickstart(Path(tmp))
         live_collection(Path(tmp))
         parameters(Path(tmp))
         errors(Path(tmp))
+        framework_stores(Path(tmp))
     return 0
 
 
