@@ -10,20 +10,24 @@ from typing_extensions import final
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_NORM2",
     "_Collection",
     "_Engine",
     "_Params",
     "__version__",
     "_debug_panic",
+    "assign_partitions",
     "build_index",
     "isa",
     "num_threads",
     "search_param_spec",
     "set_num_threads",
+    "train_partitions",
 ]
 
 __version__: str
 FORMAT_VERSION: int
+MAX_NORM2: float
 
 _Column = Tuple[str, str, npt.NDArray[Any], Optional[List[str]], Optional[npt.NDArray[np.int64]]]
 
@@ -135,7 +139,14 @@ def build_index(
     config: str,
     progress: Optional[Callable[[int, int], object]] = None,
     attributes: Optional[List[_Column]] = None,
+    centroids: Optional[npt.NDArray[np.float32]] = None,
 ) -> str: ...
+def train_partitions(
+    vectors: npt.NDArray[np.float32], metric: str, config: str
+) -> npt.NDArray[np.float32]: ...
+def assign_partitions(
+    vectors: npt.NDArray[np.float32], metric: str, centroids: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint32]: ...
 def search_param_spec() -> List[Dict[str, Any]]: ...
 def set_num_threads(n: int) -> None: ...
 def num_threads() -> int: ...

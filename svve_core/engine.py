@@ -122,6 +122,8 @@ def build_index(
     config: Optional[IndexConfig] = None,
     progress: Optional[Progress] = None,
     attributes: Optional[Mapping[str, Any]] = None,
+    *,
+    centroids: Optional[np.ndarray] = None,
 ) -> IndexInfo:
     """Build an index file at ``path`` from ``vectors`` (n, dim) float32.
 
@@ -133,9 +135,15 @@ def build_index(
     ``progress(done, total)`` is called between chunks; returning ``False``
     cancels the build with ``BuildCancelledError`` and raising cancels it with
     that exception. Without it, progress goes to the ``svve_core`` logger at INFO.
+    ``centroids`` (L, dim) float32: build on these partitions instead of
+    training them (each row goes to its nearest; ``config.partitions`` is
+    ignored). A sharded build (``svve_core.distributed``) gives every shard
+    its share of one global set.
     Do not mutate the arrays from another thread during the call.
     """
     config = _checked(config, IndexConfig, "config")
+    if centroids is not None:
+        centroids = _float_matrix(centroids, "centroids")
     if progress is not None and not callable(progress):
         raise InvalidParameterError(f"progress must be callable, got {type(progress).__name__}")
     if metric not in _METRICS:
@@ -157,6 +165,7 @@ def build_index(
         config.model_dump_json(),
         callback,
         columns,
+        centroids,
     )
     return SearchEngine(path, EngineConfig(verify=False)).info()
 

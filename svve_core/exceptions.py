@@ -89,6 +89,11 @@ class ReadOnlyCollectionError(SVVEError):
     """A write was attempted through a collection opened with ``readonly=True``."""
 
 
+class ShardUnavailableError(SVVEError, RuntimeError):
+    """A shard of a sharded index (``svve_core.distributed``) did not answer,
+    even after its actor was restarted and the query retried; names the shard."""
+
+
 class BuildCancelledError(SVVEError):
     """A build was stopped by its progress callback."""
 
@@ -119,5 +124,6 @@ __all__ = [
     "NonFiniteError",
     "ReadOnlyCollectionError",
     "SVVEError",
+    "ShardUnavailableError",
     "VersionMismatchError",
 ]

@@ -3,7 +3,9 @@
 //! callable, which can cancel the build by raising.
 use std::path::PathBuf;
 
-use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 
 use super::gil::enter;
@@ -11,6 +13,7 @@ use crate::core::calibrated::build_input as core_build;
 use crate::error::Error;
 use crate::index::attributes::{AttributesInput, ColumnInput};
 use crate::index::build::BuildInput;
+use crate::index::partitions::{assign_partitions as assign, train_partitions as train};
 use crate::index::{BuildConfig, Metric, Progress};
 
 /// Calls back into Python between chunks; remembers the first exception.
@@ -48,7 +51,7 @@ impl Progress for PyProgress {
 /// The arrays are read in place while the GIL is released: callers must
 /// not mutate them from another thread during the call.
 #[pyfunction]
-#[pyo3(signature = (path, vectors, ids, metric, config, progress=None, attributes=None))]
+#[pyo3(signature = (path, vectors, ids, metric, config, progress=None, attributes=None, centroids=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn build_index(
     py: Python<'_>,
@@ -59,16 +62,27 @@ pub fn build_index(
     config: &str,
     progress: Option<Py<PyAny>>,
     attributes: Option<Vec<AttributeColumn<'_>>>,
+    centroids: Option<PyReadonlyArray2<'_, f32>>,
 ) -> PyResult<String> {
     let attributes = attributes.map(attributes_of).transpose()?;
-    let metric = Metric::parse(metric)
-        .ok_or_else(|| Error::param("metric", format!("{metric:?} is not cosine, ip or l2")))?;
+    let metric = metric_of(metric)?;
     let config: BuildConfig =
         serde_json::from_str(config).map_err(|e| Error::param("config", e.to_string()))?;
     let dim = vectors.shape()[1];
     let data = vectors.as_slice()?;
     let ids = match &ids {
         Some(a) => Some(a.as_slice()?),
+        None => None,
+    };
+    let centroids = match &centroids {
+        Some(c) if c.shape()[1] != dim => {
+            return Err(Error::param(
+                "centroids",
+                format!("{} columns for dimension {dim}", c.shape()[1]),
+            )
+            .into())
+        }
+        Some(c) => Some(c.as_slice()?),
         None => None,
     };
     let mut sink = PyProgress {
@@ -78,7 +92,8 @@ pub fn build_index(
     let result = enter(py, || {
         let input = BuildInput::new(data, dim)
             .ids(ids)
-            .attributes(attributes.as_ref());
+            .attributes(attributes.as_ref())
+            .centroids(centroids);
         let manifest = core_build(&path, input, metric, &config, &mut sink)?;
         serde_json::to_string(&manifest).map_err(|e| Error::param("manifest", e.to_string()))
     });
@@ -87,6 +102,53 @@ pub fn build_index(
         (Err(_), Some(py_err)) => Err(py_err),
         (result, _) => result,
     }
+}
+
+/// The partitions (`L x dim`) a build of `vectors` with `config` (JSON of
+/// `IndexConfig`) would train; a sharded build trains once for all shards.
+#[pyfunction]
+pub fn train_partitions<'py>(
+    py: Python<'py>,
+    vectors: PyReadonlyArray2<'py, f32>,
+    metric: &str,
+    config: &str,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let metric = metric_of(metric)?;
+    let config: BuildConfig =
+        serde_json::from_str(config).map_err(|e| Error::param("config", e.to_string()))?;
+    let dim = vectors.shape()[1];
+    let data = vectors.as_slice()?;
+    let c = enter(py, || train(data, dim, metric, &config))?;
+    let rows = c.len() / dim.max(1);
+    PyArray1::from_vec(py, c).reshape([rows, dim])
+}
+
+/// The partition of each row of `vectors` among `centroids`, as a build on
+/// those centroids assigns it.
+#[pyfunction]
+pub fn assign_partitions<'py>(
+    py: Python<'py>,
+    vectors: PyReadonlyArray2<'py, f32>,
+    metric: &str,
+    centroids: PyReadonlyArray2<'py, f32>,
+) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let metric = metric_of(metric)?;
+    let dim = vectors.shape()[1];
+    if centroids.shape()[1] != dim {
+        return Err(Error::param(
+            "centroids",
+            format!("{} columns for dimension {dim}", centroids.shape()[1]),
+        )
+        .into());
+    }
+    let (data, c) = (vectors.as_slice()?, centroids.as_slice()?);
+    let assigned = enter(py, || assign(data, dim, metric, c))?;
+    Ok(PyArray1::from_vec(py, assigned))
+}
+
+fn metric_of(metric: &str) -> Result<Metric, Error> {
+    Metric::parse(metric)
+        .ok_or_else(|| Error::param("metric", format!("{metric:?} is not cosine, ip or l2")))
 }
 
 /// One attribute column as `svve_core.attributes` encodes it: `(name,

@@ -17,11 +17,14 @@ type Results<'py, D> = (Bound<'py, PyArray<i64, D>>, Bound<'py, PyArray<f32, D>>
 fn _svve_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     m.add("FORMAT_VERSION", crate::index::format::FORMAT_VERSION)?;
+    m.add("MAX_NORM2", crate::limits::MAX_NORM2)?;
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<params::PyParams>()?;
     m.add_class::<collection::PyCollection>()?;
     m.add_function(wrap_pyfunction!(params::search_param_spec, m)?)?;
     m.add_function(wrap_pyfunction!(build::build_index, m)?)?;
+    m.add_function(wrap_pyfunction!(build::train_partitions, m)?)?;
+    m.add_function(wrap_pyfunction!(build::assign_partitions, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(isa, m)?)?;

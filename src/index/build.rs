@@ -9,8 +9,8 @@ use rayon::prelude::*;
 use super::attributes::{self, AttributesInput};
 use super::calibration::{Calibration, SLOT_BYTES};
 use super::format::{version_for, SectionKind};
-use super::kmeans::{self, sample_indices, Rng, SAMPLE_PER_CENTROID};
 use super::manifest::{BuildConfig, Manifest, Metric};
+use super::partitions::{partition_order, row_scales, scaled_rows, train};
 use super::writer::{write_pending, Pending, SectionPlan};
 use crate::error::{Error, Result};
 use crate::limits::{norm2_f64, MAX_NORM2};
@@ -54,7 +54,7 @@ impl Progress for () {
 
 /// Rows per chunk: large enough to amortise a pool hop, small enough for
 /// timely progress reports and cancellation.
-const CHUNK_ROWS: usize = 16_384;
+pub(crate) const CHUNK_ROWS: usize = 16_384;
 
 /// Progress units of a build of `n` rows: assignment to partitions,
 /// encoding and writing, `n` rows each, and `n` more for the calibration
@@ -133,6 +133,9 @@ pub struct BuildInput<'a> {
     pub ids: Option<&'a [i64]>,
     /// Columns for filters.
     pub attributes: Option<&'a AttributesInput>,
+    /// Given partitions (`L x dim`): build on these instead of training
+    /// (a shard of a sharded index, a collection's segment).
+    pub centroids: Option<&'a [f32]>,
 }
 
 impl<'a> BuildInput<'a> {
@@ -143,6 +146,7 @@ impl<'a> BuildInput<'a> {
             dim,
             ids: None,
             attributes: None,
+            centroids: None,
         }
     }
 
@@ -157,9 +161,14 @@ impl<'a> BuildInput<'a> {
         let attributes = attributes.filter(|a| !a.columns.is_empty());
         BuildInput { attributes, ..self }
     }
+
+    /// On these partitions (`L x dim`) instead of trained ones.
+    pub fn centroids(self, centroids: Option<&'a [f32]>) -> Self {
+        BuildInput { centroids, ..self }
+    }
 }
 
-/// [`build_pending`] of a [`BuildInput`].
+/// [`build_pending`] of a [`BuildInput`] (on its given partitions, if any).
 pub fn build_pending_input(
     path: &Path,
     input: BuildInput<'_>,
@@ -167,7 +176,27 @@ pub fn build_pending_input(
     config: &BuildConfig,
     progress: &mut dyn Progress,
 ) -> Result<(Manifest, Pending)> {
-    build_file(path, input, metric, config, None, progress)
+    match input.centroids {
+        Some(c) => {
+            let config = on_partitions(config, c, input.dim)?;
+            build_file(path, input, metric, &config, Some(c), progress)
+        }
+        None => build_file(path, input, metric, config, None, progress),
+    }
+}
+
+/// `config` for a build on `centroids`: their count as the partitions.
+fn on_partitions(config: &BuildConfig, centroids: &[f32], dim: usize) -> Result<BuildConfig> {
+    if centroids.is_empty() || !centroids.len().is_multiple_of(dim.max(1)) {
+        return Err(Error::param("centroids", "not whole rows of the dimension"));
+    }
+    if centroids.iter().any(|x| !x.is_finite()) {
+        return Err(Error::param("centroids", "must be finite"));
+    }
+    Ok(BuildConfig {
+        partitions: centroids.len() / dim.max(1),
+        ..config.clone()
+    })
 }
 
 /// Builds an index file at `path` on the given partitions (`centroids`,
@@ -181,14 +210,9 @@ pub fn build_on_partitions(
     config: &BuildConfig,
     centroids: &[f32],
 ) -> Result<Manifest> {
-    let dim = input.dim;
-    if centroids.is_empty() || !centroids.len().is_multiple_of(dim.max(1)) {
-        return Err(Error::param("centroids", "not whole rows of the dimension"));
-    }
     let config = BuildConfig {
         calibrate: false,
-        partitions: centroids.len() / dim,
-        ..config.clone()
+        ..on_partitions(config, centroids, input.dim)?
     };
     let (manifest, pending) = build_file(path, input, metric, &config, Some(centroids), &mut ())?;
     pending.commit()?;
@@ -213,29 +237,16 @@ fn build_file(
     }
     let total = work_units(n, config.calibrate);
     let norms = row_scales(vectors, dim, metric)?;
-    let row = |i: usize, buf: &mut [f32]| {
-        for (o, &x) in buf.iter_mut().zip(&vectors[i * dim..(i + 1) * dim]) {
-            *o = (f64::from(x) * norms[i]) as f32;
-        }
-    };
+    let row = scaled_rows(vectors, dim, &norms);
     let kernels = Kernels::detect();
-    let parts = match given {
-        Some(c) => c.len() / dim,
-        None => partitions_for(n, config.partitions),
-    };
-    let centroids = if let Some(c) = given {
-        c.to_vec()
-    } else if parts == 1 {
-        mean(vectors, dim, &norms)
-    } else {
-        let mut rng = Rng::new(config.seed);
-        let rows = sample_indices(n, parts * SAMPLE_PER_CENTROID, &mut rng);
-        let mut sample = vec![0.0f32; rows.len() * dim];
-        for (&i, out) in rows.iter().zip(sample.chunks_exact_mut(dim)) {
-            row(i, out);
+    let centroids = match given {
+        Some(c) => c.to_vec(),
+        None => {
+            let parts = partitions_for(n, config.partitions);
+            train(vectors, dim, &norms, parts, config.seed, &kernels)
         }
-        kmeans::train(&sample, dim, parts, config.seed, &kernels)
     };
+    let parts = centroids.len() / dim;
     let (order, offsets) =
         partition_order(n, dim, &centroids, &row, &kernels, &mut *progress, total)?;
     let anchors = if config.center {
@@ -344,7 +355,7 @@ fn plan(kind: SectionKind, rows: usize, cols: usize) -> SectionPlan {
 }
 
 /// Checks shapes, finiteness, magnitude and id uniqueness; returns `n`.
-fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize> {
+pub(crate) fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize> {
     if dim == 0 || dim > u32::MAX as usize {
         return Err(Error::InvalidVector(format!(
             "dimension {dim} is out of range"
@@ -404,115 +415,6 @@ fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> Result<usize
         }
     }
     Ok(n)
-}
-
-/// Per-row multipliers: `1 / ||x||` for cosine, `1` otherwise.
-/// In f64: a row of subnormal values has a norm whose f32 inverse is
-/// infinite, which made its stored unit vector infinite.
-fn row_scales(vectors: &[f32], dim: usize, metric: Metric) -> Result<Vec<f64>> {
-    let n = vectors.len() / dim;
-    if !metric.normalizes() {
-        return Ok(vec![1.0; n]);
-    }
-    let scales: Vec<f64> = pool::install(|| {
-        vectors
-            .par_chunks(dim)
-            .map(|r| {
-                let s = norm2_f64(r).sqrt();
-                if s > 0.0 {
-                    1.0 / s
-                } else {
-                    0.0
-                }
-            })
-            .collect()
-    });
-    if let Some(row) = scales.iter().position(|&s| s == 0.0) {
-        return Err(Error::InvalidVector(format!(
-            "row {row} is a zero vector, which has no cosine similarity"
-        )));
-    }
-    Ok(scales)
-}
-
-/// Mean of the (scaled) rows, accumulated in f64.
-fn mean(vectors: &[f32], dim: usize, scales: &[f64]) -> Vec<f32> {
-    let n = scales.len();
-    let sum = pool::install(|| {
-        vectors
-            .par_chunks(dim)
-            .zip(scales.par_iter())
-            .fold(
-                || vec![0.0f64; dim],
-                |mut acc, (r, &s)| {
-                    for (a, &x) in acc.iter_mut().zip(r) {
-                        *a += f64::from(x) * s;
-                    }
-                    acc
-                },
-            )
-            .reduce(
-                || vec![0.0f64; dim],
-                |mut a, b| {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x += y;
-                    }
-                    a
-                },
-            )
-    });
-    sum.into_iter().map(|s| (s / n as f64) as f32).collect()
-}
-
-/// Assigns every row to its nearest centroid and returns the storage order
-/// (rows grouped by partition, original order within one) and the
-/// partition offsets into it.
-fn partition_order(
-    n: usize,
-    dim: usize,
-    centroids: &[f32],
-    row: &(dyn Fn(usize, &mut [f32]) + Sync),
-    kernels: &Kernels,
-    progress: &mut dyn Progress,
-    total: usize,
-) -> Result<(Vec<u32>, Vec<u64>)> {
-    let parts = centroids.len() / dim;
-    let mut assign = vec![0u32; n];
-    if parts == 1 && !progress.report(n, total) {
-        return Err(Error::Cancelled);
-    }
-    if parts > 1 {
-        let cn = kmeans::norms(centroids, dim, kernels);
-        for start in (0..n).step_by(CHUNK_ROWS) {
-            let end = (start + CHUNK_ROWS).min(n);
-            pool::install(|| {
-                assign[start..end].par_iter_mut().enumerate().for_each_init(
-                    || vec![0.0f32; dim],
-                    |buf, (j, a)| {
-                        row(start + j, buf);
-                        *a = kmeans::nearest(buf, centroids, &cn, kernels) as u32;
-                    },
-                );
-            });
-            if !progress.report(end, total) {
-                return Err(Error::Cancelled);
-            }
-        }
-    }
-    let mut offsets = vec![0u64; parts + 1];
-    for &p in &assign {
-        offsets[p as usize + 1] += 1;
-    }
-    for p in 0..parts {
-        offsets[p + 1] += offsets[p];
-    }
-    let mut next: Vec<u64> = offsets[..parts].to_vec();
-    let mut order = vec![0u32; n];
-    for (i, &p) in assign.iter().enumerate() {
-        order[next[p as usize] as usize] = i as u32;
-        next[p as usize] += 1;
-    }
-    Ok((order, offsets))
 }
 
 /// Encodes stored positions: the sign code of `x - anchor` and its factors,

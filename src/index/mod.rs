@@ -6,6 +6,7 @@ pub mod copy;
 pub mod format;
 pub mod kmeans;
 pub mod manifest;
+pub mod partitions;
 pub mod reader;
 pub mod writer;
 

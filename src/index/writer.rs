@@ -273,9 +273,9 @@ pub fn sync_parent(path: &Path) -> Result<()> {
     dir.sync_all().map_err(|e| Error::io(parent, e))
 }
 
-/// Windows cannot open a directory as a file; NTFS journals the rename
-/// itself (`MoveFileEx` is durable once it returns with write-through
-/// metadata), so there is nothing to sync.
+/// Windows cannot open a directory as a file, so there is nothing to sync:
+/// the rename's durability is NTFS's metadata journal, best effort
+/// (`std::fs::rename` does not ask `MoveFileEx` for write-through).
 #[cfg(not(unix))]
 pub fn sync_parent(_path: &Path) -> Result<()> {
     Ok(())

@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Opt
 
 import numpy as np
 
+from svve_core import _svve_core
 from svve_core.collection import Collection
 from svve_core.engine import PathLike
 from svve_core.exceptions import (
@@ -292,6 +293,15 @@ class DocStore:
             raise NonFiniteError("embeddings hold a non-finite value (NaN or Inf)")
         if self.metric == "cosine" and arr.size and not np.any(arr, axis=1).all():
             raise InvalidVectorError("an embedding is all zeros, which has no cosine similarity")
+        # The collection's own limit (src/limits.rs): checked here, before the
+        # SQLite half is written, so the collection half cannot refuse it later
+        # and leave a journal entry that could never be replayed.
+        norms = np.einsum("ij,ij->i", arr.astype(np.float64), arr.astype(np.float64))
+        big = np.flatnonzero(norms > _svve_core.MAX_NORM2)
+        if big.size:
+            raise InvalidVectorError(
+                f"embedding {int(big[0])} has a squared norm above 2^100, which svve cannot score"
+            )
         return arr
 
     def put(
@@ -317,6 +327,9 @@ class DocStore:
         if not rows:
             return
         with self._mutex:
+            # Again under the lock: a racing first add (or a clear) may have
+            # changed the dimension since the check above.
+            self.check_vectors(arr)
             if self._stale:
                 self._recover()
             conn = self._conn

@@ -13,7 +13,8 @@ fn kernel_sets() -> Vec<Kernels> {
 
 #[rstest]
 fn plane_scan_matches_reference(
-    #[values(1, 63, 64, 65, 384, 768, 1536)] dim: usize,
+    // 65600: past the NEON kernel's u16 accumulators (its portable fallback).
+    #[values(1, 63, 64, 65, 384, 768, 1536, 65600)] dim: usize,
     #[values(1, 2, 3, 4, 5, 6, 7, 8)] bits: usize,
 ) {
     let mut rng = Rng::new(dim as u64 * 31 + bits as u64);
@@ -374,13 +375,11 @@ fn dot_rows_matches_dot(
     }
 }
 
-/// The kernels a query uses are among the sets every test above checks
-/// (on aarch64: the NEON ones, run here under qemu-aarch64 in CI's cross
-/// job when one exists; see docs/arch/blueprint.md "Portability").
+/// On aarch64 the kernels a query uses are the NEON ones (run under
+/// qemu-aarch64 by `.ci/cross`; blueprint section 12), so the tests above
+/// check them.
+#[cfg(target_arch = "aarch64")]
 #[test]
-fn the_detected_kernels_are_among_those_tested() {
-    let isa = Kernels::detect().isa;
-    assert!(kernel_sets().iter().any(|k| k.isa == isa), "{isa}");
-    #[cfg(target_arch = "aarch64")]
-    assert_eq!(isa, "aarch64+neon");
+fn aarch64_detects_the_neon_kernels() {
+    assert_eq!(Kernels::detect().isa, "aarch64+neon");
 }

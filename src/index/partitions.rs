@@ -1,0 +1,215 @@
+//! The partitions of a build: k-means on a deterministic sample of the
+//! rows as the index stores them (unit length for cosine), then every row
+//! assigned to its nearest centroid by L2. Public so a sharded build
+//! (`svve_core.distributed`) trains once for all its shards and sends each
+//! row to the shard that will hold its partition, exactly as that shard's
+//! own build assigns it.
+use rayon::prelude::*;
+
+use super::build::{check_input, partitions_for, Progress, CHUNK_ROWS};
+use super::kmeans::{self, sample_indices, Rng, SAMPLE_PER_CENTROID};
+use super::manifest::{BuildConfig, Metric};
+use crate::error::{Error, Result};
+use crate::limits::norm2_f64;
+use crate::math::Kernels;
+use crate::pool;
+
+/// The partitions (`L x dim`, row-major) a build of `vectors` with
+/// `config` trains: `L` from [`partitions_for`], seeded by `config.seed`.
+pub fn train_partitions(
+    vectors: &[f32],
+    dim: usize,
+    metric: Metric,
+    config: &BuildConfig,
+) -> Result<Vec<f32>> {
+    let n = check_input(vectors, dim, None)?;
+    let scales = row_scales(vectors, dim, metric)?;
+    let parts = partitions_for(n, config.partitions);
+    Ok(train(
+        vectors,
+        dim,
+        &scales,
+        parts,
+        config.seed,
+        &Kernels::detect(),
+    ))
+}
+
+/// The partition of every row of `vectors` among `centroids`, as a build
+/// on those centroids assigns it.
+pub fn assign_partitions(
+    vectors: &[f32],
+    dim: usize,
+    metric: Metric,
+    centroids: &[f32],
+) -> Result<Vec<u32>> {
+    let n = check_input(vectors, dim, None)?;
+    if centroids.is_empty() || !centroids.len().is_multiple_of(dim) {
+        return Err(Error::param("centroids", "not whole rows of the dimension"));
+    }
+    let scales = row_scales(vectors, dim, metric)?;
+    let row = scaled_rows(vectors, dim, &scales);
+    assign(n, dim, centroids, &row, &Kernels::detect(), &mut (), n)
+}
+
+/// Row `i` of `vectors` times its scale, written into a buffer.
+pub(crate) fn scaled_rows<'a>(
+    vectors: &'a [f32],
+    dim: usize,
+    scales: &'a [f64],
+) -> impl Fn(usize, &mut [f32]) + Sync + 'a {
+    move |i: usize, buf: &mut [f32]| {
+        for (o, &x) in buf.iter_mut().zip(&vectors[i * dim..(i + 1) * dim]) {
+            *o = (f64::from(x) * scales[i]) as f32;
+        }
+    }
+}
+
+/// `parts` centroids for the scaled rows: their mean for one partition,
+/// else k-means on `parts * SAMPLE_PER_CENTROID` sampled rows.
+pub(crate) fn train(
+    vectors: &[f32],
+    dim: usize,
+    scales: &[f64],
+    parts: usize,
+    seed: u64,
+    kernels: &Kernels,
+) -> Vec<f32> {
+    let n = scales.len();
+    if parts <= 1 {
+        return mean(vectors, dim, scales);
+    }
+    let row = scaled_rows(vectors, dim, scales);
+    let mut rng = Rng::new(seed);
+    let rows = sample_indices(n, parts * SAMPLE_PER_CENTROID, &mut rng);
+    let mut sample = vec![0.0f32; rows.len() * dim];
+    for (&i, out) in rows.iter().zip(sample.chunks_exact_mut(dim)) {
+        row(i, out);
+    }
+    kmeans::train(&sample, dim, parts, seed, kernels)
+}
+
+/// Per-row multipliers: `1 / ||x||` for cosine, `1` otherwise.
+/// In f64: a row of subnormal values has a norm whose f32 inverse is
+/// infinite, which made its stored unit vector infinite.
+pub(crate) fn row_scales(vectors: &[f32], dim: usize, metric: Metric) -> Result<Vec<f64>> {
+    let n = vectors.len() / dim;
+    if !metric.normalizes() {
+        return Ok(vec![1.0; n]);
+    }
+    let scales: Vec<f64> = pool::install(|| {
+        vectors
+            .par_chunks(dim)
+            .map(|r| {
+                let s = norm2_f64(r).sqrt();
+                if s > 0.0 {
+                    1.0 / s
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    });
+    if let Some(row) = scales.iter().position(|&s| s == 0.0) {
+        return Err(Error::InvalidVector(format!(
+            "row {row} is a zero vector, which has no cosine similarity"
+        )));
+    }
+    Ok(scales)
+}
+
+/// Mean of the (scaled) rows, accumulated in f64.
+fn mean(vectors: &[f32], dim: usize, scales: &[f64]) -> Vec<f32> {
+    let n = scales.len();
+    let sum = pool::install(|| {
+        vectors
+            .par_chunks(dim)
+            .zip(scales.par_iter())
+            .fold(
+                || vec![0.0f64; dim],
+                |mut acc, (r, &s)| {
+                    for (a, &x) in acc.iter_mut().zip(r) {
+                        *a += f64::from(x) * s;
+                    }
+                    acc
+                },
+            )
+            .reduce(
+                || vec![0.0f64; dim],
+                |mut a, b| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                    a
+                },
+            )
+    });
+    sum.into_iter().map(|s| (s / n as f64) as f32).collect()
+}
+
+/// Assigns every row to its nearest centroid and returns the storage order
+/// (rows grouped by partition, original order within one) and the
+/// partition offsets into it.
+pub(crate) fn partition_order(
+    n: usize,
+    dim: usize,
+    centroids: &[f32],
+    row: &(dyn Fn(usize, &mut [f32]) + Sync),
+    kernels: &Kernels,
+    progress: &mut dyn Progress,
+    total: usize,
+) -> Result<(Vec<u32>, Vec<u64>)> {
+    let parts = centroids.len() / dim;
+    let assign = assign(n, dim, centroids, row, kernels, progress, total)?;
+    let mut offsets = vec![0u64; parts + 1];
+    for &p in &assign {
+        offsets[p as usize + 1] += 1;
+    }
+    for p in 0..parts {
+        offsets[p + 1] += offsets[p];
+    }
+    let mut next: Vec<u64> = offsets[..parts].to_vec();
+    let mut order = vec![0u32; n];
+    for (i, &p) in assign.iter().enumerate() {
+        order[next[p as usize] as usize] = i as u32;
+        next[p as usize] += 1;
+    }
+    Ok((order, offsets))
+}
+
+/// The nearest centroid of each of the `n` rows, in chunks on the pool,
+/// reporting `end` of `total` after each chunk.
+fn assign(
+    n: usize,
+    dim: usize,
+    centroids: &[f32],
+    row: &(dyn Fn(usize, &mut [f32]) + Sync),
+    kernels: &Kernels,
+    progress: &mut dyn Progress,
+    total: usize,
+) -> Result<Vec<u32>> {
+    let parts = centroids.len() / dim;
+    let mut assign = vec![0u32; n];
+    if parts == 1 && !progress.report(n, total) {
+        return Err(Error::Cancelled);
+    }
+    if parts > 1 {
+        let cn = kmeans::norms(centroids, dim, kernels);
+        for start in (0..n).step_by(CHUNK_ROWS) {
+            let end = (start + CHUNK_ROWS).min(n);
+            pool::install(|| {
+                assign[start..end].par_iter_mut().enumerate().for_each_init(
+                    || vec![0.0f32; dim],
+                    |buf, (j, a)| {
+                        row(start + j, buf);
+                        *a = kmeans::nearest(buf, centroids, &cn, kernels) as u32;
+                    },
+                );
+            });
+            if !progress.report(end, total) {
+                return Err(Error::Cancelled);
+            }
+        }
+    }
+    Ok(assign)
+}
