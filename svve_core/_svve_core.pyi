@@ -20,6 +20,7 @@ __all__ = [
     "build_index",
     "isa",
     "num_threads",
+    "partitions_for",
     "search_param_spec",
     "set_num_threads",
     "train_partitions",
@@ -144,6 +145,7 @@ def build_index(
 def train_partitions(
     vectors: npt.NDArray[np.float32], metric: str, config: str
 ) -> npt.NDArray[np.float32]: ...
+def partitions_for(n: int, configured: int) -> int: ...
 def assign_partitions(
     vectors: npt.NDArray[np.float32], metric: str, centroids: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.uint32]: ...

@@ -85,12 +85,32 @@ def ray_figures(path: Path, queries: np.ndarray) -> List[str]:
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda q: eng.search(q, K), queries))
             qps = len(queries) / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            eng.search_batch(queries, K)
+            batch = len(queries) / (time.perf_counter() - t0)
             lines.append(
                 f"    ray, {replicas} replica(s)/shard: p50 {np.median(lat) * 1e6:8.0f} us, "
-                f"p99 {np.percentile(lat, 99) * 1e6:8.0f} us; 8 client threads {qps:8.0f} qps"
+                f"p99 {np.percentile(lat, 99) * 1e6:8.0f} us; 8 client threads {qps:8.0f} qps; "
+                f"one search_batch {batch:8.0f} qps"
             )
     del ray
     return lines
+
+
+class _NoRayNoise:
+    """The report without Ray's own log lines (raylet warnings reach the
+    driver's stdout); they go to stderr instead."""
+
+    def __init__(self, tee: Tee) -> None:
+        self.tee = tee
+
+    def write(self, s: str) -> int:
+        if "(raylet)" in s or "ray-project" in s or "\x1b[" in s:
+            return sys.__stderr__.write(s)
+        return self.tee.write(s)
+
+    def flush(self) -> None:
+        self.tee.flush()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -104,8 +124,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ds = load_dataset(args.dataset)
     base, queries = ds.base, ds.queries[: args.queries]
     truth = ds.gt[: len(queries)] if ds.gt is not None else None
-    tee = Tee(args.out)
-    sys.stdout = tee  # type: ignore[assignment]
+    sys.stdout = _NoRayNoise(Tee(args.out))  # type: ignore[assignment]
     try:
         print("# Sharded indexes: recall against one index, fan-out, overhead\n")
         print(f"command: python -m benchmarks.studies.sharded {' '.join(argv or sys.argv[1:])}")
@@ -131,6 +150,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 found = single.search_batch(queries, K, p)[0]
                 us = single_times(single, queries, p)
                 print(f"  {name:12s} recall {recall(found, truth):.4f}  {us:7.1f} us/query")
+            t0 = time.perf_counter()
+            single.search_batch(queries, K)
+            batch = len(queries) / (time.perf_counter() - t0)
+            print(f"  one search_batch in process: {batch:.0f} qps")
             for shards in [int(s) for s in args.shards.split(",")]:
                 path = Path(tmp) / f"s{shards}"
                 t0 = time.perf_counter()

@@ -123,6 +123,13 @@ pub fn train_partitions<'py>(
     PyArray1::from_vec(py, c).reshape([rows, dim])
 }
 
+/// The partitions a build of `n` rows makes (`configured`, or the
+/// automatic count for 0), for builds that train on a sample.
+#[pyfunction]
+pub fn partitions_for(n: usize, configured: usize) -> usize {
+    crate::index::build::partitions_for(n, configured)
+}
+
 /// The partition of each row of `vectors` among `centroids`, as a build on
 /// those centroids assigns it.
 #[pyfunction]

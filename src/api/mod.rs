@@ -25,6 +25,7 @@ fn _svve_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build::build_index, m)?)?;
     m.add_function(wrap_pyfunction!(build::train_partitions, m)?)?;
     m.add_function(wrap_pyfunction!(build::assign_partitions, m)?)?;
+    m.add_function(wrap_pyfunction!(build::partitions_for, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(isa, m)?)?;

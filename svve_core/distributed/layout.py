@@ -14,9 +14,10 @@ so a reader that finds ``sharded.json`` finds every file it names complete.
   such that neighbouring partitions share a shard (recursive bisection along
   the principal axis of the centroids): a query's nearest partitions then
   tend to live in few shards, which is what keeps the fan-out low.
-- ``route_coverage`` measures, on sample queries with their exact top-k, which
-  share of the true neighbours lies in the shards owning a query's nearest P
-  partitions, for every P: the router's calibration (blueprint section 13).
+- ``route_table`` is the router's calibration: on sample queries with
+  their exact top-k, for each share of the neighbours to reach, the routing
+  rule (nearest P partitions within a distance ratio of the nearest) that
+  touches the fewest shards (blueprint section 13).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Sequence
+from typing import Any, Dict, List, Literal, Optional, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -61,10 +62,9 @@ class ShardedManifest(_Model):
     n: int = Field(ge=1)
     partitions: int = Field(ge=1)
     shards: List[ShardEntry]
-    # coverage[P - 1]: mean share of a sample query's true top-k held by the
-    # shards owning its nearest P partitions.
-    coverage: List[float]
-    coverage_queries: int = Field(ge=0)
+    # [cover, probes, ratio, reached, shards] rows of ``route_table``.
+    routing: List[List[float]]
+    routing_queries: int = Field(ge=0)
 
     def owner_of_partitions(self) -> np.ndarray:
         """(L,) shard of every global partition."""
@@ -133,7 +133,7 @@ def read(directory: Path) -> tuple[ShardedManifest, np.ndarray]:
 
 
 def manifest_bytes(manifest: ShardedManifest) -> bytes:
-    return json.dumps(manifest.model_dump(), indent=1).encode()
+    return json.dumps(manifest.model_dump(), indent=1, allow_nan=False).encode()
 
 
 def group_partitions(centroids: np.ndarray, rows: np.ndarray, shards: int) -> List[List[int]]:
@@ -173,45 +173,99 @@ def group_partitions(centroids: np.ndarray, rows: np.ndarray, shards: int) -> Li
     return split(np.arange(len(centroids)), shards)
 
 
-def route_coverage(
+# The routing calibration's grid: a partition is routed to when it is among
+# the query's nearest P and its squared distance is within (1 + ratio) of
+# the nearest partition's (the single index's nprobe and centroid expansion,
+# across shards). For each share of the true neighbours in COVERS, the pair
+# with the fewest shards per sample query that reaches it is kept.
+RATIOS = [round(0.01 * 1.3**i, 6) for i in range(30)] + [float("inf")]
+MAX_PROBES = 128
+COVERS = [0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 1.0]
+FINEST_COVER = 0.999
+
+
+def partition_d2(
+    queries: np.ndarray, centroids: np.ndarray, c_norm2: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """(q, L) squared L2 distances, never negative, in float32 (ranking
+    partitions needs no more, and it halves a query's routing cost; the
+    build's calibration and the router use this one function). Pass the
+    centroids' squared norms when kept (the router does)."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    if c_norm2 is None:
+        c_norm2 = np.einsum("ij,ij->i", c, c)
+    d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2 * (q @ c.T) + c_norm2[None, :]
+    return np.maximum(d2, 0.0)
+
+
+def routed(d2: np.ndarray, probes: int, ratio: float) -> np.ndarray:
+    """(q, L) mask of the partitions a rule routes each query to: among its
+    nearest ``probes`` and within ``(1 + ratio)`` of the nearest distance
+    (``ratio < 0``: no distance limit; the manifest stays plain JSON)."""
+    probes = min(probes, d2.shape[1])
+    kth = np.partition(d2, probes - 1, axis=1)[:, probes - 1 : probes]
+    mask = d2 <= kth
+    if ratio >= 0:
+        mask &= d2 <= (1 + ratio) * d2.min(axis=1, keepdims=True) + 1e-12
+    return mask
+
+
+def route_table(
     queries: np.ndarray,
     truth: np.ndarray,
     truth_partition: np.ndarray,
     centroids: np.ndarray,
     owner: np.ndarray,
-) -> List[float]:
-    """Mean share of each query's true neighbours held by the shards owning
-    its nearest P partitions (by L2 to the centroids, as a build assigns
-    rows), for P = 1..L. ``truth`` (q, k) are row numbers whose partitions
-    are ``truth_partition[truth]``."""
-    parts = len(centroids)
-    d2 = (
-        (queries.astype(np.float64) ** 2).sum(1)[:, None]
-        - 2 * queries.astype(np.float64) @ centroids.T.astype(np.float64)
-        + (centroids.astype(np.float64) ** 2).sum(1)[None, :]
-    )
-    ranking = np.argsort(d2, axis=1, kind="stable")
-    total = np.zeros(parts)
-    for q in range(len(queries)):
-        # first_rank[s]: the P at which shard s is first reached.
-        shard_seq = owner[ranking[q]]
-        first_rank = np.full(owner.max() + 1, parts, dtype=np.int64)
-        seen_at = np.unique(shard_seq, return_index=True)
-        first_rank[seen_at[0]] = seen_at[1]
-        reach = np.sort(first_rank[owner[truth_partition[truth[q]]]])
-        # covered(P) = #neighbours whose shard is first reached at rank < P.
-        covered = np.searchsorted(reach, np.arange(1, parts + 1), side="left")
-        total += covered / truth.shape[1]
-    return [round(float(x), 6) for x in total / max(len(queries), 1)]
+) -> List[List[float]]:
+    """Rows ``[cover, probes, ratio, reached, shards]``: for each ``cover``
+    of ``COVERS``, the rule (nearest ``probes``, within ``ratio``) that
+    routes the sample queries to the fewest shards on average (``shards``)
+    while their true neighbours (``truth`` (q, k) row numbers, in partitions
+    ``truth_partition[truth]``) lie in routed shards ``reached`` of the
+    time, at least ``cover``. The last row routes everywhere."""
+    d2 = partition_d2(queries, centroids)
+    nq, parts = d2.shape
+    best = d2.min(axis=1, keepdims=True)
+    t_shard = owner[truth_partition[truth]]  # (q, k): the shard holding each neighbour
+    rows = np.arange(nq)
+    order = np.argsort(d2, axis=1, kind="stable")[:, : min(MAX_PROBES, parts)]
+    need_in_order = np.take_along_axis(d2, order, axis=1) / np.maximum(best, 1e-30) - 1
+    own_in_order = owner[order]
+    shards = int(owner.max()) + 1
+    options = []  # (shards per query, reached, probes, ratio)
+    for ratio in RATIOS:
+        ok = need_in_order <= ratio + 1e-9  # (q, P) allowed by the ratio
+        # Distinct shards among the allowed ones of the first p, for every p.
+        seen = np.zeros((nq, shards), dtype=bool)
+        count = np.zeros(nq, dtype=np.int64)
+        for p in range(order.shape[1]):
+            s = own_in_order[:, p]
+            new = ok[:, p] & ~seen[rows, s]
+            seen[rows, s] |= ok[:, p]
+            count += new
+            # A neighbour is reached when its shard is routed to (that shard's
+            # own search then probes its partitions near the query).
+            reached = float(np.take_along_axis(seen, t_shard, axis=1).mean())
+            options.append((float(count.mean()), reached, p + 1, ratio))
+    table = []
+    for cover in COVERS:
+        fits = [o for o in options if o[1] >= cover - 1e-12]
+        if cover >= 1.0 or not fits:
+            table.append([cover, float(parts), -1.0, 1.0, float(shards)])
+            continue
+        fan, reached, probes, ratio = min(fits, key=lambda o: (o[0], o[2]))
+        ratio = ratio if np.isfinite(ratio) else -1.0  # no distance limit
+        table.append([cover, float(probes), ratio, round(reached, 6), round(fan, 4)])
+    return table
 
 
-def probes_for(coverage: Sequence[float], target: float) -> int:
-    """Fewest nearest partitions whose shards hold at least ``target`` of the
-    true neighbours on the sample (all of them if none does)."""
-    for p, cov in enumerate(coverage, start=1):
-        if cov >= target:
-            return p
-    return len(coverage)
+def rule_for(table: Sequence[Sequence[float]], cover: float) -> tuple[int, float]:
+    """(probes, ratio) of the first row of ``route_table`` covering ``cover``."""
+    for row in table:
+        if row[0] >= cover - 1e-12:
+            return int(row[1]), float(row[2])
+    return int(table[-1][1]), float(table[-1][2])
 
 
 def describe(manifest: ShardedManifest) -> Dict[str, Any]:

@@ -84,9 +84,17 @@ def test_layout_every_row_once_in_ordinary_index_files(built: Any) -> None:
     assert sorted(p for s in manifest["shards"] for p in s["partitions"]) == list(
         range(manifest["partitions"])
     )
-    cov = manifest["coverage"]
-    assert all(a <= b + 1e-9 for a, b in zip(cov, cov[1:]))
-    assert cov[-1] == pytest.approx(1.0)
+    table = manifest["routing"]
+    covers = [row[0] for row in table]
+    assert covers == sorted(covers)
+    for cover, probes, ratio, reached, fanout in table:
+        assert reached >= cover  # every rule reached its share on the sample
+        assert 1 <= fanout <= 4
+        assert 1 <= probes <= manifest["partitions"]
+        assert ratio >= 0 or ratio == -1  # -1: no distance limit
+    assert table[-1][4] == 4  # reaching every neighbour: every shard
+    fanouts = [row[4] for row in table]
+    assert fanouts == sorted(fanouts)  # more to reach: more shards
 
 
 def test_exact_equals_one_index(built: Any, engine: ShardedEngine, data: np.ndarray) -> None:
@@ -210,6 +218,10 @@ def test_bad_inputs_are_typed(built: Any, tmp_path: Path, data: np.ndarray) -> N
         build_sharded(path, data[:100], shards=2)
     with pytest.raises(InvalidParameterError, match="shards"):
         build_sharded(tmp_path / "x", data[:100], shards=0)
+    bad = data[:3000].copy()
+    bad[2500, 3] = np.nan
+    with pytest.raises(svve_core.exceptions.NonFiniteError, match="2500"):
+        build_sharded(tmp_path / "y", bad, shards=2)
     with pytest.raises(svve_core.exceptions.IndexNotFoundError):
         ShardedEngine(tmp_path / "missing")
     broken = tmp_path / "broken"
@@ -219,7 +231,21 @@ def test_bad_inputs_are_typed(built: Any, tmp_path: Path, data: np.ndarray) -> N
         ShardedEngine(broken)
 
 
-def test_built_from_npy_paths_and_without_ray_tasks(tmp_path: Path, data: np.ndarray) -> None:
+# Ray Data's context warns about its own deprecated options (ray 2.60).
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_built_from_a_ray_dataset(tmp_path: Path, data: np.ndarray, cluster: None) -> None:
+    """Streamed batch by batch (the rows staged per shard, then removed)."""
+    ds = ray.data.from_numpy(data[:4000])
+    info = build_sharded(tmp_path / "idx", ds, metric="ip", shards=2)
+    assert info["n"] == 4000
+    assert not (tmp_path / "idx" / ".staging").exists()
+    with ShardedEngine(tmp_path / "idx") as eng:
+        got = eng.search(data[N], k=5, params=svve_core.SearchParams(exact=True))[0]
+    want = np.argsort(-brute_force(data[:4000], data[N], "ip")[0])[:5]
+    assert np.array_equal(got, want)
+
+
+def test_built_from_npy_paths(tmp_path: Path, data: np.ndarray) -> None:
     parts = []
     for i, chunk in enumerate(np.array_split(data[:3000], 3)):
         parts.append(tmp_path / f"part{i}.npy")
