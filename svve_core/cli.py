@@ -244,18 +244,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     if a.k < 1 or (a.queries is not None and a.queries < 1):
         raise InvalidInputError("demo: -k and --queries must be at least 1")
-    if a.dataset is not None:  # the loader's own errors are tracebacks: check first
-        if not os.path.isdir(a.dataset):
-            raise InvalidInputError(f"--dataset {a.dataset}: no such directory")
-        for name in ("base.npy", "queries.npy"):
-            _npy_header(os.path.join(a.dataset, name), "--dataset")
-        meta = os.path.join(a.dataset, "meta.json")
-        try:
-            if os.path.exists(meta):
-                with open(meta, encoding="utf-8") as f:
-                    json.load(f)
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"--dataset {meta}: not valid JSON: {e}") from None
+    # The loader raises InvalidInputError naming the file for a bad dataset.
     return demo.run(a.dataset, a.k, a.queries)
 
 

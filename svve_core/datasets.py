@@ -24,6 +24,8 @@ from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
+from svve_core.exceptions import InvalidInputError
+
 PathLike = Union[str, os.PathLike]
 
 DEMO_NAME = "demo sample"
@@ -48,6 +50,7 @@ class Dataset(NamedTuple):
 
 def load_dataset(directory: Optional[PathLike] = None, with_base: bool = True) -> Dataset:
     """The dataset in ``directory``, or the shipped demo sample when it is None.
+    A missing or unreadable file raises ``InvalidInputError`` naming it.
 
     Vectors come back float32 and C-contiguous. float16 files (the developer
     copy of debian-minilm-384) are memory-mapped and cast once into one float32
@@ -63,11 +66,49 @@ def load_dataset(directory: Optional[PathLike] = None, with_base: bool = True) -
             queries = _float32(z["queries"])
         return Dataset(base, queries, None, dict(_DEMO_META), DEMO_NAME)
     d = Path(directory)
-    base = _float32(np.load(d / "base.npy", mmap_mode="r")) if with_base else None
-    queries = _float32(np.load(d / "queries.npy"))
-    gt = np.load(d / "gt.npy") if (d / "gt.npy").exists() else None
-    meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
+    if not d.is_dir():
+        raise InvalidInputError(f"{d}: no such directory")
+    base = _matrix(d / "base.npy", mmap=True) if with_base else None
+    queries = _matrix(d / "queries.npy", mmap=False)
+    gt = None
+    if (d / "gt.npy").exists():
+        gt = _load(d / "gt.npy", mmap=False)
+        if gt.ndim != 2 or gt.dtype.kind not in "iu" or len(gt) != len(queries):
+            raise InvalidInputError(
+                f"{d / 'gt.npy'}: must be ({len(queries)}, k) integer ids, "
+                f"got {gt.shape} {gt.dtype}"
+            )
+    meta: dict = {}
+    if (d / "meta.json").exists():
+        try:
+            meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InvalidInputError(f"{d / 'meta.json'}: not valid JSON: {e}") from None
+        if not isinstance(meta, dict):
+            raise InvalidInputError(f"{d / 'meta.json'}: must be a JSON object")
     return Dataset(base, queries, gt, meta, d.name)
+
+
+def _load(path: Path, mmap: bool) -> np.ndarray:
+    """``path`` as an array, or a one-line ``InvalidInputError`` naming it
+    (missing, not an .npy, pickled, truncated)."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InvalidInputError(f"{path}: not a readable .npy array ({why})") from None
+
+
+def _matrix(path: Path, mmap: bool) -> np.ndarray:
+    a = _load(path, mmap)
+    if a.ndim != 2 or a.dtype.kind != "f":
+        raise InvalidInputError(f"{path}: must be a 2-D float matrix, got {a.shape} {a.dtype}")
+    try:
+        return _float32(a)
+    except (OSError, ValueError) as e:  # a truncated data section surfaces on reading
+        raise InvalidInputError(f"{path}: cannot be read ({e})") from None
 
 
 def _float32(a: np.ndarray) -> np.ndarray:

@@ -68,7 +68,8 @@ def build_sharded(
     src = sources.source_of(vectors)
     n, dim = src.n, src.dim
     ids = sources.ids_for(ids, n)
-    directory = Path(path)
+    # Absolute: Ray workers building the shards need not share our cwd.
+    directory = Path(path).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / layout.MANIFEST).exists():
         # Never rewrite files that serving actors may have mapped.

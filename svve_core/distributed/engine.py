@@ -59,7 +59,7 @@ class ShardedEngine:
         ray = _ray()
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
             raise InvalidParameterError(f"replicas must be a positive int, got {replicas!r}")
-        self._path = Path(path)
+        self._path = Path(path).resolve()  # actors need not share our cwd
         self._config = _checked(config, EngineConfig, "config")
         self._manifest, centroids = layout.read(self._path)
         self._router = Router(self._manifest, centroids)

@@ -255,6 +255,42 @@ def test_other_bad_inputs_are_one_line(small: Path, capsys: pytest.CaptureFixtur
     _fails(capsys, ["demo", "-k", "0"], "at least 1")
 
 
+def test_bad_dataset_directories_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every way a dataset directory can be broken: one line naming the file
+    (the loader raises the typed error itself, for demo and benchmarks alike)."""
+    good = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+
+    def make(name: str, **files: Any) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        np.save(d / "base.npy", good)
+        np.save(d / "queries.npy", good[:5])
+        for fname, content in files.items():
+            target = d / fname.replace("_", ".")
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            elif isinstance(content, str):
+                target.write_text(content)
+            else:
+                np.save(target, content)
+        return str(d)
+
+    truncated = make("truncated")
+    raw = (Path(truncated) / "base.npy").read_bytes()
+    (Path(truncated) / "base.npy").write_bytes(raw[: len(raw) // 2])
+    cases = [
+        (truncated, "base.npy"),
+        (make("strings", base_npy=np.array([["a", "b"]])), "2-D float matrix"),
+        (make("badgt", gt_npy=np.zeros((3, 2), np.float32)), "gt.npy"),
+        (make("metalist", meta_json="[1, 2]"), "JSON object"),
+        (make("metabad", meta_json="{nope"), "not valid JSON"),
+    ]
+    for directory, words in cases:
+        _fails(capsys, ["demo", "--dataset", directory], words)
+
+
 def test_a_real_process_prints_no_traceback(small: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "svve_core.cli", "build", str(small / "obj.npy"), "x.svve"],

@@ -158,6 +158,28 @@ def _closed(e: Env) -> None:
     len(col)
 
 
+def _shard_down(e: Env) -> None:
+    """A closed ShardedEngine (a local Ray cluster, started and stopped here
+    unless one is running)."""
+    ray = pytest.importorskip("ray")
+    import tempfile
+
+    from svve_core.distributed import ShardedEngine, build_sharded
+
+    where = Path(tempfile.mkdtemp()) / "sharded"  # not env.tmp: it must stay empty
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        build_sharded(where, e.data[:400], shards=2)
+        engine = ShardedEngine(where)
+        engine.close()
+        engine.search(e.q)
+    finally:
+        if started:
+            ray.shutdown()
+
+
 TRIGGERS: List[Tuple[Type[BaseException], str, Callable[[Env], Any]]] = [
     # InvalidDTypeError: not a float32 ndarray / not int64 ids
     (exc.InvalidDTypeError, "float64 query", lambda e: e.engine.search(e.q.astype(np.float64))),
@@ -304,6 +326,7 @@ TRIGGERS: List[Tuple[Type[BaseException], str, Callable[[Env], Any]]] = [
     (exc.CollectionLockedError, "second writer", _second_writer),
     (exc.ReadOnlyCollectionError, "write to a reader", lambda e: _collection(False).delete([1])),
     (exc.CollectionClosedError, "closed handle", _closed),
+    (exc.ShardUnavailableError, "closed sharded engine", _shard_down),
     # InternalError: a Rust panic is caught at the boundary (src/api/gil.rs);
     # the native test hook panics on purpose.
     (exc.InternalError, "rust panic", lambda e: svve_core._svve_core._debug_panic()),
