@@ -162,8 +162,8 @@ def _shard_jobs(
         for s, rows in enumerate(members)
     ]
     if isinstance(src, sources.ArraySource):
-        for job in jobs:
-            job["vectors"] = np.ascontiguousarray(src.array[job["rows"]])
+        for job, rows in zip(jobs, members):
+            job["vectors"] = np.ascontiguousarray(src.array[rows])
         return jobs
     staging.mkdir(exist_ok=True)
     files = [staging / f"shard-{s:03d}.npy" for s in range(len(groups))]
@@ -217,9 +217,11 @@ def _run_builds(jobs: List[Dict[str, Any]]) -> None:
     """Every shard's build: Ray tasks when Ray is up, else in turn here."""
     try:
         import ray
+
+        parallel = ray.is_initialized() and len(jobs) > 1
     except ImportError:
-        ray = None
-    if ray is not None and ray.is_initialized() and len(jobs) > 1:
+        parallel = False
+    if parallel:
         task = ray.remote(_build_one)
         ray.get([task.remote(job) for job in jobs])
     else:

@@ -105,16 +105,19 @@ class ShardedEngine:
         """``search`` for each row of ``queries`` (b, dim): (b, k') arrays."""
         queries = _rows_of(queries, "queries", self._manifest.dim, "the sharded index")
         k = _check_k(k)
-        params = _checked(params, SearchParams, "params") if params is not None else None
+        params_json = None  # None: each shard uses its engine's defaults
+        if params is not None:
+            params = _checked(params, SearchParams, "params")
+            params_json = params.model_dump_json()
         effective = params if params is not None else self._config.params
         routes = self._router.route(queries, effective, filter is not None)
-        params_json = None if params is None else params.model_dump_json()
         found = self._ask(queries, routes, k, params_json, filter)
         want = min(k, self._manifest.n)
-        short = [q for q, parts in enumerate(found) if sum(len(i) for i, _ in parts) < want]
+        short = {q for q, parts in enumerate(found) if sum(len(i) for i, _ in parts) < want}
         if short:  # the routed shards held too few rows: ask the rest
+            every = range(len(self._handles))
             rest = [
-                [s for s in range(len(self._handles)) if s not in routes[q]] if q in short else []
+                [s for s in every if s not in routes[q]] if q in short else []
                 for q in range(len(queries))
             ]
             more = self._ask(queries, rest, k, params_json, filter)

@@ -26,7 +26,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence
+from typing import Any, Dict, Final, List, Literal, Optional, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -36,7 +36,7 @@ from svve_core.schemas import Metric, _Model
 
 MANIFEST = "sharded.json"
 CENTROIDS = "centroids.npy"
-FORMAT = "svve-sharded"
+FORMAT: Final = "svve-sharded"
 FORMAT_VERSION = 1
 
 

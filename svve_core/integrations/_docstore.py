@@ -477,9 +477,12 @@ class DocStore:
                     found[i] = np.frombuffer(blob, dtype=np.float32)
         return found
 
-    def vectors(self, ids: Sequence[int]) -> Dict[int, np.ndarray]:
-        """The stored vectors of ``ids`` (missing ones left out)."""
-        return self._vectors(ids)
+    def with_vectors(self, rows: Sequence[Row]) -> tuple[List[Row], List[List[float]]]:
+        """``rows`` that still have a stored vector, and those vectors (as
+        lists, what the frameworks' MMR helpers take), in the same order."""
+        vectors = self._vectors([r.svve_id for r in rows])
+        kept = [r for r in rows if r.svve_id in vectors]
+        return kept, [vectors[r.svve_id].tolist() for r in kept]
 
     def search(
         self,

@@ -191,11 +191,10 @@ class SvveVectorStore(VectorStore):
         rows = self._rows(embedding, max(fetch_k, k), filter)
         if not rows:
             return []
-        vectors = self._store.vectors([r.svve_id for r in rows])
-        rows = [r for r in rows if r.svve_id in vectors]
+        rows, vectors = self._store.with_vectors(rows)
         chosen = maximal_marginal_relevance(
             np.asarray(embedding, dtype=np.float32),
-            [vectors[r.svve_id].tolist() for r in rows],
+            vectors,
             lambda_mult=lambda_mult,
             k=k,
         )

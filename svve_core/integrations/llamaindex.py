@@ -241,11 +241,10 @@ class SvveVectorStore(BasePydanticVectorStore):
         threshold: Optional[float],
         query: VectorStoreQuery,
     ) -> List[Row]:
-        vectors = self._store.vectors([r.svve_id for r in rows])
-        rows = [r for r in rows if r.svve_id in vectors]
+        rows, vectors = self._store.with_vectors(rows)
         scores, ids = get_top_k_mmr_embeddings(
             embedding,
-            [vectors[r.svve_id].tolist() for r in rows],
+            vectors,
             similarity_top_k=k,
             embedding_ids=list(range(len(rows))),
             mmr_threshold=query.mmr_threshold if threshold is None else threshold,
