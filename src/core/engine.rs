@@ -11,7 +11,9 @@ use super::exact::exact_all;
 use super::filter::Filter;
 use super::mask::RowMask;
 use super::params::SearchParams;
-use super::plan::{filter_exact, filtered_path, FilteredPath, QueryPlan};
+use super::plan::{
+    filter_exact, filtered_path, scattered_path, FilteredPath, QueryPlan, SCATTERED_FAR,
+};
 use super::router::{Centroids, Router};
 use super::scratch::{with_scratch, Scratch};
 use super::stack::Stack;
@@ -302,7 +304,9 @@ impl Engine {
         }
         let allowed = stack.allowed();
         let brute = |s: &mut Scratch, mut stats: SearchStats| {
-            exact_all(stack, &s.query.q, plan.splits(n), &mut s.best);
+            // Split by the rows scored: a filter's few matching rows
+            // are not worth waking the pool for.
+            exact_all(stack, &s.query.q, plan.splits(allowed), &mut s.best);
             s.best.drain_sorted(&mut s.out);
             stats.rescored = allowed;
             Ok(stats)
@@ -323,7 +327,18 @@ impl Engine {
                     candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
                 }
                 FilteredPath::Routed => {
-                    let far = router.route_filtered(&s.query, plan, &mut s.route_order);
+                    let route = router.route_filtered(&s.query, plan, &mut s.route_order);
+                    let rows = rows_in(stack, &s.route_order);
+                    let scattered = route.far_k > SCATTERED_FAR;
+                    let path = match scattered {
+                        true => scattered_path(allowed, blocks, rows, candidates, view.dim),
+                        false => FilteredPath::Routed,
+                    };
+                    let far = match path {
+                        FilteredPath::Exact => return brute(s, stats),
+                        FilteredPath::Scan => router.route_matching(&s.query, &mut s.route_order),
+                        FilteredPath::Routed => route.far,
+                    };
                     candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
                     let rows = rows_in(stack, &s.route_order);
                     if filter_exact(allowed, rows, candidates, view.dim) {

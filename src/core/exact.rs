@@ -6,7 +6,12 @@ use rayon::prelude::*;
 use super::stack::Stack;
 use super::topk::TopK;
 use super::view::View;
+use crate::math::prefetch::prefetch;
 use crate::pool;
+
+/// Matching rows ahead of the one being scored whose vectors are
+/// prefetched under a mask (as `rescore`'s survivors).
+const ROWS_AHEAD: usize = 4;
 
 /// Scores the allowed rows of `start..end` of `view` exactly into `best`,
 /// numbered from `first`.
@@ -15,7 +20,17 @@ fn exact_scan(view: &View<'_>, first: usize, q: &[f32], start: usize, end: usize
         // A word of the mask at a time: a selective filter's brute force
         // costs its matching rows, not the file's.
         Some(mask) => {
+            // Matching rows are scattered: ask for each row's vector a few
+            // rows ahead (without it, 1,004 matching rows of a 1M x 384
+            // index took ~700 us, each row a chain of cache misses).
+            let mut ahead = mask.ones_in(start, end);
+            for row in ahead.by_ref().take(ROWS_AHEAD) {
+                prefetch(view.vector(row));
+            }
             for row in mask.ones_in(start, end) {
+                if let Some(next) = ahead.next() {
+                    prefetch(view.vector(next));
+                }
                 best.push(view.exact_score(q, row), (first + row) as u32);
             }
         }

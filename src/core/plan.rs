@@ -269,6 +269,49 @@ pub fn filtered_path(
     FilteredPath::Routed
 }
 
+/// From this [`FilteredRoute::far_k`](crate::core::router::FilteredRoute)
+/// on, a routed filtered query is *scattered*: fewer than `k` matches lie
+/// around it, and the rest of its answer is somewhere among partitions at
+/// about the same distance (on well-separated clusters, every other
+/// cluster), which centroid ranking cannot order. It is then answered
+/// from every matching row ([`scattered_path`]).
+pub const SCATTERED_FAR: f32 = 1.5;
+
+/// A scattered query (see [`SCATTERED_FAR`]) reads every matching row
+/// (exactly, or their code blocks with Tier1, the cheaper) when that costs
+/// at most this many times the rows its routing opened; beyond, it keeps
+/// the routed plan (a filter that allows most of the index, whose matches
+/// the widened routing finds).
+pub const SCATTERED_BUDGET: usize = 16;
+
+/// How a scattered filtered query is answered: every one of its
+/// `matching` rows scored exactly, or Tier1 over the `blocks()` code
+/// blocks holding them, whichever costs less, when that is within
+/// [`SCATTERED_BUDGET`] times the `routed_rows` its routing opened; else
+/// the routed plan. Costs in rows of Tier1 codes, as [`filtered_path`].
+pub fn scattered_path(
+    matching: usize,
+    blocks: impl FnOnce() -> usize,
+    routed_rows: usize,
+    candidates: usize,
+    dim: usize,
+) -> FilteredPath {
+    let per_exact = exact_row_cost(dim);
+    let exact = matching.saturating_mul(per_exact);
+    let budget = SCATTERED_BUDGET.saturating_mul(routed_rows.max(1));
+    let scan = blocks()
+        .saturating_mul(BLOCK)
+        .saturating_add(candidates.saturating_mul(per_exact) / 2);
+    if exact <= scan {
+        if exact <= budget {
+            return FilteredPath::Exact;
+        }
+    } else if scan <= budget {
+        return FilteredPath::Scan;
+    }
+    FilteredPath::Routed
+}
+
 /// Whether a routed filtered query answers by brute force over its
 /// `matching` rows rather than scanning `opened` rows of codes and
 /// rescoring `candidates` survivors.

@@ -13,10 +13,15 @@ use super::topk::{Scored, TopK};
 use super::view::View;
 use crate::math::bits::BLOCK;
 use crate::math::estimate::EstimateParams;
+use crate::math::prefetch::prefetch;
 use crate::pool;
 
 /// Rows per kernel call (a multiple of the code block): its output stays in L1.
 const CHUNK_ROWS: usize = 256;
+
+/// Code blocks of the next partition asked for ahead of its scan (the
+/// kernel's own prefetch covers the rest once it runs).
+const PREFETCH_BLOCKS: usize = 2;
 
 /// Kernel outputs for one chunk of rows, reused across chunks and queries.
 #[derive(Debug, Default)]
@@ -96,10 +101,32 @@ impl<'a> Tier1<'a> {
         survivors: &mut TopK,
         probe_norms: &mut [f32],
     ) {
-        for r in order {
+        for (i, r) in order.iter().enumerate() {
+            if let Some(next) = order.get(i + 1) {
+                self.prefetch_partition(next.row as usize);
+            }
             let probe = self.router.probe(self.q, r);
             probe_norms[probe.partition] = probe.centered_norm;
             self.scan_partition(&probe, bufs, survivors);
+        }
+    }
+
+    /// Asks for the first code blocks and factors of partition `p` in every
+    /// file of the stack, one partition ahead of the scan: each partition is
+    /// a jump the hardware prefetcher cannot follow, and in a collection's
+    /// stack a partition is a short slice in each of several segments.
+    fn prefetch_partition(&self, p: usize) {
+        for (_, view) in self.stack.parts() {
+            let (start, end) = view.rows_of(p);
+            if start == end {
+                continue;
+            }
+            let r0 = start / BLOCK * BLOCK;
+            let r1 = (r0 + PREFETCH_BLOCKS * BLOCK).min(end.div_ceil(BLOCK) * BLOCK);
+            prefetch(view.code_blocks(r0, r1).blocks);
+            let f = view.factors(start, end.min(start + PREFETCH_BLOCKS * BLOCK));
+            prefetch(f.scale);
+            prefetch(f.bias);
         }
     }
 

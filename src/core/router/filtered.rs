@@ -9,6 +9,20 @@ use crate::core::plan::{
 use crate::core::query::PreparedQuery;
 use crate::core::topk::{best_first, Scored};
 
+/// What routing a filtered query found out about where its matches lie.
+#[derive(Debug, Clone, Copy)]
+pub struct FilteredRoute {
+    /// [`far_factor`] of the nearest partition holding a match (the
+    /// larger [`sparse_factor`] when its neighbourhood is short of them).
+    pub far: f32,
+    /// [`far_factor`] of the partition, in routing order, that brings the
+    /// matches to `k` (infinite when all of them together hold fewer). Far
+    /// above 1, the query's own neighbourhood holds fewer than `k` matches
+    /// and the rest of its answer lies away from it, where the distance to
+    /// a centroid no longer tells which partitions hold it.
+    pub far_k: f32,
+}
+
 impl Router<'_> {
     /// [`Router::route`] for a filtered query: partitions best first,
     /// skipping those without a matching row, until they are at least as
@@ -22,13 +36,14 @@ impl Router<'_> {
     /// the nearest partition ([`far_factor`]): a query far from every
     /// matching row (a filter anti-correlated with it) is an outlier to
     /// the matching rows, and takes that many times the probes here and
-    /// the survivors in Tier1.
+    /// the survivors in Tier1; and the same factor for the partition that
+    /// brings the matches to `k` ([`FilteredRoute::far_k`]).
     pub fn route_filtered(
         &self,
         q: &PreparedQuery,
         plan: &QueryPlan,
         order: &mut Vec<Scored>,
-    ) -> f32 {
+    ) -> FilteredRoute {
         let total = self.centroids.len();
         let mut ranked = Vec::with_capacity(total);
         self.centroids.rank_all(self.view.kernels, q, &mut ranked);
@@ -37,20 +52,20 @@ impl Router<'_> {
             .map(|r| -r.score)
             .fold(f32::INFINITY, f32::min);
         let mut sorted = (4 * plan.max_probes()).max(64).min(total);
-        let mut far;
+        let mut route;
         loop {
             if sorted < total {
                 ranked.select_nth_unstable_by(sorted - 1, best_first);
             }
             ranked[..sorted].sort_unstable_by(best_first);
-            let (done, f) = self.take_filtered(&ranked[..sorted], plan, nearest, order);
-            far = f;
+            let (done, r) = self.take_filtered(&ranked[..sorted], plan, nearest, order);
+            route = r;
             if done || sorted == total {
                 break;
             }
             sorted = (4 * sorted).min(total);
         }
-        if far > FAR_BY_SIMILARITY && self.view.metric != crate::metric::Metric::L2 {
+        if route.far > FAR_BY_SIMILARITY && self.view.metric != crate::metric::Metric::L2 {
             // Far from every match, nearness to a centroid says little (the
             // matching rows sit on the near side of their cells): rank by
             // similarity to the centroid instead, which for cosine and ip
@@ -72,14 +87,13 @@ impl Router<'_> {
             for r in alt.iter_mut() {
                 r.score = d2[r.row as usize];
             }
-            let (_, f) = self.take_filtered(&alt, plan, nearest, order);
-            far = f;
+            route = self.take_filtered(&alt, plan, nearest, order).1;
         }
         for r in order.iter_mut() {
             r.score = self.route_score(&q.q, r.row as usize);
         }
         order.sort_unstable_by(best_first);
-        far
+        route
     }
 
     /// Every partition holding a match, in partition order: what a full
@@ -91,7 +105,7 @@ impl Router<'_> {
         let mut nearest = f32::INFINITY;
         self.centroids.rank(self.view.kernels, q, |p, score| {
             nearest = nearest.min(-score);
-            if self.stack.allowed_in(p as usize) > 0 {
+            if self.matches_in(p as usize) > 0 {
                 order.push(Scored { score, row: p });
             }
         });
@@ -115,7 +129,7 @@ impl Router<'_> {
         plan: &QueryPlan,
         nearest: f32,
         order: &mut Vec<Scored>,
-    ) -> (bool, f32) {
+    ) -> (bool, FilteredRoute) {
         order.clear();
         let selectivity = self.stack.allowed() as f64 / self.stack.len().max(1) as f64;
         // The share of matches in the query's own neighbourhood (the
@@ -124,19 +138,17 @@ impl Router<'_> {
         let near = &ranked[..plan.nprobe.min(ranked.len())];
         let (near_allowed, near_rows) = near.iter().fold((0, 0), |(a, r), p| {
             let p = p.row as usize;
-            (
-                a + self.stack.allowed_in(p),
-                r + self.stack.rows_in_partition(p),
-            )
+            (a + self.matches_in(p), r + self.stack.rows_in_partition(p))
         });
         let local = near_allowed as f64 / near_rows.max(1) as f64;
         let sparse = sparse_factor(local, selectivity);
         let (mut rows, mut have, mut need) = (0, 0, usize::MAX);
         let (mut limit, mut far) = (f32::INFINITY, 1.0f32);
+        let mut far_k = f32::INFINITY;
         let (mut nprobe, mut max_probes) = (plan.nprobe, plan.max_probes());
         for r in ranked {
             let p = r.row as usize;
-            let a = self.stack.allowed_in(p);
+            let a = self.matches_in(p);
             if a == 0 {
                 continue;
             }
@@ -162,16 +174,19 @@ impl Router<'_> {
                     need = filter_need(rows, share, plan.k);
                 }
                 if have >= need {
-                    return (true, far);
+                    return (true, FilteredRoute { far, far_k });
                 }
             }
             order.push(*r);
+            if have < plan.k && have + a >= plan.k {
+                far_k = far_factor(d2, nearest);
+            }
             have += a;
             if probes {
                 rows += self.stack.rows_in_partition(p);
             }
         }
         need = need.min(filter_need(rows, selectivity, plan.k));
-        (have >= need, far)
+        (have >= need, FilteredRoute { far, far_k })
     }
 }
