@@ -22,7 +22,8 @@ with numpy:
   low-rank part and isotropic noise): the well-clustered regime that
   partition methods are built for, meant for 1M x 384 runs.
 - ``gaussian``: isotropic Gaussian rows, unit norm: no structure at all, the
-  worst case for partitions (the README quickstart's data).
+  worst case for partitions (the kind of data the README quickstart uses,
+  there 10k x 64).
 - ``ada``: a stand-in for OpenAI ada-002 embeddings (1536-d by default, meant
   for 9k-100k rows): a strong common direction (mean pairwise cosine about
   0.75, the "narrow cone" of ada-002), plus a low-rank part with a decaying
@@ -76,7 +77,7 @@ def generate(
 def generate_gaussian(n: int, dim: int, queries: int = 1000, seed: int = 0):
     """Isotropic Gaussian rows and queries, scaled to unit norm: no structure
     at all (every point nearly equidistant from every other), the worst case
-    for partitions and the README quickstart's data."""
+    for partitions, and the kind of data the README quickstart uses."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n + queries, dim), dtype=np.float32)
     x = _unit_rows(x)
