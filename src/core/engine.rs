@@ -328,7 +328,7 @@ impl Engine {
                 }
                 FilteredPath::Routed => {
                     let route = router.route_filtered(&s.query, plan, &mut s.route_order);
-                    let rows = rows_in(stack, &s.route_order);
+                    let mut rows = rows_in(stack, &s.route_order);
                     let scattered = route.far_k > SCATTERED_FAR;
                     let path = match scattered {
                         true => scattered_path(allowed, blocks, rows, candidates, view.dim),
@@ -336,7 +336,11 @@ impl Engine {
                     };
                     let far = match path {
                         FilteredPath::Exact => return brute(s, stats),
-                        FilteredPath::Scan => router.route_matching(&s.query, &mut s.route_order),
+                        FilteredPath::Scan => {
+                            let far = router.route_matching(&s.query, &mut s.route_order);
+                            rows = rows_in(stack, &s.route_order);
+                            far
+                        }
                         FilteredPath::Routed => route.far,
                     };
                     candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
@@ -348,7 +352,6 @@ impl Engine {
                     // where brute force took about as long for 0.976; 1%
                     // anti-correlated, whose matches fill whole partitions,
                     // keeps the scan: 0.964).
-                    let rows = rows_in(stack, &s.route_order);
                     if filter_exact(allowed, rows, candidates, view.dim) {
                         return brute(s, stats);
                     }

@@ -247,26 +247,40 @@ pub fn filtered_path(
     candidates: usize,
     dim: usize,
 ) -> FilteredPath {
-    let per_exact = exact_row_cost(dim);
-    let exact = matching.saturating_mul(per_exact);
-    // Survivors rescored (about half are skipped by the bound).
-    let rescore = candidates.saturating_mul(per_exact) / 2;
     if matching <= candidates {
         return FilteredPath::Exact;
     }
     let budget = FULL_SCAN_BUDGET.saturating_mul(routed_rows);
     // A block holds at most 8 matches: at least matching / 8 blocks.
     if matching.div_ceil(BLOCK) * BLOCK <= budget {
-        let scan = blocks().saturating_mul(BLOCK);
-        if scan <= budget {
-            return if exact <= scan + rescore {
-                FilteredPath::Exact
-            } else {
-                FilteredPath::Scan
-            };
+        let blocks = blocks();
+        if blocks.saturating_mul(BLOCK) <= budget {
+            return exact_or_scan(matching, blocks, candidates, dim).0;
         }
     }
     FilteredPath::Routed
+}
+
+/// Brute force over `matching` rows, or Tier1 over the `blocks` code
+/// blocks holding them and rescoring `candidates` survivors (about half
+/// are skipped by the bound), whichever costs less, with its cost in rows
+/// of Tier1 codes.
+fn exact_or_scan(
+    matching: usize,
+    blocks: usize,
+    candidates: usize,
+    dim: usize,
+) -> (FilteredPath, usize) {
+    let per_exact = exact_row_cost(dim);
+    let exact = matching.saturating_mul(per_exact);
+    let scan = blocks
+        .saturating_mul(BLOCK)
+        .saturating_add(candidates.saturating_mul(per_exact) / 2);
+    if exact <= scan {
+        (FilteredPath::Exact, exact)
+    } else {
+        (FilteredPath::Scan, scan)
+    }
 }
 
 /// From this [`FilteredRoute::far_k`](crate::core::router::FilteredRoute)
@@ -296,20 +310,11 @@ pub fn scattered_path(
     candidates: usize,
     dim: usize,
 ) -> FilteredPath {
-    let per_exact = exact_row_cost(dim);
-    let exact = matching.saturating_mul(per_exact);
     let budget = SCATTERED_BUDGET.saturating_mul(routed_rows.max(1));
-    let scan = blocks()
-        .saturating_mul(BLOCK)
-        .saturating_add(candidates.saturating_mul(per_exact) / 2);
-    if exact <= scan {
-        if exact <= budget {
-            return FilteredPath::Exact;
-        }
-    } else if scan <= budget {
-        return FilteredPath::Scan;
+    match exact_or_scan(matching, blocks(), candidates, dim) {
+        (path, cost) if cost <= budget => path,
+        _ => FilteredPath::Routed,
     }
-    FilteredPath::Routed
 }
 
 /// Whether a routed filtered query answers by brute force over its
