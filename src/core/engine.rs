@@ -12,7 +12,7 @@ use super::filter::Filter;
 use super::mask::RowMask;
 use super::params::SearchParams;
 use super::plan::{
-    filter_exact, filtered_path, scattered_path, FilteredPath, QueryPlan, SCATTERED_FAR,
+    filter_exact, filtered_path, scattered_need, FilteredPath, QueryPlan, SCATTERED_FAR,
 };
 use super::router::{Centroids, Router};
 use super::scratch::{with_scratch, Scratch};
@@ -328,30 +328,16 @@ impl Engine {
                 }
                 FilteredPath::Routed => {
                     let route = router.route_filtered(&s.query, plan, &mut s.route_order);
-                    let mut rows = rows_in(stack, &s.route_order);
-                    let scattered = route.far_k > SCATTERED_FAR;
-                    let path = match scattered {
-                        true => scattered_path(allowed, blocks, rows, candidates, view.dim),
-                        false => FilteredPath::Routed,
-                    };
-                    let far = match path {
-                        FilteredPath::Exact => return brute(s, stats),
-                        FilteredPath::Scan => {
-                            let far = router.route_matching(&s.query, &mut s.route_order);
-                            rows = rows_in(stack, &s.route_order);
-                            far
-                        }
-                        FilteredPath::Routed => route.far,
-                    };
-                    candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
-                    // A scattered scan too gives way to brute force when the
-                    // matching rows cost less than the partitions they lie
-                    // in: the rows it needs are far from the query, where
-                    // 1-bit estimates are coarsest (clustered 1M set, 1%
-                    // uncorrelated: the scan alone reached recall 0.959
-                    // where brute force took about as long for 0.976; 1%
-                    // anti-correlated, whose matches fill whole partitions,
-                    // keeps the scan: 0.964).
+                    if route.far_k > SCATTERED_FAR {
+                        let per_part = n.div_ceil(view.partitions().max(1));
+                        let need = scattered_need(plan, route.far, per_part);
+                        router.route_scattered(&s.query, need, &mut s.route_order);
+                    }
+                    let rows = rows_in(stack, &s.route_order);
+                    candidates = ((candidates as f32 * route.far).ceil() as usize).min(allowed);
+                    // Brute force over the matching rows when they cost less
+                    // than the partitions they lie in (a rare filter, or a
+                    // scattered query that needs most of them).
                     if filter_exact(allowed, rows, candidates, view.dim) {
                         return brute(s, stats);
                     }

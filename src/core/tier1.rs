@@ -19,9 +19,19 @@ use crate::pool;
 /// Rows per kernel call (a multiple of the code block): its output stays in L1.
 const CHUNK_ROWS: usize = 256;
 
-/// Code blocks of the next partition asked for ahead of its scan (the
-/// kernel's own prefetch covers the rest once it runs).
+/// Code blocks of each chunk asked for ahead of its scan (the kernel's
+/// own prefetch covers the rest of a long chunk once it runs).
 const PREFETCH_BLOCKS: usize = 2;
+
+/// Chunks asked for ahead of the one being scanned. A partition is a jump
+/// the hardware prefetcher cannot follow, and so is every chunk of a
+/// selective mask (a 1% filter leaves about one block in thirteen).
+const LOOKAHEAD: usize = 4;
+
+/// A run of at most this many code blocks without an allowed row inside a
+/// chunk is scanned through rather than split around: a block streamed
+/// costs less than a kernel call started on lines not yet in cache.
+const MAX_GAP: usize = 3;
 
 /// Kernel outputs for one chunk of rows, reused across chunks and queries.
 #[derive(Debug, Default)]
@@ -35,10 +45,10 @@ pub struct ScanBuffers {
 /// Block-aligned row ranges `(r0, r1)` of at most [`CHUNK_ROWS`] rows that
 /// cover rows `start..end` of `view` (the kernels work on whole blocks of
 /// [`BLOCK`] rows; rows outside `start..end` are computed and ignored),
-/// leaving out the code blocks in which the view allows no row (a filter's non-matching rows,
-/// a collection's deleted ones): a scan under a selective mask costs the
-/// blocks holding allowed rows, not the partition. Runs of allowed blocks
-/// stay whole, up to [`CHUNK_ROWS`].
+/// leaving out the runs of more than [`MAX_GAP`] code blocks in which the
+/// view allows no row (a filter's non-matching rows, a collection's
+/// deleted ones): a scan under a selective mask costs the blocks holding
+/// allowed rows, not the partition.
 fn allowed_chunks<'v>(
     view: &'v View<'_>,
     start: usize,
@@ -55,15 +65,44 @@ fn allowed_chunks<'v>(
         if first >= last {
             return None;
         }
-        let mut stop = (first + per_chunk).min(last);
+        let limit = (first + per_chunk).min(last);
+        let mut stop = limit;
         if let Some(m) = mask {
-            stop = (first + 1..stop)
-                .find(|&x| m.block_bits(x) == 0)
-                .unwrap_or(stop);
+            stop = first + 1;
+            while stop < limit {
+                let next = m.next_allowed_block(stop, limit);
+                if next >= limit || next - stop > MAX_GAP {
+                    break;
+                }
+                stop = next + 1;
+            }
         }
         b = stop;
         Some((first * BLOCK, stop * BLOCK))
     })
+}
+
+/// One kernel call's rows: `r0..r1` of `view` (whole blocks), in the
+/// partition whose rows there are `start..end`, the `order`-th probed.
+struct Chunk<'v> {
+    order: usize,
+    first: usize,
+    view: &'v View<'v>,
+    start: usize,
+    end: usize,
+    r0: usize,
+    r1: usize,
+}
+
+impl Chunk<'_> {
+    /// Asks for the chunk's first code blocks and their factors.
+    fn prefetch(&self) {
+        let r1 = self.r1.min(self.r0 + PREFETCH_BLOCKS * BLOCK);
+        prefetch(self.view.code_blocks(self.r0, r1).blocks);
+        let f = self.view.factors(self.r0, r1);
+        prefetch(f.scale);
+        prefetch(f.bias);
+    }
 }
 
 /// One query's Tier1 over the partitions routing chose.
@@ -101,33 +140,7 @@ impl<'a> Tier1<'a> {
         survivors: &mut TopK,
         probe_norms: &mut [f32],
     ) {
-        for (i, r) in order.iter().enumerate() {
-            if let Some(next) = order.get(i + 1) {
-                self.prefetch_partition(next.row as usize);
-            }
-            let probe = self.router.probe(self.q, r);
-            probe_norms[probe.partition] = probe.centered_norm;
-            self.scan_partition(&probe, bufs, survivors);
-        }
-    }
-
-    /// Asks for the first code blocks and factors of partition `p` in every
-    /// file of the stack, one partition ahead of the scan: each partition is
-    /// a jump the hardware prefetcher cannot follow, and in a collection's
-    /// stack a partition is a short slice in each of several segments.
-    fn prefetch_partition(&self, p: usize) {
-        for (_, view) in self.stack.parts() {
-            let (start, end) = view.rows_of(p);
-            if start == end {
-                continue;
-            }
-            let r0 = start / BLOCK * BLOCK;
-            let r1 = (r0 + PREFETCH_BLOCKS * BLOCK).min(end.div_ceil(BLOCK) * BLOCK);
-            prefetch(view.code_blocks(r0, r1).blocks);
-            let f = view.factors(start, end.min(start + PREFETCH_BLOCKS * BLOCK));
-            prefetch(f.scale);
-            prefetch(f.bias);
-        }
+        self.scan(order, bufs, survivors, Some(probe_norms));
     }
 
     /// [`Tier1::scan_inline`] split over the pool: each rayon split keeps
@@ -145,7 +158,7 @@ impl<'a> Tier1<'a> {
                         (top, ScanBuffers::default())
                     },
                     |(mut top, mut bufs), r| {
-                        self.scan_partition(&self.router.probe(self.q, r), &mut bufs, &mut top);
+                        self.scan(std::slice::from_ref(r), &mut bufs, &mut top, None);
                         (top, bufs)
                     },
                 )
@@ -161,50 +174,100 @@ impl<'a> Tier1<'a> {
         }
     }
 
-    /// Scans the rows of `probe`'s partition, in every file of the stack,
-    /// into `survivors`.
-    fn scan_partition(&self, probe: &Probe, bufs: &mut ScanBuffers, survivors: &mut TopK) {
-        let planes = self.q.planes.as_planes();
-        let mut c = EstimateParams {
-            offset: probe.offset,
-            ..self.base
-        };
+    /// The chunks of every partition of `order`, in every file of the
+    /// stack, in scan order.
+    fn chunks<'s>(&'s self, order: &'s [Scored]) -> impl Iterator<Item = Chunk<'s>> + 's {
+        order.iter().enumerate().flat_map(move |(i, r)| {
+            let p = r.row as usize;
+            // An empty slice is common in a small segment on a large one's
+            // partitions; `allowed_chunks` would still yield the block
+            // holding `start`.
+            let slices = self.stack.parts().filter_map(move |(first, view)| {
+                let (start, end) = view.rows_of(p);
+                (start < end).then_some((first, view, start, end))
+            });
+            slices.flat_map(move |(first, view, start, end)| {
+                allowed_chunks(view, start, end).map(move |(r0, r1)| Chunk {
+                    order: i,
+                    first,
+                    view,
+                    start,
+                    end,
+                    r0,
+                    r1,
+                })
+            })
+        })
+    }
+
+    /// Scans the chunks of `order` into `survivors`, each asked for
+    /// [`LOOKAHEAD`] chunks before its turn, recording each probed
+    /// partition's `||q - anchor_p||` in `probe_norms` when given.
+    fn scan(
+        &self,
+        order: &[Scored],
+        bufs: &mut ScanBuffers,
+        survivors: &mut TopK,
+        mut probe_norms: Option<&mut [f32]>,
+    ) {
         bufs.est.resize(CHUNK_ROWS, 0.0);
         bufs.mask.resize(CHUNK_ROWS / BLOCK, 0);
-        for (first, view) in self.stack.parts() {
-            let (start, end) = view.rows_of(probe.partition);
-            if start == end {
-                // Common in a small segment on a large one's partitions;
-                // `allowed_chunks` would still yield the block holding `start`.
-                continue;
+        let mut chunks = self.chunks(order);
+        let mut ring: [Option<Chunk<'_>>; LOOKAHEAD] = std::array::from_fn(|_| None);
+        for slot in &mut ring {
+            *slot = chunks.next().inspect(Chunk::prefetch);
+        }
+        let mut c = self.base;
+        let mut current = usize::MAX;
+        for i in (0..LOOKAHEAD).cycle() {
+            let Some(chunk) = ring[i].take() else { break };
+            ring[i] = chunks.next().inspect(Chunk::prefetch);
+            if chunk.order != current {
+                current = chunk.order;
+                let probe: Probe = self.router.probe(self.q, &order[current]);
+                c.offset = probe.offset;
+                if let Some(norms) = probe_norms.as_deref_mut() {
+                    norms[probe.partition] = probe.centered_norm;
+                }
             }
-            for (r0, r1) in allowed_chunks(view, start, end) {
-                // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
-                let nb = (r1 - r0) / BLOCK;
-                c.threshold = survivors.threshold();
-                (view.kernels.estimate_scan)(
-                    view.code_blocks(r0, r1),
-                    planes,
-                    view.factors(r0, r1),
-                    &c,
-                    &mut bufs.est[..nb * BLOCK],
-                    &mut bufs.mask[..nb],
-                );
-                // Only rows above the chunk's starting threshold have their
-                // bit set; most blocks have none once the survivors fill up.
-                let block0 = r0 / BLOCK;
-                for (b, &m) in bufs.mask[..nb].iter().enumerate() {
-                    // Masked rows (deleted, filtered out) never take a slot.
-                    let mut m = m & view.allowed_bits(block0 + b);
-                    while m != 0 {
-                        let i = b * BLOCK + m.trailing_zeros() as usize;
-                        m &= m - 1;
-                        let row = r0 + i;
-                        let e = bufs.est[i];
-                        if (start..end).contains(&row) && e > survivors.threshold() {
-                            survivors.push(e, (first + row) as u32);
-                        }
-                    }
+            self.scan_chunk(&chunk, &mut c, bufs, survivors);
+        }
+    }
+
+    /// Runs the kernel over one chunk and keeps its rows that beat the
+    /// survivors' threshold.
+    fn scan_chunk(
+        &self,
+        ch: &Chunk<'_>,
+        c: &mut EstimateParams,
+        bufs: &mut ScanBuffers,
+        survivors: &mut TopK,
+    ) {
+        let (view, r0) = (ch.view, ch.r0);
+        // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
+        let nb = (ch.r1 - r0) / BLOCK;
+        c.threshold = survivors.threshold();
+        (view.kernels.estimate_scan)(
+            view.code_blocks(r0, ch.r1),
+            self.q.planes.as_planes(),
+            view.factors(r0, ch.r1),
+            c,
+            &mut bufs.est[..nb * BLOCK],
+            &mut bufs.mask[..nb],
+        );
+        // Only rows above the chunk's starting threshold have their bit
+        // set; most blocks have none once the survivors fill up.
+        let block0 = r0 / BLOCK;
+        for (b, &m) in bufs.mask[..nb].iter().enumerate() {
+            // Masked rows (deleted, filtered out) never take a slot.
+            let mut m = m & view.allowed_bits(block0 + b);
+            while m != 0 {
+                let i = b * BLOCK + m.trailing_zeros() as usize;
+                m &= m - 1;
+                let row = r0 + i;
+                let e = bufs.est[i];
+                if (ch.start..ch.end).contains(&row) && e > survivors.threshold() {
+                    survivors.push(e, (ch.first + row) as u32);
                 }
             }
         }

@@ -462,6 +462,22 @@ impl Encoder<'_> {
     }
 }
 
+/// `||r||^2` of the residual whose factors [`row_factors`] gave `scale`
+/// and `error` in `dim` dimensions: the two factors are `||r|| / (f sqrt(d))`
+/// and `||r|| sqrt(1 - f^2) / (f sqrt(d - 1))`, which solve for `f^2` and
+/// then `||r||^2 = scale^2 f^2 d`. Lets a reader know how spread a
+/// partition's rows are without reading their float32 vectors.
+pub fn residual_norm2(scale: f32, error: f32, dim: usize) -> f32 {
+    let d = dim.max(2) as f64;
+    let s = f64::from(scale);
+    if s <= 0.0 {
+        return 0.0;
+    }
+    let ratio = f64::from(error) / s;
+    let f2 = (1.0 - ratio * ratio * (d - 1.0) / d).clamp(1e-12, 1.0);
+    (s * s * f2 * d) as f32
+}
+
 /// `(scale, bias, error)` of a residual `r = x - mu`; see the blueprint.
 pub fn row_factors(r: &[f32], mu: &[f32], metric: Metric) -> (f32, f32, f32) {
     let d = r.len() as f64;

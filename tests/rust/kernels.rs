@@ -383,3 +383,25 @@ fn dot_rows_matches_dot(
 fn aarch64_detects_the_neon_kernels() {
     assert_eq!(Kernels::detect().isa, "aarch64+neon");
 }
+
+/// The routing of scattered filtered queries reads each partition's spread
+/// back from the Tier1 factors instead of the float32 rows: the inversion
+/// must give `||r||^2` of the residual the factors were made from.
+#[rstest]
+fn residual_norms_are_read_back_from_the_factors(#[values(2, 32, 384, 1536)] dim: usize) {
+    use _svve_core::index::build::{residual_norm2, row_factors};
+    use _svve_core::index::Metric;
+    let mut rng = Rng::new(dim as u64);
+    for scale in [1e-3f32, 0.3, 5.0] {
+        let r: Vec<f32> = (0..dim).map(|_| rng.unit() * scale).collect();
+        let mu: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
+        let (s, _, e) = row_factors(&r, &mu, Metric::Cosine);
+        let want: f64 = r.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        let got = f64::from(residual_norm2(s, e, dim));
+        assert!(
+            (got - want).abs() <= 1e-3 * want,
+            "dim {dim}: {got} vs {want}"
+        );
+    }
+    assert_eq!(residual_norm2(0.0, 0.0, dim), 0.0);
+}

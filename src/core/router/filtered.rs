@@ -96,6 +96,52 @@ impl Router<'_> {
         route
     }
 
+    /// The route of a scattered query ([`FilteredRoute::far_k`] above
+    /// [`SCATTERED_FAR`](crate::core::plan::SCATTERED_FAR)): the partitions
+    /// holding a match, by the expected squared distance of their nearest
+    /// match ([`nearest_match_d2`]), until they hold `need` matches.
+    /// Centroid distance alone ranks badly here: every partition is far,
+    /// and a far centroid that is short (a cell spread over several
+    /// clusters) is near the query while its rows are not. On the clustered
+    /// 1M x 384 set (2000 partitions), with 100 matches per result,
+    /// uncorrelated 1% filters reached recall@10 0.80 by centroid distance
+    /// and 0.96 by this ranking.
+    pub fn route_scattered(&self, q: &PreparedQuery, need: usize, order: &mut Vec<Scored>) {
+        let spread = self.spread();
+        let dim = self.view.dim;
+        order.clear();
+        self.centroids.rank(self.view.kernels, q, |p, score| {
+            let m = self.matches_in(p as usize);
+            if m > 0 {
+                let d2 = nearest_match_d2(-score, spread[p as usize], m, dim);
+                order.push(Scored { score: -d2, row: p });
+            }
+        });
+        // Best first in growing prefixes, until the prefix holds `need`.
+        let mut sorted = 64.min(order.len());
+        let taken = loop {
+            if sorted < order.len() {
+                order.select_nth_unstable_by(sorted - 1, best_first);
+            }
+            order[..sorted].sort_unstable_by(best_first);
+            let mut have = 0;
+            let enough = order[..sorted].iter().position(|r| {
+                have += self.matches_in(r.row as usize);
+                have >= need
+            });
+            match enough {
+                Some(i) => break i + 1,
+                None if sorted == order.len() => break sorted,
+                None => sorted = (4 * sorted).min(order.len()),
+            }
+        };
+        order.truncate(taken);
+        for r in order.iter_mut() {
+            r.score = self.route_score(&q.q, r.row as usize);
+        }
+        order.sort_unstable_by(best_first);
+    }
+
     /// Every partition holding a match, in partition order: what a full
     /// filtered scan (`FilteredPath::Scan`) reads. Returns the
     /// [`far_factor`] of the nearest of them, which widens the survivors
@@ -189,4 +235,20 @@ impl Router<'_> {
         need = need.min(filter_need(rows, selectivity, plan.k));
         (have >= need, FilteredRoute { far, far_k })
     }
+}
+
+/// Expected squared distance from a query to the nearest of `matches` rows
+/// of a partition whose centroid lies `d2` away (squared) and whose rows
+/// lie `spread` from it on average (squared). A row `x = c + r` is
+/// `d2 + ||r||^2 - 2 <q - c, r>` away; far from the query the residuals are
+/// about orthogonal to `q - c`, so the cross term is noise of standard
+/// deviation about `2 sqrt(d2 spread / dim)`, and the nearest of `m` rows
+/// gains about `sqrt(2 ln m)` of it. Without that gain a partition with one
+/// match ranked with one holding fifty: on the clustered 1M set,
+/// anti-correlated 1% filters gave recall@10 0.937 without it, 0.976 with.
+pub fn nearest_match_d2(d2: f32, spread: f32, matches: usize, dim: usize) -> f32 {
+    let d2 = d2.max(0.0);
+    let m = matches as f32;
+    let z = if m > 1.0 { (2.0 * m.ln()).sqrt() } else { 0.0 };
+    d2 + spread - z * 2.0 * (d2 * spread / dim.max(1) as f32).sqrt()
 }

@@ -21,6 +21,7 @@ use super::query::PreparedQuery;
 use super::stack::Stack;
 use super::topk::{best_first, Scored};
 use super::view::View;
+use crate::index::build::residual_norm2;
 use crate::math::int8::{
     interleave, interleave_quads, pairs, quads, quantize_i8, DotQuadsFn, LANES,
 };
@@ -35,6 +36,10 @@ pub struct Centroids {
     layout: Layout,
     scales: Vec<f32>,
     norms: Vec<f32>,
+    /// Mean `||x - c_p||^2` over each partition's rows, from their Tier1
+    /// factors, computed the first time a scattered query asks (it reads
+    /// 8 bytes per row).
+    spread: OnceLock<Vec<f32>>,
 }
 
 /// The interleaved int8 centroids, in the layout of the kernel that reads them.
@@ -88,6 +93,7 @@ impl Centroids {
             layout,
             scales,
             norms,
+            spread: OnceLock::new(),
         }
     }
 
@@ -213,6 +219,26 @@ impl<'a> Router<'a> {
             centroids,
             matches: OnceLock::new(),
         }
+    }
+
+    /// Mean squared distance of each partition's rows (in the first file)
+    /// to its centroid; zeros when the codes are not residuals from it.
+    fn spread(&self) -> &[f32] {
+        self.centroids.spread.get_or_init(|| {
+            let v = self.view;
+            (0..v.partitions())
+                .map(|p| {
+                    let (a, b) = v.rows_of(p);
+                    if a == b || !v.centered {
+                        return 0.0;
+                    }
+                    let sum: f64 = (a..b)
+                        .map(|r| f64::from(residual_norm2(v.scale[r], v.error[r], v.dim)))
+                        .sum();
+                    (sum / (b - a) as f64) as f32
+                })
+                .collect()
+        })
     }
 
     /// Rows of partition `p` a query may return, in every file.
