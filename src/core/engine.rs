@@ -341,6 +341,7 @@ impl Engine {
                     if filter_exact(allowed, rows, candidates, view.dim) {
                         return brute(s, stats);
                     }
+                    router.finish(&s.query, &mut s.route_order);
                 }
             }
         } else {

@@ -161,24 +161,24 @@ impl Leaf {
                     numeric(&mut m, IdRows::Column(rows), key, op, &self.values);
                 }
                 Some(Column::Categorical { dict, starts, rows }) => {
-                    let set = |m: &mut RowMask, code: usize| {
-                        let (lo, hi) = (starts[code] as usize, starts[code + 1] as usize);
-                        m.fill(|w| rows.set_into(lo, hi, w));
-                    };
+                    let mut codes = Vec::new();
                     for v in &self.values {
                         let Scalar::Str(s) = v else { continue };
                         if op == Op::Contains && !is_tags {
                             // A substring of a str value: every dictionary
                             // entry that contains it.
-                            for (code, d) in dict.iter().enumerate() {
-                                if d.contains(s.as_str()) {
-                                    set(&mut m, code);
-                                }
-                            }
+                            codes.extend((0..dict.len()).filter(|&c| dict[c].contains(s.as_str())));
                         } else if let Ok(code) = dict.binary_search(s) {
-                            set(&mut m, code);
+                            codes.push(code);
                         }
                     }
+                    // One fill for every code (each fill recounts the mask).
+                    m.fill(|w| {
+                        for &code in &codes {
+                            let (lo, hi) = (starts[code] as usize, starts[code + 1] as usize);
+                            rows.set_into(lo, hi, w);
+                        }
+                    });
                 }
                 None => return Err(invalid(&self.path, "attribute column is unreadable")),
             }
@@ -253,21 +253,27 @@ fn numeric(
     };
     let lower = |v: &Scalar| first(&|i| compare(key(i), v) == Less);
     let upper = |v: &Scalar| first(&|i| compare(key(i), v) != Greater);
-    let mut set = |a: usize, b: usize| {
-        m.fill(|w| match rows {
-            IdRows::Ids(r) => set_bits(w, &r[a..b.max(a)]),
-            IdRows::Column(r) => r.set_into(a, b.max(a), w),
-        })
-    };
-    for v in values {
-        match op {
-            Op::Eq | Op::In | Op::Contains => set(lower(v), upper(v)),
-            Op::Gt => set(upper(v), n),
-            Op::Gte => set(lower(v), n),
-            Op::Lt => set(0, lower(v)),
-            Op::Lte => set(0, upper(v)),
+    // Every value's range first, then one fill: a fill recounts the whole
+    // mask, and an allowlist of 1,000 ids on 1M rows took 11 ms filling
+    // once per id.
+    let ranges: Vec<(usize, usize)> = values
+        .iter()
+        .filter_map(|v| match op {
+            Op::Eq | Op::In | Op::Contains => Some((lower(v), upper(v))),
+            Op::Gt => Some((upper(v), n)),
+            Op::Gte => Some((lower(v), n)),
+            Op::Lt => Some((0, lower(v))),
+            Op::Lte => Some((0, upper(v))),
             // Rewritten as complements of `Eq` / `In` by the caller.
-            Op::Ne | Op::Nin => {}
+            Op::Ne | Op::Nin => None,
+        })
+        .collect();
+    m.fill(|w| {
+        for &(a, b) in &ranges {
+            match rows {
+                IdRows::Ids(r) => set_bits(w, &r[a..b.max(a)]),
+                IdRows::Column(r) => r.set_into(a, b.max(a), w),
+            }
         }
-    }
+    });
 }

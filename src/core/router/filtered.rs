@@ -32,6 +32,9 @@ impl Router<'_> {
     /// partition). The ranking is sorted in growing prefixes, so a query
     /// that finds its rows near the top does not sort every partition.
     ///
+    /// The partitions are left in ranking order with ranking scores:
+    /// [`Router::finish`] gives them their exact ones.
+    ///
     /// Returns how much farther the nearest matching partition lies than
     /// the nearest partition ([`far_factor`]): a query far from every
     /// matching row (a filter anti-correlated with it) is an outlier to
@@ -89,17 +92,14 @@ impl Router<'_> {
             }
             route = self.take_filtered(&alt, plan, nearest, order).1;
         }
-        for r in order.iter_mut() {
-            r.score = self.route_score(&q.q, r.row as usize);
-        }
-        order.sort_unstable_by(best_first);
         route
     }
 
     /// The route of a scattered query ([`FilteredRoute::far_k`] above
     /// [`SCATTERED_FAR`](crate::core::plan::SCATTERED_FAR)): the partitions
     /// holding a match, by the expected squared distance of their nearest
-    /// match ([`nearest_match_d2`]), until they hold `need` matches.
+    /// match ([`nearest_match_d2`]), until they hold `need` matches,
+    /// unscored and unsorted ([`Router::finish`] does both).
     /// Centroid distance alone ranks badly here: every partition is far,
     /// and a far centroid that is short (a cell spread over several
     /// clusters) is near the query while its rows are not. On the clustered
@@ -136,10 +136,6 @@ impl Router<'_> {
             }
         };
         order.truncate(taken);
-        for r in order.iter_mut() {
-            r.score = self.route_score(&q.q, r.row as usize);
-        }
-        order.sort_unstable_by(best_first);
     }
 
     /// Every partition holding a match, in partition order: what a full
