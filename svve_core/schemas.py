@@ -242,6 +242,9 @@ class CalibrationPoint(_Model):
     recall: float = Field(description="Mean recall@k on the calibration queries.")
     recall_p10: float = Field(description="10th percentile of per-query recall.")
     cost_us: float = Field(description="Modelled microseconds per query.")
+    error_scale: float = Field(
+        1.0, description="Factor on the Tier2 error bound that still reached the target (1: full)."
+    )
 
 
 class Calibration(_Model):

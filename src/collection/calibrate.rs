@@ -59,7 +59,7 @@ pub fn calibrate_stack(state: &State) -> Result<Option<Calibration>> {
         let same = |m: &&Measured| {
             let q = &m.point;
             (q.nprobe, q.expand_probes, q.candidates) == (p.nprobe, p.expand_probes, p.candidates)
-                && q.expand_ratio == p.expand_ratio
+                && (q.expand_ratio, q.error_scale) == (p.expand_ratio, p.error_scale)
         };
         if let Some(m) = seen.borrow().iter().find(same) {
             return Ok(Measured {
@@ -74,6 +74,8 @@ pub fn calibrate_stack(state: &State) -> Result<Option<Calibration>> {
             expansion: p.expand_probes > 0,
             expand_probes: p.expand_probes,
             expand_ratio: p.expand_ratio,
+            // Explicit settings take no calibrated bound: give the point's.
+            epsilon: SearchParams::default().epsilon * p.error_scale,
             ..Default::default()
         };
         let found = answers(

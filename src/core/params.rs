@@ -211,5 +211,5 @@ search_params! {
     expansion: bool = true, flag,
         "Centroid expansion: open extra partitions near the query, and skip survivors whose error bound cannot win.";
     epsilon: f32 = 3.0, (0.0, f32::MAX),
-        "Width of the expansion error bound, in standard deviations.";
+        "Width of the expansion error bound, in standard deviations; with no effort knob set, also scaled by the calibrated target's error_scale.";
 }

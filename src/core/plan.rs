@@ -99,6 +99,11 @@ impl QueryPlan {
             (c, _) => c,
         };
         let weight = metric.estimate_weight();
+        // The calibrated bound goes with the calibrated settings only.
+        let error_scale = match (explicit, cal) {
+            (false, Some(p)) => p.error_scale,
+            _ => 1.0,
+        };
         Ok(QueryPlan {
             k: params.k.min(n),
             exact,
@@ -108,7 +113,9 @@ impl QueryPlan {
             expand_ratio,
             candidates: candidates.max(params.k).min(n),
             weight,
-            bound_margin: params.expansion.then_some(weight * params.epsilon),
+            bound_margin: params
+                .expansion
+                .then_some(weight * params.epsilon * error_scale),
             split_from_rows,
             filtered: false,
         })

@@ -42,6 +42,24 @@ pub struct CalibrationPoint {
     pub recall_p10: f64,
     /// Modelled cost per query, microseconds (see `core::calibrate`).
     pub cost_us: f64,
+    /// What the Tier2 error bound (`epsilon` standard deviations of the
+    /// estimate's modelled error) is multiplied by at this target: the
+    /// error model is empirical (codes are not rotated), and how tight a
+    /// bound still reaches the target depends on the data. 1 in files
+    /// calibrated before it was measured; written only when not 1, so a
+    /// calibration that keeps the full bound is byte for byte the old one.
+    #[serde(default = "unit_scale", skip_serializing_if = "is_unit")]
+    pub error_scale: f32,
+}
+
+/// [`CalibrationPoint::error_scale`] of files that do not record one.
+fn unit_scale() -> f32 {
+    1.0
+}
+
+/// Whether an error scale is the full bound (not written).
+fn is_unit(scale: &f32) -> bool {
+    *scale == 1.0
 }
 
 /// A calibration: how it was made and one point per target.
@@ -99,7 +117,9 @@ impl Calibration {
                 && p.candidates >= 1
                 && (1..=partitions).contains(&p.nprobe)
                 && p.expand_ratio.is_finite()
-                && p.expand_ratio >= 0.0;
+                && p.expand_ratio >= 0.0
+                && p.error_scale.is_finite()
+                && p.error_scale > 0.0;
             if !valid {
                 return Err(format!("calibration point for {} is invalid", p.target));
             }

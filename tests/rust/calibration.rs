@@ -134,6 +134,46 @@ fn the_plan_takes_calibrated_knobs_unless_set() {
     // More results need proportionally more survivors.
     let p = plan(&SearchParams { k: 40, ..at(0.9) });
     assert_eq!(p.candidates, (point.candidates * 4).min(f.len()));
+    // The calibrated error bound goes with the calibrated settings only.
+    assert!(point.error_scale > 0.0 && point.error_scale <= 1.0);
+    let full = SearchParams::default().epsilon;
+    let margin = |p: &SearchParams| plan(p).bound_margin.expect("expansion on");
+    assert_eq!(margin(&at(0.9)), full * point.error_scale);
+    assert_eq!(
+        margin(&SearchParams {
+            nprobe: 1,
+            ..at(0.9)
+        }),
+        full
+    );
+    assert_eq!(
+        margin(&SearchParams {
+            epsilon: 1.0,
+            ..at(0.9)
+        }),
+        point.error_scale
+    );
+}
+
+#[test]
+fn a_calibration_without_error_scales_reads_as_the_full_bound() {
+    let dir = TempDir::new("cal-scale");
+    let (data, _) = split(5000, 0);
+    let engine = calibrated(&dir, &data, Metric::Ip);
+    let mut cal: Calibration = engine.file().calibration().unwrap().clone();
+    cal.points[0].error_scale = 0.5;
+    let text = serde_json::to_string(&cal).unwrap();
+    assert!(text.contains("\"error_scale\":0.5"), "{text}");
+    // Files calibrated before the field existed do not write it.
+    let old = text.replacen(",\"error_scale\":0.5", "", 1);
+    let back: Calibration = serde_json::from_str(&old).unwrap();
+    assert_eq!(back.points[0].error_scale, 1.0);
+    // A scale of 1 is not written: such a calibration is byte for byte the old one.
+    cal.points.iter_mut().for_each(|p| p.error_scale = 1.0);
+    assert!(!serde_json::to_string(&cal).unwrap().contains("error_scale"));
+    // A scale that is not a positive number is refused.
+    cal.points[0].error_scale = 0.0;
+    assert!(cal.check(engine.file().offsets().len() - 1).is_err());
 }
 
 #[test]

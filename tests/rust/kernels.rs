@@ -405,3 +405,49 @@ fn residual_norms_are_read_back_from_the_factors(#[values(2, 32, 384, 1536)] dim
     }
     assert_eq!(residual_norm2(0.0, 0.0, dim), 0.0);
 }
+
+/// k-means on well-separated clusters: a random start leaves some
+/// clusters without a centroid, and their rows pile into one cell that
+/// Lloyd steps never split; rebalancing moves the smallest cells' centroids
+/// into such cells, so no cell ends far above the mean.
+#[test]
+fn kmeans_splits_cells_that_hold_several_clusters() {
+    use _svve_core::index::kmeans::{nearest, norms, train};
+    // As the clustered 1M set: unit centres in many dimensions (all about
+    // equally far apart), uneven cluster sizes, rows spread 0.5 around them.
+    let (clusters, dim) = (256, 384);
+    let mut rng = Rng::new(7);
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| {
+            let c: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
+            let norm = c.iter().map(|v| v * v).sum::<f32>().sqrt();
+            c.into_iter().map(|v| v / norm).collect()
+        })
+        .collect();
+    let sizes: Vec<usize> = (0..clusters)
+        .map(|_| (32.0 * (1.5 * rng.unit()).exp()) as usize + 1)
+        .collect();
+    let per = sizes.iter().sum::<usize>() / clusters;
+    let noise = 0.5 * 3f32.sqrt() / (dim as f32).sqrt();
+    let mut rows = Vec::new();
+    for (c, &size) in centres.iter().zip(&sizes) {
+        for _ in 0..size {
+            rows.extend(c.iter().map(|&v| v + noise * rng.unit()));
+        }
+    }
+    let kernels = Kernels::detect();
+    let c = train(&rows, dim, clusters, 3, &kernels);
+    let cn = norms(&c, dim, &kernels);
+    let mut counts = vec![0usize; clusters];
+    // The training sample is every row here (the build samples 32 a cell).
+    for x in rows.chunks_exact(dim) {
+        counts[nearest(x, &c, &cn, &kernels)] += 1;
+    }
+    // A cell may hold the largest cluster and a small one, not a pile of
+    // clusters (without rebalancing: 415 rows, the largest cluster 142).
+    let (largest, cluster) = (*counts.iter().max().unwrap(), *sizes.iter().max().unwrap());
+    assert!(
+        2 * largest <= 3 * cluster,
+        "largest cell {largest} rows, largest cluster {cluster}, mean {per}"
+    );
+}
