@@ -316,20 +316,21 @@ impl Engine {
         }
         let router = Router::new(stack, &self.centroids);
         let mut candidates = plan.candidates;
-        if plan.filtered {
-            let parts = view.partitions().max(1);
-            let routed_rows = (plan.nprobe + plan.extra_probes / 2) * n.div_ceil(parts);
+        // Rows the chosen partitions hold, when routing already counted them.
+        let counted = if plan.filtered {
+            let per_part = n.div_ceil(view.partitions().max(1));
+            let routed_rows = (plan.nprobe + plan.extra_probes / 2) * per_part;
             let blocks = || stack.allowed_blocks();
             match filtered_path(allowed, blocks, routed_rows, candidates, view.dim) {
                 FilteredPath::Exact => return brute(s, stats),
                 FilteredPath::Scan => {
                     let far = router.route_matching(&s.query, &mut s.route_order);
                     candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
+                    None
                 }
                 FilteredPath::Routed => {
                     let route = router.route_filtered(&s.query, plan, &mut s.route_order);
                     if route.far_k > SCATTERED_FAR {
-                        let per_part = n.div_ceil(view.partitions().max(1));
                         let need = scattered_need(plan, route.far, per_part);
                         router.route_scattered(&s.query, need, &mut s.route_order);
                     }
@@ -342,12 +343,14 @@ impl Engine {
                         return brute(s, stats);
                     }
                     router.finish(&s.query, &mut s.route_order);
+                    Some(rows)
                 }
             }
         } else {
             router.route(&s.query, plan, &mut s.route_order);
-        }
-        let rows = rows_in(stack, &s.route_order);
+            None
+        };
+        let rows = counted.unwrap_or_else(|| rows_in(stack, &s.route_order));
         s.probe_norms.clear();
         s.probe_norms.resize(view.partitions(), 0.0);
         s.survivors.reset(candidates);
