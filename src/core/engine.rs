@@ -11,9 +11,7 @@ use super::exact::exact_all;
 use super::filter::Filter;
 use super::mask::RowMask;
 use super::params::SearchParams;
-use super::plan::{
-    filter_exact, filtered_path, scattered_need, FilteredPath, QueryPlan, SCATTERED_FAR,
-};
+use super::plan::{filter_exact, filtered_path, scattered_need, FilteredPath, QueryPlan};
 use super::router::{Centroids, Router};
 use super::scratch::{with_scratch, Scratch};
 use super::stack::Stack;
@@ -319,9 +317,13 @@ impl Engine {
         // Rows the chosen partitions hold, when routing already counted them.
         let counted = if plan.filtered {
             let per_part = n.div_ceil(view.partitions().max(1));
-            let routed_rows = (plan.nprobe + plan.extra_probes / 2) * per_part;
             let blocks = || stack.allowed_blocks();
-            match filtered_path(allowed, blocks, routed_rows, candidates, view.dim) {
+            let routed_rows = || {
+                router.select(&s.query, plan, &mut s.route_order);
+                rows_in(stack, &s.route_order)
+            };
+            let most = plan.max_probes().saturating_mul(per_part);
+            match filtered_path(allowed, blocks, routed_rows, most, candidates, view.dim) {
                 FilteredPath::Exact => return brute(s, stats),
                 FilteredPath::Scan => {
                     let far = router.route_matching(&s.query, &mut s.route_order);
@@ -329,17 +331,25 @@ impl Engine {
                     None
                 }
                 FilteredPath::Routed => {
-                    let route = router.route_filtered(&s.query, plan, &mut s.route_order);
-                    if route.far_k > SCATTERED_FAR {
+                    let route =
+                        router.route_filtered(&s.query, plan, &mut s.ranking, &mut s.route_order);
+                    if route.scattered {
                         let need = scattered_need(plan, route.far, per_part);
-                        router.route_scattered(&s.query, need, &mut s.route_order);
+                        if need >= allowed {
+                            // It needs every match: brute force reads them
+                            // at no more than Tier1's cost, without ranking.
+                            return brute(s, stats);
+                        }
+                        router.route_scattered(&s.ranking, need, &mut s.route_order);
                     }
                     let rows = rows_in(stack, &s.route_order);
                     candidates = ((candidates as f32 * route.far).ceil() as usize).min(allowed);
                     // Brute force over the matching rows when they cost less
                     // than the partitions they lie in (a rare filter, or a
                     // scattered query that needs most of them).
-                    if filter_exact(allowed, rows, candidates, view.dim) {
+                    let opened = s.route_order.iter();
+                    let opened = opened.map(|r| stack.allowed_in(r.row as usize)).sum();
+                    if filter_exact(allowed, rows, opened, candidates, view.dim) {
                         return brute(s, stats);
                     }
                     router.finish(&s.query, &mut s.route_order);

@@ -13,6 +13,9 @@ pub struct Scratch {
     pub query: PreparedQuery,
     /// Partitions in probe order, with their exact routing scores.
     pub route_order: Vec<Scored>,
+    /// Every partition with its approximate routing score (filtered
+    /// queries rank them all).
+    pub ranking: Vec<Scored>,
     /// `||q - anchor_p||` per partition (valid for probed ones).
     pub probe_norms: Vec<f32>,
     /// Tier1 kernel outputs for one chunk of rows.
