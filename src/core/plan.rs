@@ -385,3 +385,56 @@ pub fn auto_nprobe(partitions: usize) -> usize {
 pub fn auto_expand_probes(nprobe: usize) -> usize {
     nprobe.saturating_mul(2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tier1_costs_the_rows_or_one_jump_per_sparse_match() {
+        let per = exact_row_cost(384);
+        // A dense mask: the rows are streamed.
+        assert_eq!(tier1_cost(10_000, 5_000, 384), 10_000);
+        // A 1% mask: one jump per match.
+        assert_eq!(tier1_cost(100_000, 1_000, 384), 1_000 * per);
+    }
+
+    #[test]
+    fn a_routed_query_opening_a_tenth_of_sparse_matches_is_not_brute_forced() {
+        // 10k matches at 1% of 1M rows; the route opened 200k rows
+        // holding 2k of them: Tier1 reads 2k blocks, brute force 10k rows.
+        assert!(!filter_exact(10_000, 200_000, 2_000, 100, 384));
+        // The route holds every match: brute force reads the same rows
+        // without the survivors' rescoring.
+        assert!(filter_exact(10_000, 1_000_000, 10_000, 100, 384));
+    }
+
+    #[test]
+    fn a_full_scan_is_considered_only_within_the_budget() {
+        let asked = std::cell::Cell::new(false);
+        // Matches too many for twice the most rows routing could read:
+        // the unfiltered route is never selected.
+        let path = filtered_path(
+            50_000,
+            || 10_000,
+            || {
+                asked.set(true);
+                1_000
+            },
+            20_000,
+            100,
+            384,
+        );
+        assert_eq!(path, FilteredPath::Routed);
+        assert!(!asked.get());
+        // Within it, the rows routing really reads decide.
+        assert_eq!(
+            filtered_path(6_000, || 4_000, || 13_000, 40_000, 100, 384),
+            FilteredPath::Routed
+        );
+        assert_eq!(
+            filtered_path(6_000, || 1_500, || 13_000, 40_000, 100, 384),
+            FilteredPath::Scan
+        );
+    }
+}
