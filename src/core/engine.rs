@@ -11,7 +11,7 @@ use super::exact::exact_all;
 use super::filter::Filter;
 use super::mask::RowMask;
 use super::params::SearchParams;
-use super::plan::{filter_exact, filtered_path, scattered_need, FilteredPath, QueryPlan};
+use super::plan::{filter_exact, filtered_path, scattered_need, FilteredPath, Opened, QueryPlan};
 use super::router::{Centroids, Router};
 use super::scratch::{with_scratch, Scratch};
 use super::stack::Stack;
@@ -333,23 +333,35 @@ impl Engine {
                 FilteredPath::Routed => {
                     let route =
                         router.route_filtered(&s.query, plan, &mut s.ranking, &mut s.route_order);
+                    candidates = ((candidates as f32 * route.far).ceil() as usize).min(allowed);
                     if route.scattered {
                         let need = scattered_need(plan, route.far, per_part);
-                        if need >= allowed {
-                            // It needs every match: brute force reads them
-                            // at no more than Tier1's cost, without ranking.
+                        // It needs every match, and Tier1 over them would
+                        // cost more (costed as if the partitions holding
+                        // them were every row, one per match at most):
+                        // brute force, without ranking. Dense matches (half
+                        // the rows, far away) stream through Tier1 instead.
+                        let every = Opened {
+                            partitions: allowed.min(view.partitions()),
+                            rows: n,
+                            matches: allowed,
+                        };
+                        if need >= allowed && filter_exact(allowed, every, candidates, view.dim) {
                             return brute(s, stats);
                         }
                         router.route_scattered(&s.ranking, need, &mut s.route_order);
                     }
                     let rows = rows_in(stack, &s.route_order);
-                    candidates = ((candidates as f32 * route.far).ceil() as usize).min(allowed);
                     // Brute force over the matching rows when they cost less
                     // than the partitions they lie in (a rare filter, or a
                     // scattered query that needs most of them).
-                    let opened = s.route_order.iter();
-                    let opened = opened.map(|r| stack.allowed_in(r.row as usize)).sum();
-                    if filter_exact(allowed, rows, opened, candidates, view.dim) {
+                    let order = s.route_order.iter();
+                    let opened = Opened {
+                        partitions: s.route_order.len(),
+                        rows,
+                        matches: order.map(|r| stack.allowed_in(r.row as usize)).sum(),
+                    };
+                    if filter_exact(allowed, opened, candidates, view.dim) {
                         return brute(s, stats);
                     }
                     router.finish(&s.query, &mut s.route_order);

@@ -262,12 +262,14 @@ pub fn filtered_path(
     // A block holds at most 8 matches: at least matching / 8 blocks.
     let least = matching.div_ceil(BLOCK) * BLOCK;
     if least <= FULL_SCAN_BUDGET.saturating_mul(most) {
-        let budget = FULL_SCAN_BUDGET.saturating_mul(routed_rows());
-        if least <= budget {
-            let blocks = blocks();
-            if blocks.saturating_mul(BLOCK) <= budget {
-                return exact_or_scan(matching, blocks, candidates, dim).0;
-            }
+        // Blocks first: counting them reads a byte per 8 rows, routing
+        // ranks every partition.
+        let blocks = blocks();
+        let scanned = blocks.saturating_mul(BLOCK);
+        if scanned <= FULL_SCAN_BUDGET.saturating_mul(most)
+            && scanned <= FULL_SCAN_BUDGET.saturating_mul(routed_rows())
+        {
+            return exact_or_scan(matching, blocks, candidates, dim).0;
         }
     }
     FilteredPath::Routed
@@ -325,31 +327,39 @@ pub fn scattered_need(plan: &QueryPlan, far: f32, per_partition: usize) -> usize
     SCATTERED_MATCHES.saturating_mul(plan.k).max(rows)
 }
 
-/// Whether a routed filtered query answers by brute force over its
-/// `matching` rows rather than scanning the partitions it opened (`rows`
-/// rows holding `opened` matches) and rescoring `candidates` survivors.
-pub fn filter_exact(
-    matching: usize,
-    rows: usize,
-    opened: usize,
-    candidates: usize,
-    dim: usize,
-) -> bool {
-    let per_exact = exact_row_cost(dim);
-    matching.saturating_mul(per_exact)
-        <= tier1_cost(rows, opened, dim).saturating_add(candidates.saturating_mul(per_exact) / 2)
+/// What a filtered route opens: `partitions` partitions of `rows` rows,
+/// `matches` of them allowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    pub partitions: usize,
+    pub rows: usize,
+    pub matches: usize,
 }
 
-/// What Tier1 over `rows` rows holding `matches` allowed ones costs, in
-/// rows of codes streamed: the rows, or, under a selective mask, one jump
-/// per match, which costs about what scoring a row exactly does (the scan
-/// skips the blocks without a match, and each block it reads is a new
-/// place in memory). On the clustered 1M x 384 set at 1% filters, Tier1
-/// took about 170 ns per block holding a match and brute force about 180
-/// ns per row; counting every row of the opened partitions sent one
-/// scattered query in six to brute force, at 4 times its routed time.
-pub fn tier1_cost(rows: usize, matches: usize, dim: usize) -> usize {
-    rows.min(matches.saturating_mul(exact_row_cost(dim)))
+/// Whether a routed filtered query answers by brute force over its
+/// `matching` rows rather than scanning what its route `opened` and
+/// rescoring `candidates` survivors.
+pub fn filter_exact(matching: usize, opened: Opened, candidates: usize, dim: usize) -> bool {
+    let per_exact = exact_row_cost(dim);
+    matching.saturating_mul(per_exact)
+        <= tier1_cost(opened, dim).saturating_add(candidates.saturating_mul(per_exact) / 2)
+}
+
+/// What Tier1 over `opened` costs, in rows of codes streamed: the rows,
+/// or, under a selective mask, one jump per match, which costs about what
+/// scoring a row exactly does (the scan skips the blocks without a match,
+/// and each block it reads is a new place in memory); plus, per
+/// partition, its centroid's exact distance (a row's worth of floats).
+/// On the clustered 1M set at 1% filters, Tier1 took about 170 ns per
+/// block holding a match and brute force about 180 ns per row; counting
+/// every row of the opened partitions sent one scattered query in six to
+/// brute force, at 4 times its routed time; without the partitions, a
+/// 0.1% filter's route over ~1,000 partitions holding a match or two each
+/// was taken at 1.4 times brute force's time.
+pub fn tier1_cost(opened: Opened, dim: usize) -> usize {
+    let per_exact = exact_row_cost(dim);
+    let scan = opened.rows.min(opened.matches.saturating_mul(per_exact));
+    scan.saturating_add(opened.partitions.saturating_mul(per_exact))
 }
 
 /// Expansion ratio of an uncalibrated index (version 1 files, or builds
@@ -390,23 +400,42 @@ pub fn auto_expand_probes(nprobe: usize) -> usize {
 mod tests {
     use super::*;
 
+    fn opened(partitions: usize, rows: usize, matches: usize) -> Opened {
+        Opened {
+            partitions,
+            rows,
+            matches,
+        }
+    }
+
     #[test]
     fn tier1_costs_the_rows_or_one_jump_per_sparse_match() {
         let per = exact_row_cost(384);
         // A dense mask: the rows are streamed.
-        assert_eq!(tier1_cost(10_000, 5_000, 384), 10_000);
+        assert_eq!(tier1_cost(opened(0, 10_000, 5_000), 384), 10_000);
         // A 1% mask: one jump per match.
-        assert_eq!(tier1_cost(100_000, 1_000, 384), 1_000 * per);
+        assert_eq!(tier1_cost(opened(0, 100_000, 1_000), 384), 1_000 * per);
+        // Each partition adds its centroid's exact distance.
+        assert_eq!(tier1_cost(opened(3, 10_000, 5_000), 384), 10_000 + 3 * per);
     }
 
     #[test]
     fn a_routed_query_opening_a_tenth_of_sparse_matches_is_not_brute_forced() {
-        // 10k matches at 1% of 1M rows; the route opened 200k rows
-        // holding 2k of them: Tier1 reads 2k blocks, brute force 10k rows.
-        assert!(!filter_exact(10_000, 200_000, 2_000, 100, 384));
+        // 10k matches at 1% of 1M rows; the route opened 200 partitions,
+        // 100k rows holding 1k of them: Tier1 reads 1k blocks, brute force
+        // 10k rows.
+        assert!(!filter_exact(10_000, opened(200, 100_000, 1_000), 100, 384));
         // The route holds every match: brute force reads the same rows
         // without the survivors' rescoring.
-        assert!(filter_exact(10_000, 1_000_000, 10_000, 100, 384));
+        assert!(filter_exact(
+            10_000,
+            opened(2_000, 1_000_000, 10_000),
+            100,
+            384
+        ));
+        // A rare filter's matches alone in their partitions: a partition
+        // per match costs what brute force costs without them.
+        assert!(filter_exact(1_000, opened(1_000, 500_000, 1_000), 100, 384));
     }
 
     #[test]

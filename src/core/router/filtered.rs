@@ -179,9 +179,9 @@ impl Router<'_> {
                 if far_k <= SCATTERED_FAR {
                     return None;
                 }
-                let sparse = self.sparse(prefix, plan);
+                let far = f.max(self.sparse(prefix, plan));
                 return Some(FilteredRoute {
-                    far: f.max(sparse),
+                    far,
                     far_k,
                     scattered: true,
                 });
