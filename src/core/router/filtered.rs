@@ -66,7 +66,11 @@ impl Router<'_> {
     /// that finds its rows near the top does not sort every partition.
     ///
     /// The partitions are left in ranking order with ranking scores:
-    /// [`Router::finish`] gives them their exact ones.
+    /// [`Router::finish`] gives them their exact ones. Those taken for
+    /// their matches beyond the probes come by expected distance instead
+    /// when the probes hold few of them (`NEAR_SHARE`). A query found
+    /// scattered in the first `SCATTERED_PREFIX` partitions returns at
+    /// once, its route left to [`Router::route_scattered`].
     ///
     /// Returns how much farther the nearest matching partition lies than
     /// the nearest partition ([`far_factor`]): a query far from every
