@@ -178,6 +178,31 @@ impl RowMask {
         last
     }
 
+    /// Whether every code block `first..last` holds an allowed row (a
+    /// zero-byte test per word, where asking block by block cost a tenth
+    /// of a scan under a broad filter).
+    pub fn blocks_all_allowed(&self, first: usize, last: usize) -> bool {
+        const LOW: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        if first >= last {
+            return true;
+        }
+        for w in first / 8..=(last - 1) / 8 {
+            let Some(&word) = self.words.get(w) else {
+                return false;
+            };
+            // Bytes outside `first..last` count as allowed.
+            let lo = (first.max(w * 8) - w * 8) as u32;
+            let hi = (last.min(w * 8 + 8) - w * 8) as u32;
+            let inside = (u64::MAX >> (64 - 8 * (hi - lo))) << (8 * lo);
+            let v = word | (LOW & !inside);
+            if v.wrapping_sub(LOW) & !v & HIGH != 0 {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Code blocks (8 rows, a byte of a word) holding an allowed row.
     pub fn allowed_blocks(&self) -> usize {
         self.words
@@ -211,5 +236,38 @@ impl RowMask {
     /// The disallowed rows, ascending.
     pub fn cleared(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.len).filter(|&r| !self.get(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_all_allowed_equals_asking_block_by_block() {
+        // Masks of 300 rows (38 blocks) with a few rows allowed per block,
+        // and some blocks emptied, from a fixed pseudo-random sequence.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200 {
+            let mut m = RowMask::none(300);
+            let mut rows = Vec::new();
+            for r in 0..300u32 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 5 < 3 {
+                    rows.push(r);
+                }
+            }
+            let empty = (x % 38) as usize;
+            rows.retain(|&r| r as usize / 8 != empty);
+            m.fill(|w| set_bits(w, &rows));
+            for first in 0..38 {
+                for last in first..=38 {
+                    let slow = (first..last).all(|b| m.block_bits(b) != 0);
+                    assert_eq!(m.blocks_all_allowed(first, last), slow, "{first}..{last}");
+                }
+            }
+        }
     }
 }

@@ -67,7 +67,7 @@ fn allowed_chunks<'v>(
         }
         let limit = (first + per_chunk).min(last);
         let mut stop = limit;
-        if let Some(m) = mask {
+        if let Some(m) = mask.filter(|m| !m.blocks_all_allowed(first, limit)) {
             stop = first + 1;
             while stop < limit {
                 let next = m.next_allowed_block(stop, limit);

@@ -92,24 +92,26 @@ impl Router<'_> {
             .iter()
             .map(|r| -r.score)
             .fold(f32::INFINITY, f32::min);
+        let mut sorted = (4 * plan.max_probes()).max(64).min(total);
         // A scattered query shows in the first few partitions: look there
-        // before sorting the prefix the plan takes from.
-        let first = SCATTERED_PREFIX.min(total);
-        if first < total {
-            ranked.select_nth_unstable_by(first - 1, best_first);
-        }
-        ranked[..first].sort_unstable_by(best_first);
-        if let Some(r) = self.scattered(&ranked[..first], plan, nearest) {
+        // before sorting the prefix the plan takes from (or sort that
+        // prefix at once when it is every partition).
+        let first = if sorted == total {
+            total
+        } else {
+            SCATTERED_PREFIX.min(total)
+        };
+        sort_prefix(ranked, first);
+        let prefix = &ranked[..first.min(SCATTERED_PREFIX)];
+        if let Some(r) = self.scattered(prefix, plan, nearest) {
             // Routed again by `route_scattered`: no plan to take here.
             return r;
         }
-        let mut sorted = (4 * plan.max_probes()).max(64).min(total);
         let mut taken;
         loop {
-            if sorted < total {
-                ranked.select_nth_unstable_by(sorted - 1, best_first);
+            if sorted > first {
+                sort_prefix(ranked, sorted);
             }
-            ranked[..sorted].sort_unstable_by(best_first);
             taken = self.take_filtered(&ranked[..sorted], plan, nearest, order);
             if taken.done || sorted == total {
                 break;
@@ -413,4 +415,12 @@ fn gain(m: usize) -> f32 {
         Some(&g) => g,
         None => z(m),
     }
+}
+
+/// Puts the best `len` of `ranked` first, best first.
+fn sort_prefix(ranked: &mut [Scored], len: usize) {
+    if len < ranked.len() {
+        ranked.select_nth_unstable_by(len - 1, best_first);
+    }
+    ranked[..len].sort_unstable_by(best_first);
 }
