@@ -9,9 +9,10 @@ use rayon::prelude::*;
 
 use super::exact::exact_all;
 use super::filter::Filter;
+use super::filtered_route::{self, FilteredStep};
 use super::mask::RowMask;
 use super::params::SearchParams;
-use super::plan::{filter_exact, filtered_path, scattered_need, FilteredPath, Opened, QueryPlan};
+use super::plan::QueryPlan;
 use super::router::{Centroids, Router};
 use super::scratch::{with_scratch, Scratch};
 use super::stack::Stack;
@@ -316,56 +317,14 @@ impl Engine {
         let mut candidates = plan.candidates;
         // Rows the chosen partitions hold, when routing already counted them.
         let counted = if plan.filtered {
-            let per_part = n.div_ceil(view.partitions().max(1));
-            let blocks = || stack.allowed_blocks();
-            let routed_rows = || {
-                router.select(&s.query, plan, &mut s.route_order);
-                rows_in(stack, &s.route_order)
-            };
-            let most = plan.max_probes().saturating_mul(per_part);
-            match filtered_path(allowed, blocks, routed_rows, most, candidates, view.dim) {
-                FilteredPath::Exact => return brute(s, stats),
-                FilteredPath::Scan => {
-                    let far = router.route_matching(&s.query, &mut s.route_order);
-                    candidates = ((candidates as f32 * far).ceil() as usize).min(allowed);
-                    None
-                }
-                FilteredPath::Routed => {
-                    let route =
-                        router.route_filtered(&s.query, plan, &mut s.ranking, &mut s.route_order);
-                    candidates = ((candidates as f32 * route.far).ceil() as usize).min(allowed);
-                    if route.scattered {
-                        let need = scattered_need(plan, route.far, per_part);
-                        // It needs every match, and Tier1 over them would
-                        // cost more (costed as if the partitions holding
-                        // them were every row, one per match at most):
-                        // brute force, without ranking. Dense matches (half
-                        // the rows, far away) stream through Tier1 instead.
-                        let every = Opened {
-                            partitions: allowed.min(view.partitions()),
-                            rows: n,
-                            matches: allowed,
-                        };
-                        if need >= allowed && filter_exact(allowed, every, candidates, view.dim) {
-                            return brute(s, stats);
-                        }
-                        router.route_scattered(&s.ranking, need, &mut s.route_order);
-                    }
-                    let rows = rows_in(stack, &s.route_order);
-                    // Brute force over the matching rows when they cost less
-                    // than the partitions they lie in (a rare filter, or a
-                    // scattered query that needs most of them).
-                    let order = s.route_order.iter();
-                    let opened = Opened {
-                        partitions: s.route_order.len(),
-                        rows,
-                        matches: order.map(|r| stack.allowed_in(r.row as usize)).sum(),
-                    };
-                    if filter_exact(allowed, opened, candidates, view.dim) {
-                        return brute(s, stats);
-                    }
-                    router.finish(&s.query, &mut s.route_order);
-                    Some(rows)
+            match filtered_route::route(stack, &router, plan, s) {
+                FilteredStep::Brute => return brute(s, stats),
+                FilteredStep::Scan {
+                    candidates: widened,
+                    rows,
+                } => {
+                    candidates = widened;
+                    rows
                 }
             }
         } else {

@@ -5,12 +5,14 @@
 //! ([`rescore`]) -> top-k ([`topk`]). [`exact`] is brute force; [`view`]
 //! is the typed projection of the mapped file that every stage reads;
 //! [`calibrate`] measures, at build, the settings each recall target needs;
-//! [`calibrated`] writes calibrated files (builds and recalibrated copies).
+//! [`calibrated`] writes calibrated files (builds and recalibrated copies);
+//! a filtered query ([`filter`]) is routed by [`filtered_route`].
 pub mod calibrate;
 pub mod calibrated;
 pub mod engine;
 pub mod exact;
 pub mod filter;
+pub mod filtered_route;
 pub mod mask;
 pub mod params;
 pub mod plan;

@@ -212,9 +212,9 @@ impl Router<'_> {
     }
 
     /// The route of a scattered query ([`FilteredRoute::far_k`] above
-    /// [`SCATTERED_FAR`](crate::core::plan::SCATTERED_FAR)): the partitions
+    /// [`SCATTERED_FAR`]): the partitions
     /// holding a match, by the expected squared distance of their nearest
-    /// match ([`nearest_match_d2`]), until they hold `need` matches,
+    /// match (`nearest_match_d2`), until they hold `need` matches,
     /// unscored and unsorted ([`Router::finish`] does both). `ranked` is
     /// every partition with its routing score, as
     /// [`Router::route_filtered`] left it (ranking again was a tenth of
