@@ -208,10 +208,6 @@ pub fn sparse_factor(local: f64, selectivity: f64) -> f32 {
 /// the factor squared).
 pub const SPARSE_CHANCE: f32 = 1.5;
 
-/// From this [`far_factor`] on, a filtered query ranks partitions by
-/// similarity to their centroid rather than by distance.
-pub const FAR_BY_SIMILARITY: f32 = 1.5;
-
 /// The most [`far_factor`] widens a plan.
 pub const MAX_FAR_FACTOR: f32 = 8.0;
 

@@ -5,8 +5,7 @@ use std::sync::OnceLock;
 
 use super::Router;
 use crate::core::plan::{
-    far_factor, filter_need, sparse_factor, QueryPlan, FAR_BY_SIMILARITY, MAX_FAR_FACTOR,
-    SCATTERED_FAR, SPARSE_CHANCE,
+    far_factor, filter_need, sparse_factor, QueryPlan, MAX_FAR_FACTOR, SCATTERED_FAR, SPARSE_CHANCE,
 };
 use crate::core::query::PreparedQuery;
 use crate::core::topk::{best_first, Scored};
@@ -117,30 +116,6 @@ impl Router<'_> {
                 break;
             }
             sorted = (4 * sorted).min(total);
-        }
-        if taken.route.far > FAR_BY_SIMILARITY && self.view.metric != crate::metric::Metric::L2 {
-            // Far from every match, nearness to a centroid says little (the
-            // matching rows sit on the near side of their cells): rank by
-            // similarity to the centroid instead, which for cosine and ip
-            // is the score of a row at the centroid.
-            let by_similarity = |r: &Scored| {
-                let ip = 0.5 * (q.norm2 + self.centroids.norms[r.row as usize] + r.score);
-                Scored {
-                    score: ip - q.norm2,
-                    row: r.row,
-                }
-            };
-            let mut alt: Vec<Scored> = ranked.iter().map(by_similarity).collect();
-            alt.sort_unstable_by(best_first);
-            // Keep the distances for the expansion rules.
-            let mut d2 = vec![0.0f32; total];
-            for r in ranked.iter() {
-                d2[r.row as usize] = r.score;
-            }
-            for r in alt.iter_mut() {
-                r.score = d2[r.row as usize];
-            }
-            taken = self.take_filtered(&alt, plan, nearest, order);
         }
         if !taken.route.scattered {
             // The matches the plan needs beyond its probes' are looked
