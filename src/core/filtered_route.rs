@@ -75,7 +75,7 @@ pub fn route(
             let opened = Opened {
                 partitions: s.route_order.len(),
                 rows,
-                matches: order.map(|r| stack.allowed_in(r.row as usize)).sum(),
+                matches: order.map(|r| router.matches_in(r.row as usize)).sum(),
             };
             if filter_exact(allowed, opened, candidates, view.dim) {
                 return FilteredStep::Brute;

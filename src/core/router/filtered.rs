@@ -33,6 +33,8 @@ struct Taken {
     /// The first `probes` partitions taken are the plan's probes (the
     /// rest were taken for their matches).
     probes: usize,
+    /// Matches in the probes.
+    near: usize,
     /// Matches the plan needs.
     need: usize,
 }
@@ -123,9 +125,7 @@ impl Router<'_> {
             // they are most of them: the probes' neighbours by centroid
             // distance can be cells that mix clusters (short centroids,
             // near every query), whose rows are no nearer than anyone's.
-            let probes = &order[..taken.probes];
-            let near: usize = probes.iter().map(|r| self.matches_in(r.row as usize)).sum();
-            if near.saturating_mul(NEAR_SHARE) < taken.need {
+            if taken.near.saturating_mul(NEAR_SHARE) < taken.need {
                 order.truncate(taken.probes);
                 self.take_expected(ranked, taken.need, order);
             }
@@ -232,10 +232,7 @@ impl Router<'_> {
         // Best first in growing prefixes, until the prefix holds `need`.
         let mut sorted = 64.min(rest.len());
         let taken = loop {
-            if sorted < rest.len() {
-                rest.select_nth_unstable_by(sorted - 1, best_first);
-            }
-            rest[..sorted].sort_unstable_by(best_first);
+            sort_prefix(rest, sorted);
             let mut more = have;
             let enough = rest[..sorted].iter().position(|r| {
                 more += self.matches_in(r.row as usize);
@@ -288,7 +285,7 @@ impl Router<'_> {
         let selectivity = self.stack.allowed() as f64 / self.stack.len().max(1) as f64;
         let sparse = self.sparse(ranked, plan);
         let (mut rows, mut have, mut need) = (0, 0, usize::MAX);
-        let mut probed = 0;
+        let (mut probed, mut near, mut done) = (0, 0, false);
         let (mut limit, mut far) = (f32::INFINITY, 1.0f32);
         let mut far_k = f32::INFINITY;
         let (mut nprobe, mut max_probes) = (plan.nprobe, plan.max_probes());
@@ -320,17 +317,8 @@ impl Router<'_> {
                     need = filter_need(rows, share, plan.k);
                 }
                 if have >= need {
-                    let scattered = far_k > SCATTERED_FAR;
-                    return Taken {
-                        done: true,
-                        route: FilteredRoute {
-                            far,
-                            far_k,
-                            scattered,
-                        },
-                        probes: probed,
-                        need,
-                    };
+                    done = true;
+                    break;
                 }
             }
             order.push(*r);
@@ -341,18 +329,23 @@ impl Router<'_> {
             if probes {
                 rows += self.stack.rows_in_partition(p);
                 probed += 1;
+                near += a;
             }
         }
-        need = need.min(filter_need(rows, selectivity, plan.k));
-        let scattered = far_k > SCATTERED_FAR;
+        if !done {
+            // Every partition taken: what they hold may have to do.
+            need = need.min(filter_need(rows, selectivity, plan.k));
+            done = have >= need;
+        }
         Taken {
-            done: have >= need,
+            done,
             route: FilteredRoute {
                 far,
                 far_k,
-                scattered,
+                scattered: far_k > SCATTERED_FAR,
             },
             probes: probed,
+            near,
             need,
         }
     }

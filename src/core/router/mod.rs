@@ -241,8 +241,9 @@ impl<'a> Router<'a> {
         })
     }
 
-    /// Rows of partition `p` a query may return, in every file.
-    fn matches_in(&self, p: usize) -> usize {
+    /// Rows of partition `p` a query may return, in every file (counted
+    /// once per query).
+    pub fn matches_in(&self, p: usize) -> usize {
         let counts = self.matches.get_or_init(|| {
             (0..self.view.partitions())
                 .map(|_| AtomicU32::new(u32::MAX))
