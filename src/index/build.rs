@@ -10,7 +10,7 @@ use super::attributes::{self, AttributesInput};
 use super::calibration::{Calibration, SLOT_BYTES};
 use super::format::{version_for, SectionKind};
 use super::manifest::{BuildConfig, Manifest, Metric};
-use super::partitions::{partition_order, row_scales, scaled_rows, train};
+use super::partitions::{assign, assign_unknown, partition_order, row_scales, scaled_rows, train};
 use super::writer::{write_pending, Pending, SectionPlan};
 use crate::error::{Error, Result};
 use crate::limits::{norm2_f64, MAX_NORM2};
@@ -136,6 +136,10 @@ pub struct BuildInput<'a> {
     /// Given partitions (`L x dim`): build on these instead of training
     /// (a shard of a sharded index, a collection's segment).
     pub centroids: Option<&'a [f32]>,
+    /// With given partitions: each row's partition where already known,
+    /// `partitions::UNKNOWN` where not (rows of segments being merged keep
+    /// theirs; only new rows are compared with the centroids).
+    pub known: Option<&'a [u32]>,
 }
 
 impl<'a> BuildInput<'a> {
@@ -147,6 +151,7 @@ impl<'a> BuildInput<'a> {
             ids: None,
             attributes: None,
             centroids: None,
+            known: None,
         }
     }
 
@@ -165,6 +170,12 @@ impl<'a> BuildInput<'a> {
     /// On these partitions (`L x dim`) instead of trained ones.
     pub fn centroids(self, centroids: Option<&'a [f32]>) -> Self {
         BuildInput { centroids, ..self }
+    }
+
+    /// With the partitions of rows already placed on the given ones (one per
+    /// row; `partitions::UNKNOWN` for a row to place).
+    pub fn known(self, known: Option<&'a [u32]>) -> Self {
+        BuildInput { known, ..self }
     }
 }
 
@@ -232,6 +243,11 @@ fn build_file(
         vectors, dim, ids, ..
     } = input;
     let n = check_input(vectors, dim, ids)?;
+    // Known partitions only mean something on the given centroids.
+    let known = input.known.filter(|_| given.is_some());
+    if known.is_some_and(|k| k.len() != n) {
+        return Err(Error::param("known", "one partition per row"));
+    }
     if let Some(a) = input.attributes {
         attributes::check_input(a, n).map_err(|r| Error::param("attributes", r))?;
     }
@@ -247,8 +263,11 @@ fn build_file(
         }
     };
     let parts = centroids.len() / dim;
-    let (order, offsets) =
-        partition_order(n, dim, &centroids, &row, &kernels, &mut *progress, total)?;
+    let assigned = match known {
+        None => assign(n, dim, &centroids, &row, &kernels, &mut *progress, total)?,
+        Some(k) => assign_unknown(k, dim, &centroids, &row, &kernels, &mut *progress, total)?,
+    };
+    let (order, offsets) = partition_order(&assigned, parts);
     let anchors = if config.center {
         centroids.clone()
     } else {

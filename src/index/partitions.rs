@@ -147,39 +147,70 @@ fn mean(vectors: &[f32], dim: usize, scales: &[f64]) -> Vec<f32> {
     sum.into_iter().map(|s| (s / n as f64) as f32).collect()
 }
 
-/// Assigns every row to its nearest centroid and returns the storage order
-/// (rows grouped by partition, original order within one) and the
-/// partition offsets into it.
-pub(crate) fn partition_order(
-    n: usize,
-    dim: usize,
-    centroids: &[f32],
-    row: &(dyn Fn(usize, &mut [f32]) + Sync),
-    kernels: &Kernels,
-    progress: &mut dyn Progress,
-    total: usize,
-) -> Result<(Vec<u32>, Vec<u64>)> {
-    let parts = centroids.len() / dim;
-    let assign = assign(n, dim, centroids, row, kernels, progress, total)?;
+/// Partition of a row whose partition a build must find: see
+/// [`assign_unknown`].
+pub const UNKNOWN: u32 = u32::MAX;
+
+/// The storage order of rows assigned to `parts` partitions (rows grouped
+/// by partition, original order within one) and the partition offsets
+/// into it.
+pub(crate) fn partition_order(assign: &[u32], parts: usize) -> (Vec<u32>, Vec<u64>) {
     let mut offsets = vec![0u64; parts + 1];
-    for &p in &assign {
+    for &p in assign {
         offsets[p as usize + 1] += 1;
     }
     for p in 0..parts {
         offsets[p + 1] += offsets[p];
     }
     let mut next: Vec<u64> = offsets[..parts].to_vec();
-    let mut order = vec![0u32; n];
+    let mut order = vec![0u32; assign.len()];
     for (i, &p) in assign.iter().enumerate() {
         order[next[p as usize] as usize] = i as u32;
         next[p as usize] += 1;
     }
-    Ok((order, offsets))
+    (order, offsets)
+}
+
+/// [`assign`] where `known` gives rows' partitions already found on these
+/// centroids (a merge of a collection's segments, which share them: the
+/// nearest centroid of a row does not change): only the rows marked
+/// [`UNKNOWN`] are compared with the centroids.
+pub(crate) fn assign_unknown(
+    known: &[u32],
+    dim: usize,
+    centroids: &[f32],
+    row: &(dyn Fn(usize, &mut [f32]) + Sync),
+    kernels: &Kernels,
+    progress: &mut dyn Progress,
+    total: usize,
+) -> Result<Vec<u32>> {
+    let unknown: Vec<usize> = (0..known.len()).filter(|&i| known[i] == UNKNOWN).collect();
+    let sub = |j: usize, buf: &mut [f32]| row(unknown[j], buf);
+    let found = assign(
+        unknown.len(),
+        dim,
+        centroids,
+        &sub,
+        kernels,
+        progress,
+        total,
+    )?;
+    let mut all = known.to_vec();
+    for (&i, p) in unknown.iter().zip(found) {
+        all[i] = p;
+    }
+    if all.iter().any(|&p| p as usize >= centroids.len() / dim) {
+        return Err(Error::param(
+            "partitions",
+            "a known partition is out of range",
+        ));
+    }
+    Ok(all)
 }
 
 /// The nearest centroid of each of the `n` rows, in chunks on the pool,
 /// reporting `end` of `total` after each chunk.
-fn assign(
+pub(crate) fn assign(
     n: usize,
     dim: usize,
     centroids: &[f32],

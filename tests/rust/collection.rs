@@ -136,7 +136,7 @@ fn contents(col: &Collection) -> Vec<(i64, f32)> {
     let q: Vec<f32> = (0..DIM).map(|i| i as f32 / DIM as f32 - 0.5).collect();
     let n = col.snapshot().len().max(1);
     let p = SearchParams { k: n, ..exact() };
-    let (ids, scores) = col.search(&q, &p, None).unwrap();
+    let (ids, scores, _) = col.search(&q, &p, None).unwrap();
     let mut v: Vec<(i64, f32)> = ids.into_iter().zip(scores).collect();
     v.sort_by_key(|x| x.0);
     v
@@ -294,4 +294,49 @@ fn damaged_files_are_refused_naming_them() {
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("a damaged log was accepted"),
     }
+}
+
+/// A merge gives the rows of the segments it rewrites their known
+/// partitions (only new rows are compared with the centroids): the file is
+/// the one a build comparing every row makes.
+#[test]
+fn known_partitions_build_the_same_file() {
+    use _svve_core::index::build::{build_on_partitions, BuildInput};
+    use _svve_core::index::format::SectionKind;
+    use _svve_core::index::partitions::{assign_partitions, UNKNOWN};
+    let dir = TempDir::new("known-partitions");
+    let (base, data) = built(&dir, 600, 12);
+    let centroids: Vec<f32> = base.file().section::<f32>(SectionKind::Centroid).to_vec();
+    let found = assign_partitions(&data, DIM, Metric::L2, &centroids).unwrap();
+    // Every third row left to the build, the others given.
+    let known: Vec<u32> = (0..found.len())
+        .map(|i| if i % 3 == 0 { UNKNOWN } else { found[i] })
+        .collect();
+    let cfg = BuildConfig::default();
+    let (a, b) = (dir.file("a.svve"), dir.file("b.svve"));
+    build_on_partitions(
+        &a,
+        BuildInput::new(&data, DIM),
+        Metric::L2,
+        &cfg,
+        &centroids,
+    )
+    .unwrap();
+    let input = BuildInput::new(&data, DIM).known(Some(&known));
+    build_on_partitions(&b, input, Metric::L2, &cfg, &centroids).unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // The given partitions are taken as they are: every row put in the
+    // first makes another file.
+    let first = vec![0u32; data.len() / DIM];
+    let input = BuildInput::new(&data, DIM).known(Some(&first));
+    build_on_partitions(&b, input, Metric::L2, &cfg, &centroids).unwrap();
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // A partition that does not exist is refused, not stored.
+    let bad = vec![12u32; data.len() / DIM];
+    let input = BuildInput::new(&data, DIM).known(Some(&bad));
+    let err = build_on_partitions(&dir.file("c.svve"), input, Metric::L2, &cfg, &centroids);
+    assert!(
+        matches!(err, Err(Error::InvalidParameter { .. })),
+        "{err:?}"
+    );
 }

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::index::attributes::AttributesInput;
 use crate::index::build::{build_on_partitions, BuildInput};
 use crate::index::format::SectionKind;
+use crate::index::partitions::UNKNOWN;
 
 /// Segments of a size tier merged at once by default (size-tiered
 /// merging, as Lucene's and Cassandra's): every row is rewritten about
@@ -143,6 +144,11 @@ impl Writer {
         let result = (|| {
             let mut kept = Vec::new();
             let (mut ids, mut rows) = (self.work.fresh.ids.clone(), self.work.fresh.rows.clone());
+            // Each row's partition on the base's centroids where known: the
+            // rows of a rewritten segment keep theirs (a merge compares only
+            // the fresh rows with the centroids); a retrain finds all anew.
+            let base_centroids = self.work.segments.first().map(centroids_of);
+            let mut known = vec![UNKNOWN; ids.len()];
             // The rows' attributes, row for row (`None`: the collection has none).
             let schema = &self.work.schema;
             let mut attrs = (!schema.is_empty()).then(|| {
@@ -151,6 +157,10 @@ impl Writer {
             for s in &self.work.segments {
                 if rewritten(s) {
                     let live = live_rows(s, dim, &mut ids, &mut rows);
+                    match base_centroids {
+                        Some(c) if centroids_of(s) == c => known.extend(partitions_of(s, &live)),
+                        _ => known.resize(ids.len(), UNKNOWN),
+                    }
                     if let Some(a) = &mut attrs {
                         let values = attrs::segment_values(&s.engine).ok_or_else(|| {
                             Error::corrupt(s.engine.file().path(), "segment has no attributes")
@@ -178,6 +188,9 @@ impl Writer {
             // collection is the file `build_index` makes of its rows in id
             // order.
             let (ids, rows, order) = by_id(ids, rows, dim);
+            if let Some(order) = &order {
+                known = order.iter().map(|&i| known[i]).collect();
+            }
             let attrs = match (attrs, order) {
                 (Some(a), Some(order)) => Some(a.select(&order)),
                 (a, _) => a,
@@ -197,6 +210,7 @@ impl Writer {
                         if matches!(what, Rewrite::Segments(ref l) if l.is_empty()) {
                             drifted = self.drift.drifted(&rows, centroids);
                         }
+                        let input = input.known(Some(&known));
                         build_on_partitions(&path, input, m.metric, cfg, centroids)?;
                     }
                     None => {
@@ -310,6 +324,25 @@ fn live_rows(s: &Segment, dim: usize, ids: &mut Vec<i64>, rows: &mut Vec<f32>) -
         }
     }
     live
+}
+
+/// The partition centroids segment `s` was built on.
+fn centroids_of(s: &Segment) -> &[f32] {
+    s.engine.file().section(SectionKind::Centroid)
+}
+
+/// The partition of each of `rows` (stored row numbers of `s`, ascending).
+fn partitions_of(s: &Segment, rows: &[usize]) -> Vec<u32> {
+    let offsets = s.engine.file().offsets();
+    let mut p = 0;
+    rows.iter()
+        .map(|&r| {
+            while offsets[p + 1] <= r as u64 {
+                p += 1;
+            }
+            p as u32
+        })
+        .collect()
 }
 
 /// `ids` and their rows (`dim` each), reordered by ascending id, and the
