@@ -92,6 +92,7 @@ impl IndexFile {
         // the mapped bytes cannot change under us. Truncation by a third party
         // would be a contract violation, as for every mmap-based reader.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        advise_huge(&map);
         let header_bytes: &[u8; HEADER_LEN] = map[..HEADER_LEN]
             .try_into()
             .map_err(|_| Error::corrupt(path, "short header"))?;
@@ -510,6 +511,21 @@ fn advise_random(map: &Mmap, offset: usize, len: usize) {
 
 #[cfg(not(unix))]
 fn advise_random(_map: &Mmap, _offset: usize, _len: usize) {}
+
+/// A hint to back the mapping with huge pages where the kernel can
+/// (`madvise(MADV_HUGEPAGE)`): pages faulted in from disk are then read in
+/// 2 MiB folios and mapped whole, so Tier2's rows, gathered at random, cost
+/// fewer TLB misses. Pages already cached (a file just written) keep their
+/// folios. debian-minilm-384, files evicted first, one thread: p50 48 -> 43
+/// us (static 60k rows), 75 -> 70 us (a collection of 5 segments). Elsewhere,
+/// or where the kernel declines, nothing changes.
+#[cfg(target_os = "linux")]
+fn advise_huge(map: &Mmap) {
+    let _ = map.advise(memmap2::Advice::HugePage);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge(_map: &Mmap) {}
 
 /// `mlock` of the whole mapping. memmap2 offers it on Unix only; elsewhere
 /// pinning fails with `Unsupported`, which `lock_in_memory` turns into a
