@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from svve_core import _svve_core
 from svve_core.engine import (
     Filter,
+    Ids,
     PathLike,
     Result,
+    Scores,
     _check_k,
     _checked,
     _in_thread,
@@ -223,6 +225,21 @@ class Collection:
         rows)``; scores as ``SearchEngine.search`` returns them."""
         query = _query_of(query, self._dim, "the collection")
         return self._core.search(query, _check_k(k), self._native(params), filter_text(filter))
+
+    def search_stats(
+        self,
+        query: np.ndarray,
+        k: int = 10,
+        params: Optional[SearchParams] = None,
+        filter: Filter = None,
+    ) -> Tuple[Ids, Scores, Dict[str, int]]:
+        """``search`` plus a dict of the rows each stage touched (fresh rows,
+        scored exactly, count as rescored)."""
+        query = _query_of(query, self._dim, "the collection")
+        (ids, scores), stats = self._core.search_stats(
+            query, _check_k(k), self._native(params), filter_text(filter)
+        )
+        return ids, scores, dict(stats)
 
     def search_batch(
         self,

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use super::build::{attributes_of, AttributeColumn};
 use super::gil::enter;
 use super::params::PyParams;
-use super::Results;
+use super::{stage_counts, Results, StageCounts};
 use crate::collection::{Collection, CollectionConfig};
 use crate::core::Filter;
 use crate::error::Error;
@@ -140,11 +140,34 @@ impl PyCollection {
     ) -> PyResult<Results<'py, Ix1>> {
         let q = query.as_slice()?.to_vec();
         let p = params.with_k(k);
-        let (ids, scores) = enter(py, || {
+        let (ids, scores, _) = enter(py, || {
             let f = filter.map(Filter::parse).transpose()?;
             self.inner.search(&q, &p, f.as_ref())
         })?;
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+    }
+
+    /// Like `search`, plus a dict of what each stage did (fresh rows are
+    /// counted as rescored).
+    #[pyo3(signature = (query, k, params, filter=None))]
+    fn search_stats<'py>(
+        &self,
+        py: Python<'py>,
+        query: PyReadonlyArray1<'py, f32>,
+        k: usize,
+        params: &PyParams,
+        filter: Option<&str>,
+    ) -> PyResult<(Results<'py, Ix1>, StageCounts)> {
+        let q = query.as_slice()?.to_vec();
+        let p = params.with_k(k);
+        let (ids, scores, st) = enter(py, || {
+            let f = filter.map(Filter::parse).transpose()?;
+            self.inner.search(&q, &p, f.as_ref())
+        })?;
+        Ok((
+            (ids.into_pyarray(py), scores.into_pyarray(py)),
+            stage_counts(&st),
+        ))
     }
 
     /// Top-k of each row: `(ids int64 (b, k), scores float32 (b, k))`.

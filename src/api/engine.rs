@@ -13,15 +13,12 @@ use pyo3::types::PyDict;
 
 use super::gil::enter;
 use super::params::PyParams;
-use super::Results;
+use super::{stage_counts, Results, StageCounts};
 use crate::core::calibrated::recalibrate;
 use crate::core::{Engine, Filter};
 use crate::error::Error;
 use crate::index::format::SectionKind;
 use crate::index::LoadOptions;
-
-/// Rows each stage touched, as `(name, count)` pairs.
-type StageCounts = [(&'static str, usize); 4];
 
 /// The native engine behind `svve_core.SearchEngine`.
 #[pyclass(frozen, name = "_Engine", module = "svve_core._svve_core")]
@@ -80,13 +77,10 @@ impl PyEngine {
             let f = filter.map(Filter::parse).transpose()?;
             self.inner.search_filtered(&q, &p, f.as_ref())
         })?;
-        let stats = [
-            ("probed", st.probed),
-            ("scanned", st.scanned),
-            ("survivors", st.survivors),
-            ("rescored", st.rescored),
-        ];
-        Ok(((ids.into_pyarray(py), scores.into_pyarray(py)), stats))
+        Ok((
+            (ids.into_pyarray(py), scores.into_pyarray(py)),
+            stage_counts(&st),
+        ))
     }
 
     /// Top-k of each row: `(ids int64 (b, k), scores float32 (b, k))`.

@@ -12,6 +12,19 @@ use pyo3::prelude::*;
 /// `(ids, scores)` as numpy arrays of dimension `D`: what every search returns.
 type Results<'py, D> = (Bound<'py, PyArray<i64, D>>, Bound<'py, PyArray<f32, D>>);
 
+/// Rows each stage touched, as `(name, count)` pairs: what `search_stats`
+/// returns beside the results.
+type StageCounts = [(&'static str, usize); 4];
+
+fn stage_counts(st: &crate::core::engine::SearchStats) -> StageCounts {
+    [
+        ("probed", st.probed),
+        ("scanned", st.scanned),
+        ("survivors", st.survivors),
+        ("rescored", st.rescored),
+    ]
+}
+
 /// The native module `svve_core._svve_core`.
 #[pymodule]
 fn _svve_core(m: &Bound<'_, PyModule>) -> PyResult<()> {

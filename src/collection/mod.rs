@@ -29,7 +29,7 @@ pub use manifest::{CollectionConfig, CollectionManifest};
 pub use state::State;
 pub use writer::Writer;
 
-use crate::core::engine::BatchResult;
+use crate::core::engine::{BatchResult, SearchStats};
 use crate::core::{Filter, SearchParams};
 use crate::error::{Error, Result};
 use crate::index::{LoadOptions, Metric};
@@ -216,13 +216,14 @@ impl Collection {
         Ok(true)
     }
 
-    /// Top-k of one query over the live rows `filter` matches (all without one).
+    /// Top-k of one query over the live rows `filter` matches (all without
+    /// one), with what each stage did (fresh rows count as rescored).
     pub fn search(
         &self,
         query: &[f32],
         params: &SearchParams,
         filter: Option<&Filter>,
-    ) -> Result<(Vec<i64>, Vec<f32>)> {
+    ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
         self.snapshot().search(query, params, filter)
     }
 

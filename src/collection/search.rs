@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::attrs::FreshIndex;
 use super::state::State;
-use crate::core::engine::BatchResult;
+use crate::core::engine::{BatchResult, SearchStats};
 use crate::core::query::PreparedQuery;
 use crate::core::topk::TopK;
 use crate::core::{search_batch_parts, search_parts, Filter, Part, RowMask, SearchParams};
@@ -99,7 +99,7 @@ impl State {
     }
 
     /// Top-k of one query over every live row `filter` matches (all
-    /// without one): `(ids, scores)`, best first, `min(k, matching rows)`
+    /// without one): `(ids, scores, what each stage did)`, best first, `min(k, matching rows)`
     /// long; scores as `Engine::search` returns them. The segments are
     /// searched as one stack (one routing, one pool of survivors); the
     /// fresh rows exactly; the two merged.
@@ -108,24 +108,33 @@ impl State {
         query: &[f32],
         params: &SearchParams,
         filter: Option<&Filter>,
-    ) -> Result<(Vec<i64>, Vec<f32>)> {
+    ) -> Result<(Vec<i64>, Vec<f32>, SearchStats)> {
         params.validate()?;
         let matching = self.matching(filter)?;
         let parts = self.parts_of(matching.as_ref());
         if self.fresh.is_empty() && !self.segments.is_empty() {
             // The stack's search checks the query itself.
-            let (ids, scores, _) = search_parts(&parts, query, params, self.stack_calibration())?;
-            return Ok((ids, scores));
+            return search_parts(&parts, query, params, self.stack_calibration());
         }
         let mut q = PreparedQuery::default();
         q.check(query, self.dim, self.metric)?;
         let fresh_mask = matching.as_ref().map(|m| &m.fresh);
         let mut all = self.fresh_top(&q.q, params.k, fresh_mask);
+        // Fresh rows are scored exactly: counted as rescored.
+        let mut stats = SearchStats {
+            rescored: fresh_mask.map_or(self.fresh.len(), RowMask::allowed),
+            ..SearchStats::default()
+        };
         if !self.segments.is_empty() {
-            let (ids, scores, _) = search_parts(&parts, query, params, self.stack_calibration())?;
+            let (ids, scores, st) = search_parts(&parts, query, params, self.stack_calibration())?;
             all.extend(self.internal(&ids, &scores));
+            stats.probed = st.probed;
+            stats.scanned = st.scanned;
+            stats.survivors = st.survivors;
+            stats.rescored += st.rescored;
         }
-        Ok(self.merged(all, params.k))
+        let (ids, scores) = self.merged(all, params.k);
+        Ok((ids, scores, stats))
     }
 
     /// Top-k of each row of `queries` (`b x dim`), like [`State::search`]

@@ -142,6 +142,25 @@ def test_results_have_min_k_live_rows(tmp: Path) -> None:
     assert len(col) == 0
 
 
+def test_search_stats_count_segments_and_fresh_rows(tmp: Path) -> None:
+    col = Collection.create(tmp, dim=DIM, config=SMALL)
+    col.add(rows(300, 6))
+    col.commit()
+    q = rows(1, 7)[0]
+    ids, _, stats = col.search_stats(q, 10)
+    assert set(stats) == {"probed", "scanned", "survivors", "rescored"}
+    assert np.array_equal(ids, col.search(q, 10)[0])
+    segment_rows = stats["rescored"]
+    assert 10 <= segment_rows <= len(col)
+    assert stats["scanned"] <= len(col)
+    # Fresh rows are scored exactly: each one counts as rescored.
+    col.add(rows(7, 8), ids=np.arange(1000, 1007))
+    assert col.search_stats(q, 10)[2]["rescored"] == segment_rows + 7
+    _, _, exact = col.search_stats(q, 10, EXACT)
+    assert exact["rescored"] == len(col)
+    assert exact["scanned"] == 0
+
+
 def test_readers_see_committed_generations_only(tmp: Path) -> None:
     col = Collection.create(tmp, dim=DIM, config=SMALL)
     ro = Collection.open(tmp, readonly=True)
