@@ -66,6 +66,13 @@ class _Collection:
         params: _Params,
         filter: Optional[str] = None,
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    def search_stats(
+        self,
+        query: npt.NDArray[np.float32],
+        k: int,
+        params: _Params,
+        filter: Optional[str] = None,
+    ) -> Tuple[Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]], List[Tuple[str, int]]]: ...
     def search_batch(
         self,
         queries: npt.NDArray[np.float32],
