@@ -184,6 +184,10 @@ pub(crate) fn assign_unknown(
     progress: &mut dyn Progress,
     total: usize,
 ) -> Result<Vec<u32>> {
+    let parts = centroids.len() / dim;
+    if known.iter().any(|&p| p != UNKNOWN && p as usize >= parts) {
+        return Err(Error::param("known", "a partition is out of range"));
+    }
     let unknown: Vec<usize> = (0..known.len()).filter(|&i| known[i] == UNKNOWN).collect();
     let sub = |j: usize, buf: &mut [f32]| row(unknown[j], buf);
     let found = assign(
@@ -198,12 +202,6 @@ pub(crate) fn assign_unknown(
     let mut all = known.to_vec();
     for (&i, p) in unknown.iter().zip(found) {
         all[i] = p;
-    }
-    if all.iter().any(|&p| p as usize >= centroids.len() / dim) {
-        return Err(Error::param(
-            "partitions",
-            "a known partition is out of range",
-        ));
     }
     Ok(all)
 }

@@ -340,3 +340,65 @@ fn known_partitions_build_the_same_file() {
         "{err:?}"
     );
 }
+
+/// Every segment a merge writes is the file a build on the base's
+/// partitions makes of its rows in id order, comparing every row with the
+/// centroids: the partitions a merge keeps for the rows it rewrites are
+/// the ones they would be given.
+#[test]
+fn merged_segments_equal_a_build_on_the_base_partitions() {
+    use _svve_core::index::build::{build_on_partitions, BuildInput};
+    use _svve_core::index::format::SectionKind;
+    let dir = TempDir::new("merged-known");
+    let path = dir.file("c");
+    let data = clustered(900, DIM, 4);
+    // Partitions enough that a wrong one shows (a base of 100 rows would
+    // get one).
+    let cfg = CollectionConfig {
+        segment: BuildConfig {
+            partitions: 8,
+            ..Default::default()
+        },
+        ..config(50, 2)
+    };
+    let col = Collection::create(&path, DIM, Metric::L2, cfg).unwrap();
+    let cfg = col.manifest().unwrap().config.segment;
+    assert_eq!(cfg.partitions, 8);
+    let mut checked = 0;
+    for batch in data.chunks(100 * DIM) {
+        col.write(|w| w.add(batch, None, None)).unwrap();
+        col.write(|w| w.commit()).unwrap();
+        let state = col.snapshot();
+        let base: &[f32] = state.segments[0]
+            .engine
+            .file()
+            .section(SectionKind::Centroid);
+        for s in state.segments.iter().skip(1).filter(|s| s.rows() > 100) {
+            let f = s.engine.file();
+            let ids: &[i64] = f.section(SectionKind::Ids);
+            let vectors: &[f32] = f.section(SectionKind::Vectors);
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            order.sort_by_key(|&r| ids[r]);
+            let sorted_ids: Vec<i64> = order.iter().map(|&r| ids[r]).collect();
+            let rows: Vec<f32> = order
+                .iter()
+                .flat_map(|&r| &vectors[r * DIM..(r + 1) * DIM])
+                .copied()
+                .collect();
+            let again = dir.file(&format!("again-{checked}.svve"));
+            let input = BuildInput::new(&rows, DIM).ids(Some(&sorted_ids));
+            build_on_partitions(&again, input, Metric::L2, &cfg, base).unwrap();
+            let (a, b) = (
+                std::fs::read(f.path()).unwrap(),
+                std::fs::read(&again).unwrap(),
+            );
+            assert!(
+                a == b,
+                "{} differs from a build of its rows",
+                f.path().display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} merged segments seen");
+}

@@ -147,7 +147,10 @@ impl Writer {
             // Each row's partition on the base's centroids where known: the
             // rows of a rewritten segment keep theirs (a merge compares only
             // the fresh rows with the centroids); a retrain finds all anew.
-            let base_centroids = self.work.segments.first().map(centroids_of);
+            let base_centroids = match what {
+                Rewrite::Retrain => None,
+                Rewrite::Segments(_) => self.work.segments.first().map(centroids_of),
+            };
             let mut known = vec![UNKNOWN; ids.len()];
             // The rows' attributes, row for row (`None`: the collection has none).
             let schema = &self.work.schema;
