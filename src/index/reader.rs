@@ -92,7 +92,12 @@ impl IndexFile {
         // the mapped bytes cannot change under us. Truncation by a third party
         // would be a contract violation, as for every mmap-based reader.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        advise_huge(&map);
+        if opts.verify {
+            // Verification reads every page now anyway; without it, rows
+            // read at random from a file larger than memory would each
+            // fault in 2 MiB instead of 4 KiB.
+            advise_huge(&map);
+        }
         let header_bytes: &[u8; HEADER_LEN] = map[..HEADER_LEN]
             .try_into()
             .map_err(|_| Error::corrupt(path, "short header"))?;
@@ -516,7 +521,8 @@ fn advise_random(_map: &Mmap, _offset: usize, _len: usize) {}
 /// (`madvise(MADV_HUGEPAGE)`): pages faulted in from disk are then read in
 /// 2 MiB folios and mapped whole, so Tier2's rows, gathered at random, cost
 /// fewer TLB misses. Pages already cached (a file just written) keep their
-/// folios. debian-minilm-384, files evicted first, one thread: p50 48 -> 43
+/// folios. Only for a mapping read whole at open (verified), where it adds
+/// no reading. debian-minilm-384, files evicted first, one thread: p50 48 -> 43
 /// us (static 60k rows), 75 -> 70 us (a collection of 5 segments). Elsewhere,
 /// or where the kernel declines, nothing changes.
 #[cfg(target_os = "linux")]
