@@ -67,6 +67,10 @@ def assert_exact(col: Collection, model: Dict[int, np.ndarray], q: np.ndarray, m
     want_ids, want_scores = model_top(model, q, metric, k)
     assert len(ids) == min(k, len(model))
     np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4)
+    # Each score is its own row's (a right score under a wrong id fails).
+    if len(ids):
+        own = brute_force(np.stack([model[i] for i in ids.tolist()]), q, metric)[0]
+        np.testing.assert_allclose(scores, own, rtol=1e-4, atol=1e-4)
     # Ids may differ only where scores tie within rounding.
     diff = ids != want_ids
     if diff.any():
@@ -123,6 +127,20 @@ def test_exact_search_follows_every_change(tmp: Path, metric: str) -> None:
         one_i, one_s = col.search(q, 7, EXACT)
         np.testing.assert_array_equal(i, one_i)
         np.testing.assert_allclose(s, one_s, rtol=1e-6)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_many_fresh_rows_are_scored_exactly(tmp: Path, metric: str) -> None:
+    # More fresh rows than one kernel call scores (64), and not a multiple.
+    col = Collection.create(tmp, dim=DIM, metric=metric)
+    x = rows(150, 11)
+    col.add(x)
+    assert col.info().fresh == 150
+    model = dict(enumerate(x))
+    for q in rows(5, 12):
+        assert_exact(col, model, q, metric, k=10)
+        assert_exact(col, model, q, metric, k=150)
+        assert np.array_equal(col.search(q, 10)[0], col.search(q, 10, EXACT)[0])
 
 
 def test_results_have_min_k_live_rows(tmp: Path) -> None:
