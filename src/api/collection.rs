@@ -138,13 +138,8 @@ impl PyCollection {
         params: &PyParams,
         filter: Option<&str>,
     ) -> PyResult<Results<'py, Ix1>> {
-        let q = query.as_slice()?.to_vec();
-        let p = params.with_k(k);
-        let (ids, scores, _) = enter(py, || {
-            let f = filter.map(Filter::parse).transpose()?;
-            self.inner.search(&q, &p, f.as_ref())
-        })?;
-        Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+        // The same search; the stage counts cost four integers.
+        Ok(self.search_stats(py, query, k, params, filter)?.0)
     }
 
     /// Like `search`, plus a dict of what each stage did (fresh rows are
