@@ -6,10 +6,18 @@
 //! at build) times the query's; once `k` rows are scored, a survivor whose
 //! estimate plus bound cannot reach the current k-th exact score is
 //! skipped. Without a bound (expansion off) every survivor is rescored.
+//!
+//! A row found through two partitions (its own and the one it is spilled
+//! into, blueprint 3.4) survives Tier1 up to twice: the copies are
+//! aggregated here, in a hash set of the rows scored, so each row is
+//! scored once, through its copy with the better estimate (the first in
+//! Tier1 order).
+use hashbrown::HashSet;
+
 use super::plan::QueryPlan;
 use super::stack::Stack;
 use super::topk::{Scored, TopK};
-use super::view::View;
+use super::view::{Spill, View};
 use crate::math::prefetch::prefetch;
 
 /// Survivors ahead of the one being scored whose Tier2 rows are
@@ -23,9 +31,21 @@ const FACTOR_AHEAD: usize = 16;
 /// How rescoring finds a survivor's file and its row there: directly when
 /// the stack is one file (an index: no lookup in the hot loop; through the
 /// stack it cost 7% of a one-probe query on debian-minilm-384), through the
-/// stack for a collection's segments.
+/// stack for a collection's segments, through the spill for a file's
+/// spilled entries.
 trait Rows<'a> {
+    /// Whether two survivors may be the same row.
+    const COPIES: bool = false;
+
+    /// The file holding survivor `row` and the stored row there.
     fn at(&self, row: u32) -> (&View<'a>, usize);
+
+    /// The survivor's error factor and the partition it was found in.
+    #[inline(always)]
+    fn error(&self, row: u32) -> (&'a f32, usize) {
+        let (v, r) = self.at(row);
+        (&v.error[r], v.partition_of(r))
+    }
 }
 
 struct One<'s, 'a>(&'s View<'a>);
@@ -44,80 +64,138 @@ impl<'a> Rows<'a> for Stack<'a> {
     }
 }
 
+/// One file and its spilled entries: survivor `n + e` is entry `e`.
+struct Spilled<'s, 'a> {
+    view: &'s View<'a>,
+    spill: &'s Spill<'a>,
+    n: u32,
+}
+
+impl<'a> Rows<'a> for Spilled<'_, 'a> {
+    const COPIES: bool = true;
+
+    #[inline(always)]
+    fn at(&self, row: u32) -> (&View<'a>, usize) {
+        match row.checked_sub(self.n) {
+            Some(e) => (self.view, self.spill.rows[e as usize] as usize),
+            None => (self.view, row as usize),
+        }
+    }
+
+    #[inline(always)]
+    fn error(&self, row: u32) -> (&'a f32, usize) {
+        match row.checked_sub(self.n) {
+            Some(e) => {
+                let e = e as usize;
+                (&self.spill.error[e], self.spill.partition_of(e))
+            }
+            None => (
+                &self.view.error[row as usize],
+                self.view.partition_of(row as usize),
+            ),
+        }
+    }
+}
+
 /// Rescores `ranked` into `best` and returns how many rows were scored.
-/// `probe_norms[p]` is `||q - anchor_p||` for every probed partition `p`.
+/// `probe_norms[p]` is `||q - anchor_p||` for every probed partition `p`;
+/// `seen` holds the rows scored (with spilled entries).
 pub fn rescore(
     stack: &Stack<'_>,
     q: &[f32],
     plan: &QueryPlan,
     ranked: &[Scored],
     probe_norms: &[f32],
+    seen: &mut HashSet<u32>,
     best: &mut TopK,
 ) -> usize {
-    match stack.single() {
-        Some(view) => rescore_in(&One(view), q, plan, ranked, probe_norms, best),
-        None => rescore_in(stack, q, plan, ranked, probe_norms, best),
+    let r = Rescore {
+        q,
+        plan,
+        ranked,
+        probe_norms,
+    };
+    match (stack.single(), stack.spill()) {
+        (Some(view), Some(spill)) => {
+            seen.clear();
+            let n = view.len() as u32;
+            r.run(&Spilled { view, spill, n }, seen, best)
+        }
+        (Some(view), None) => r.run(&One(view), seen, best),
+        (None, _) => r.run(stack, seen, best),
     }
 }
 
-fn rescore_in<'a>(
-    stack: &impl Rows<'a>,
-    q: &[f32],
-    plan: &QueryPlan,
-    ranked: &[Scored],
-    probe_norms: &[f32],
-    best: &mut TopK,
-) -> usize {
-    let bounded = plan.bound_margin.is_some();
-    let margin = plan.bound_margin.unwrap_or(f32::INFINITY);
-    let mut scored = 0;
-    let error_of = |row: u32| {
-        let (v, r) = stack.at(row);
-        &v.error[r..][..1]
-    };
-    if bounded {
-        for s in ranked.iter().take(FACTOR_AHEAD) {
-            prefetch(error_of(s.row));
-        }
-    }
-    // A survivor is hopeless once k rows are scored and its reach (estimate
-    // plus bound) is below the k-th exact score; the threshold only rises,
-    // so one found hopeless ahead of time is not prefetched either (with
-    // large C most survivors are, and their rows would be wasted memory
-    // traffic). Each reach is computed once, when its row comes into the
-    // prefetch window, and kept in a ring until the row is reached.
-    let reach = |s: &Scored| {
-        if !bounded {
-            return f32::INFINITY;
-        }
-        let (v, row) = stack.at(s.row);
-        s.score + margin * probe_norms[v.partition_of(row)] * v.error[row]
-    };
-    let hopeless = |reach: f32, best: &TopK| best.is_full() && reach < best.threshold();
-    let mut ring = [f32::INFINITY; PREFETCH_AHEAD];
-    for (slot, s) in ring.iter_mut().zip(ranked) {
-        *slot = reach(s);
-    }
-    for (i, s) in ranked.iter().enumerate() {
-        let own = ring[i % PREFETCH_AHEAD];
-        if let Some(ahead) = ranked.get(i + PREFETCH_AHEAD) {
-            // Row i + PREFETCH_AHEAD takes the slot row i has just left.
-            let r = reach(ahead);
-            ring[i % PREFETCH_AHEAD] = r;
-            if !hopeless(r, best) {
-                let (v, row) = stack.at(ahead.row);
-                prefetch(v.vector(row));
+/// One query's rescoring inputs.
+struct Rescore<'r> {
+    q: &'r [f32],
+    plan: &'r QueryPlan,
+    ranked: &'r [Scored],
+    probe_norms: &'r [f32],
+}
+
+impl Rescore<'_> {
+    fn run<'a, R: Rows<'a>>(&self, stack: &R, seen: &mut HashSet<u32>, best: &mut TopK) -> usize {
+        let Rescore {
+            q,
+            plan,
+            ranked,
+            probe_norms,
+        } = *self;
+        let bounded = plan.bound_margin.is_some();
+        let margin = plan.bound_margin.unwrap_or(f32::INFINITY);
+        let mut scored = 0;
+        let error_of = |row: u32| std::slice::from_ref(stack.error(row).0);
+        if bounded {
+            for s in ranked.iter().take(FACTOR_AHEAD) {
+                prefetch(error_of(s.row));
             }
         }
-        if let Some(ahead) = ranked.get(i + FACTOR_AHEAD).filter(|_| bounded) {
-            prefetch(error_of(ahead.row));
+        // A survivor is hopeless once k rows are scored and its reach (estimate
+        // plus bound) is below the k-th exact score; the threshold only rises,
+        // so one found hopeless ahead of time is not prefetched either (with
+        // large C most survivors are, and their rows would be wasted memory
+        // traffic). Each reach is computed once, when its row comes into the
+        // prefetch window, and kept in a ring until the row is reached.
+        let reach = |s: &Scored| {
+            if !bounded {
+                return f32::INFINITY;
+            }
+            let (error, p) = stack.error(s.row);
+            s.score + margin * probe_norms[p] * error
+        };
+        let hopeless = |reach: f32, best: &TopK| best.is_full() && reach < best.threshold();
+        let mut ring = [f32::INFINITY; PREFETCH_AHEAD];
+        for (slot, s) in ring.iter_mut().zip(ranked) {
+            *slot = reach(s);
         }
-        if hopeless(own, best) {
-            continue;
+        for (i, s) in ranked.iter().enumerate() {
+            let own = ring[i % PREFETCH_AHEAD];
+            if let Some(ahead) = ranked.get(i + PREFETCH_AHEAD) {
+                // Row i + PREFETCH_AHEAD takes the slot row i has just left.
+                let r = reach(ahead);
+                ring[i % PREFETCH_AHEAD] = r;
+                if !hopeless(r, best) {
+                    let (v, row) = stack.at(ahead.row);
+                    prefetch(v.vector(row));
+                }
+            }
+            if let Some(ahead) = ranked.get(i + FACTOR_AHEAD).filter(|_| bounded) {
+                prefetch(error_of(ahead.row));
+            }
+            if hopeless(own, best) {
+                continue;
+            }
+            let (v, row) = stack.at(s.row);
+            // A spilled entry is answered as the row it copies (one file:
+            // its stored row is its number in the stack).
+            let id = if R::COPIES { row as u32 } else { s.row };
+            if R::COPIES && !seen.insert(id) {
+                continue;
+            }
+            best.push(v.exact_score(q, row), id);
+            scored += 1;
         }
-        let (v, row) = stack.at(s.row);
-        best.push(v.exact_score(q, row), s.row);
-        scored += 1;
+        scored
     }
-    scored
 }

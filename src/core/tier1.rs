@@ -5,12 +5,13 @@
 //! to spare, split over the pool ([`Tier1::scan_split`]).
 use rayon::prelude::*;
 
+use super::mask::RowMask;
 use super::plan::QueryPlan;
 use super::query::PreparedQuery;
 use super::router::{Probe, Router};
 use super::stack::Stack;
 use super::topk::{Scored, TopK};
-use super::view::View;
+use super::view::CodeTable;
 use crate::math::bits::BLOCK;
 use crate::math::estimate::EstimateParams;
 use crate::math::prefetch::prefetch;
@@ -43,18 +44,17 @@ pub struct ScanBuffers {
 }
 
 /// Block-aligned row ranges `(r0, r1)` of at most [`CHUNK_ROWS`] rows that
-/// cover rows `start..end` of `view` (the kernels work on whole blocks of
+/// cover rows `start..end` (the kernels work on whole blocks of
 /// [`BLOCK`] rows; rows outside `start..end` are computed and ignored),
-/// leaving out the runs of more than [`MAX_GAP`] code blocks in which the
-/// view allows no row (a filter's non-matching rows, a collection's
+/// leaving out the runs of more than [`MAX_GAP`] code blocks in which
+/// `mask` allows no row (a filter's non-matching rows, a collection's
 /// deleted ones): a scan under a selective mask costs the blocks holding
 /// allowed rows, not the partition.
 fn allowed_chunks<'v>(
-    view: &'v View<'_>,
+    mask: Option<&'v RowMask>,
     start: usize,
     end: usize,
 ) -> impl Iterator<Item = (usize, usize)> + 'v {
-    let mask = view.mask;
     let (mut b, last) = (start / BLOCK, end.div_ceil(BLOCK));
     let per_chunk = CHUNK_ROWS / BLOCK;
     std::iter::from_fn(move || {
@@ -82,12 +82,18 @@ fn allowed_chunks<'v>(
     })
 }
 
-/// One kernel call's rows: `r0..r1` of `view` (whole blocks), in the
-/// partition whose rows there are `start..end`, the `order`-th probed.
+/// One kernel call's entries: `r0..r1` of `table` (whole blocks), in the
+/// partition whose entries there are `start..end`, the `order`-th probed.
+/// A survivor is numbered `first + entry`: a row of the stack, or, for a
+/// spilled entry, the stack's row count plus the entry.
 struct Chunk<'v> {
     order: usize,
     first: usize,
-    view: &'v View<'v>,
+    table: CodeTable<'v>,
+    /// Rows the query may return, by block (the rows' own chunks).
+    mask: Option<&'v RowMask>,
+    /// For spilled entries under a mask: the rows they copy, and the mask.
+    copies: Option<(&'v [u32], &'v RowMask)>,
     start: usize,
     end: usize,
     r0: usize,
@@ -98,8 +104,8 @@ impl Chunk<'_> {
     /// Asks for the chunk's first code blocks and their factors.
     fn prefetch(&self) {
         let r1 = self.r1.min(self.r0 + PREFETCH_BLOCKS * BLOCK);
-        prefetch(self.view.code_blocks(self.r0, r1).blocks);
-        let f = self.view.factors(self.r0, r1);
+        prefetch(self.table.code_blocks(self.r0, r1).blocks);
+        let f = self.table.factors(self.r0, r1);
         prefetch(f.scale);
         prefetch(f.bias);
     }
@@ -175,22 +181,34 @@ impl<'a> Tier1<'a> {
     }
 
     /// The chunks of every partition of `order`, in every file of the
-    /// stack, in scan order.
+    /// stack, then its spilled entries, in scan order.
     fn chunks<'s>(&'s self, order: &'s [Scored]) -> impl Iterator<Item = Chunk<'s>> + 's {
+        let spill = self.stack.spill();
+        let first = self.stack.first();
+        let (words, copied_mask) = (first.words, first.mask);
+        let spilled_first = self.stack.len();
         order.iter().enumerate().flat_map(move |(i, r)| {
             let p = r.row as usize;
+            let rows = self.stack.parts().map(move |(first, view)| {
+                let (start, end) = view.rows_of(p);
+                (first, view.table(), view.mask, None, start, end)
+            });
+            let spilled = spill.map(|s| {
+                let (start, end) = s.entries_of(p);
+                let copies = copied_mask.map(|m| (s.rows, m));
+                (spilled_first, s.table(words), None, copies, start, end)
+            });
             // An empty slice is common in a small segment on a large one's
             // partitions; `allowed_chunks` would still yield the block
             // holding `start`.
-            let slices = self.stack.parts().filter_map(move |(first, view)| {
-                let (start, end) = view.rows_of(p);
-                (start < end).then_some((first, view, start, end))
-            });
-            slices.flat_map(move |(first, view, start, end)| {
-                allowed_chunks(view, start, end).map(move |(r0, r1)| Chunk {
+            let slices = rows.chain(spilled).filter(|s| s.4 < s.5);
+            slices.flat_map(move |(first, table, mask, copies, start, end)| {
+                allowed_chunks(mask, start, end).map(move |(r0, r1)| Chunk {
                     order: i,
                     first,
-                    view,
+                    table,
+                    mask,
+                    copies,
                     start,
                     end,
                     r0,
@@ -243,14 +261,14 @@ impl<'a> Tier1<'a> {
         bufs: &mut ScanBuffers,
         survivors: &mut TopK,
     ) {
-        let (view, r0) = (ch.view, ch.r0);
+        let r0 = ch.r0;
         // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
         let nb = (ch.r1 - r0) / BLOCK;
         c.threshold = survivors.threshold();
-        (view.kernels.estimate_scan)(
-            view.code_blocks(r0, ch.r1),
+        (self.stack.first().kernels.estimate_scan)(
+            ch.table.code_blocks(r0, ch.r1),
             self.q.planes.as_planes(),
-            view.factors(r0, ch.r1),
+            ch.table.factors(r0, ch.r1),
             c,
             &mut bufs.est[..nb * BLOCK],
             &mut bufs.mask[..nb],
@@ -260,13 +278,20 @@ impl<'a> Tier1<'a> {
         let block0 = r0 / BLOCK;
         for (b, &m) in bufs.mask[..nb].iter().enumerate() {
             // Masked rows (deleted, filtered out) never take a slot.
-            let mut m = m & view.allowed_bits(block0 + b);
+            let mut m = m & ch.mask.map_or(u8::MAX, |k| k.block_bits(block0 + b));
             while m != 0 {
                 let i = b * BLOCK + m.trailing_zeros() as usize;
                 m &= m - 1;
                 let row = r0 + i;
                 let e = bufs.est[i];
                 if (ch.start..ch.end).contains(&row) && e > survivors.threshold() {
+                    // A spilled entry of a masked row takes no slot either.
+                    if ch
+                        .copies
+                        .is_some_and(|(rows, m)| !m.get(rows[row] as usize))
+                    {
+                        continue;
+                    }
                     survivors.push(e, (ch.first + row) as u32);
                 }
             }
@@ -275,12 +300,19 @@ impl<'a> Tier1<'a> {
 }
 
 /// Rows in the partitions of `order`, in every file of the stack (masked
-/// ones included: Tier1 reads their codes).
+/// ones included: Tier1 reads their codes), and the spilled entries Tier1
+/// scans there.
 pub fn rows_in(stack: &Stack<'_>, order: &[Scored]) -> usize {
     let mut rows = 0;
     for (_, view) in stack.parts() {
         for r in order {
             let (a, b) = view.rows_of(r.row as usize);
+            rows += b - a;
+        }
+    }
+    if let Some(s) = stack.spill() {
+        for r in order {
+            let (a, b) = s.entries_of(r.row as usize);
             rows += b - a;
         }
     }

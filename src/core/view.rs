@@ -39,6 +39,99 @@ pub struct View<'a> {
     pub kernels: &'a Kernels,
     /// Rows a query may return (`None`: all of them).
     pub mask: Option<&'a RowMask>,
+    /// Spilled entries (blueprint 3.4), if the file has them.
+    pub spill: Option<Spill<'a>>,
+}
+
+/// A file's spilled entries: a second Tier1 code of rows, each in one more
+/// partition, with its factors there and the stored row it copies.
+#[derive(Clone, Copy)]
+pub struct Spill<'a> {
+    /// Codes in blocks of 8 entries, like [`View::codes`].
+    pub codes: &'a [u64],
+    /// Per-entry Tier1 factors, residuals from the spill partition.
+    pub scale: &'a [f32],
+    /// Per-entry constant term.
+    pub bias: &'a [f32],
+    /// Per-entry error factor.
+    pub error: &'a [f32],
+    /// Partition `p` holds entries `offsets[p]..offsets[p + 1]`.
+    pub offsets: &'a [u64],
+    /// The stored row each entry copies.
+    pub rows: &'a [u32],
+}
+
+impl<'a> Spill<'a> {
+    /// The spill sections of `f`, if it has them.
+    fn of(f: &'a IndexFile) -> Option<Self> {
+        let offsets: &[u64] = f.section(SectionKind::SpillOffsets);
+        let rows: &[u32] = f.section(SectionKind::SpillRows);
+        if offsets.is_empty() {
+            return None;
+        }
+        let factors: &[f32] = f.section(SectionKind::SpillFactors);
+        let m = rows.len();
+        Some(Spill {
+            codes: f.section(SectionKind::SpillCodes),
+            scale: &factors[..m],
+            bias: &factors[m..2 * m],
+            error: &factors[2 * m..],
+            offsets,
+            rows,
+        })
+    }
+
+    /// Entries `start..end` of partition `p`.
+    pub fn entries_of(&self, p: usize) -> (usize, usize) {
+        (self.offsets[p] as usize, self.offsets[p + 1] as usize)
+    }
+
+    /// The partition entry `e` is spilled into.
+    pub fn partition_of(&self, e: usize) -> usize {
+        self.offsets
+            .partition_point(|&o| o <= e as u64)
+            .saturating_sub(1)
+    }
+
+    /// The codes and factors Tier1 reads, with `words` per code.
+    pub fn table(&self, words: usize) -> CodeTable<'a> {
+        CodeTable {
+            codes: self.codes,
+            scale: self.scale,
+            bias: self.bias,
+            words,
+        }
+    }
+}
+
+/// Blocked Tier1 codes with their factors: a file's rows or its spilled
+/// entries, which Tier1 scans alike.
+#[derive(Clone, Copy)]
+pub struct CodeTable<'a> {
+    codes: &'a [u64],
+    scale: &'a [f32],
+    bias: &'a [f32],
+    words: usize,
+}
+
+impl<'a> CodeTable<'a> {
+    /// Codes of the whole blocks of entries `r0..r1` (both multiples of 8,
+    /// or `r1` the padded end).
+    pub fn code_blocks(&self, r0: usize, r1: usize) -> CodeBlocks<'a> {
+        CodeBlocks {
+            blocks: &self.codes[r0 * self.words..r1 * self.words],
+            words: self.words,
+        }
+    }
+
+    /// Tier1 factors of entries `r0..r1` (clipped to the table).
+    pub fn factors(&self, r0: usize, r1: usize) -> RowFactors<'a> {
+        let r1 = r1.min(self.scale.len());
+        RowFactors {
+            scale: &self.scale[r0..r1],
+            bias: &self.bias[r0..r1],
+        }
+    }
 }
 
 impl<'a> View<'a> {
@@ -61,6 +154,17 @@ impl<'a> View<'a> {
             metric: f.metric(),
             kernels,
             mask: None,
+            spill: Spill::of(f),
+        }
+    }
+
+    /// The codes and factors of the rows, as Tier1 reads them.
+    pub fn table(&self) -> CodeTable<'a> {
+        CodeTable {
+            codes: self.codes,
+            scale: self.scale,
+            bias: self.bias,
+            words: self.words,
         }
     }
 
@@ -136,24 +240,6 @@ impl<'a> View<'a> {
     #[inline]
     pub fn vector(&self, row: usize) -> &'a [f32] {
         &self.vectors[row * self.dim..(row + 1) * self.dim]
-    }
-
-    /// Codes of the whole blocks of rows `r0..r1` (both multiples of 8, or
-    /// `r1` the padded end).
-    pub fn code_blocks(&self, r0: usize, r1: usize) -> CodeBlocks<'a> {
-        CodeBlocks {
-            blocks: &self.codes[r0 * self.words..r1 * self.words],
-            words: self.words,
-        }
-    }
-
-    /// Tier1 factors of rows `r0..r1` (clipped to the index).
-    pub fn factors(&self, r0: usize, r1: usize) -> RowFactors<'a> {
-        let r1 = r1.min(self.len());
-        RowFactors {
-            scale: &self.scale[r0..r1],
-            bias: &self.bias[r0..r1],
-        }
     }
 
     /// Exact internal score of stored row `row` for query `q` (higher is better).

@@ -10,8 +10,10 @@ use super::attributes::{self, AttributesInput};
 use super::calibration::{Calibration, SLOT_BYTES};
 use super::format::{version_for, SectionKind};
 use super::manifest::{BuildConfig, Manifest, Metric};
-use super::partitions::{assign, assign_unknown, partition_order, row_scales, scaled_rows, train};
-use super::writer::{write_pending, Pending, SectionPlan};
+use super::partitions::{
+    assign, assign_spilled, assign_unknown, partition_order, row_scales, scaled_rows, train,
+};
+use super::writer::{write_pending, Pending, SectionPlan, SectionSink};
 use crate::error::{Error, Result};
 use crate::limits::{norm2_f64, MAX_NORM2};
 use crate::math::bits::{to_blocked, BLOCK};
@@ -221,8 +223,12 @@ pub fn build_on_partitions(
     config: &BuildConfig,
     centroids: &[f32],
 ) -> Result<Manifest> {
+    // A collection's query reads all its segments as one stack, which
+    // scans no spilled entries (blueprint 10.3): spilling them would only
+    // cost the merges time.
     let config = BuildConfig {
         calibrate: false,
+        spill: false,
         ..on_partitions(config, centroids, input.dim)?
     };
     let (manifest, pending) = build_file(path, input, metric, &config, Some(centroids), &mut ())?;
@@ -263,9 +269,20 @@ fn build_file(
         }
     };
     let parts = centroids.len() / dim;
-    let assigned = match known {
-        None => assign(n, dim, &centroids, &row, &kernels, &mut *progress, total)?,
-        Some(k) => assign_unknown(k, dim, &centroids, &row, &kernels, &mut *progress, total)?,
+    let (assigned, spilled) = match known {
+        None if spills(config, n, parts) => {
+            let (own, spill) =
+                assign_spilled(n, dim, &centroids, &row, &kernels, &mut *progress, total)?;
+            (own, Some(spill))
+        }
+        None => (
+            assign(n, dim, &centroids, &row, &kernels, &mut *progress, total)?,
+            None,
+        ),
+        Some(k) => (
+            assign_unknown(k, dim, &centroids, &row, &kernels, &mut *progress, total)?,
+            None,
+        ),
     };
     let (order, offsets) = partition_order(&assigned, parts);
     let anchors = if config.center {
@@ -295,15 +312,20 @@ fn build_file(
             return Err(Error::Cancelled);
         }
     }
+    let spill = spilled.map(|s| Spill::encode(&s, &order, &enc, parts));
 
     let attr_bytes = match input.attributes {
         Some(a) => Some(attributes::encode(a, &order).map_err(|r| Error::param("attributes", r))?),
         None => None,
     };
     let mut manifest = Manifest::new(n, dim, parts, metric, config.clone());
-    // Every kind but the optional one the build leaves out.
-    let kinds = SectionKind::ALL.into_iter();
-    manifest.format_version = version_for(kinds.filter(|k| !k.optional() || attr_bytes.is_some()));
+    // Every kind but the optional ones the build leaves out.
+    let kinds = SectionKind::ALL.into_iter().filter(|k| match k {
+        SectionKind::Attributes => attr_bytes.is_some(),
+        k if SectionKind::SPILL.contains(k) => spill.is_some(),
+        _ => true,
+    });
+    manifest.format_version = version_for(kinds);
     let manifest_json =
         serde_json::to_vec(&manifest).map_err(|e| Error::param("manifest", e.to_string()))?;
     let mut plans = vec![
@@ -318,6 +340,19 @@ fn build_file(
     ];
     if let Some(a) = &attr_bytes {
         plans.push(plan(SectionKind::Attributes, a.len(), 1));
+    }
+    if let Some(s) = &spill {
+        let entries = s.rows.len();
+        plans.extend([
+            plan(SectionKind::SpillOffsets, parts + 1, 1),
+            plan(
+                SectionKind::SpillCodes,
+                entries.div_ceil(BLOCK),
+                BLOCK * words,
+            ),
+            plan(SectionKind::SpillFactors, 3, entries),
+            plan(SectionKind::SpillRows, entries, 1),
+        ]);
     }
     let placeholder = Calibration::encode_slot(None).map_err(|e| Error::param("calibration", e))?;
     let default_ids: Vec<i64>;
@@ -361,8 +396,81 @@ fn build_file(
         }
         SectionKind::Calibration => sink.write(&placeholder),
         SectionKind::Attributes => sink.write(attr_bytes.as_deref().unwrap_or_default()),
+        SectionKind::SpillOffsets
+        | SectionKind::SpillCodes
+        | SectionKind::SpillFactors
+        | SectionKind::SpillRows => match &spill {
+            Some(s) => s.write(kind, words, sink),
+            None => Ok(()),
+        },
     })?;
     Ok((manifest, pending))
+}
+
+/// Whether a build of `n` rows on `parts` partitions with `config`
+/// spills: not with one partition (nowhere to spill to), nor where row
+/// and entry numbers together would not fit in `u32` (Tier1 numbers a
+/// spilled survivor `n + entry`).
+fn spills(config: &BuildConfig, n: usize, parts: usize) -> bool {
+    config.spill && parts > 1 && 2 * n <= u32::MAX as usize
+}
+
+/// Spilled entries (blueprint 3.4): every row's code a second time, as a
+/// residual from its spill partition, grouped by that partition.
+struct Spill {
+    offsets: Vec<u64>,
+    codes: Vec<u64>,
+    factors: Factors,
+    /// The stored row of each entry.
+    rows: Vec<u32>,
+}
+
+impl Spill {
+    /// Encodes every row into `spill[row]`; `order` is the stored order
+    /// of the rows, `enc` their primary encoder.
+    fn encode(spill: &[u32], order: &[u32], enc: &Encoder<'_>, parts: usize) -> Self {
+        let n = spill.len();
+        let (spill_order, offsets) = partition_order(spill, parts);
+        let mut stored = vec![0u32; n];
+        for (pos, &r) in order.iter().enumerate() {
+            stored[r as usize] = pos as u32;
+        }
+        let rows = spill_order.iter().map(|&r| stored[r as usize]).collect();
+        let enc = Encoder {
+            offsets: &offsets,
+            order: &spill_order,
+            ..*enc
+        };
+        let mut codes = vec![0u64; n * words_for(enc.dim)];
+        let mut factors = Factors {
+            scale: vec![0.0; n],
+            bias: vec![0.0; n],
+            error: vec![0.0; n],
+        };
+        for start in (0..n).step_by(CHUNK_ROWS) {
+            enc.encode(start, (start + CHUNK_ROWS).min(n), &mut codes, &mut factors);
+        }
+        Spill {
+            offsets,
+            codes,
+            factors,
+            rows,
+        }
+    }
+
+    /// Writes the payload of spill section `kind`.
+    fn write(&self, kind: SectionKind, words: usize, sink: &mut SectionSink<'_>) -> Result<()> {
+        match kind {
+            SectionKind::SpillOffsets => sink.write_pod(&self.offsets),
+            SectionKind::SpillCodes => sink.write_pod(&to_blocked(&self.codes, words)),
+            SectionKind::SpillFactors => {
+                sink.write_pod(&self.factors.scale)?;
+                sink.write_pod(&self.factors.bias)?;
+                sink.write_pod(&self.factors.error)
+            }
+            _ => sink.write_pod(&self.rows),
+        }
+    }
 }
 
 fn plan(kind: SectionKind, rows: usize, cols: usize) -> SectionPlan {
@@ -438,6 +546,7 @@ pub(crate) fn check_input(vectors: &[f32], dim: usize, ids: Option<&[i64]>) -> R
 
 /// Encodes stored positions: the sign code of `x - anchor` and its factors,
 /// where the anchor is the row's partition centroid (or 0 without centring).
+#[derive(Clone, Copy)]
 struct Encoder<'a> {
     dim: usize,
     metric: Metric,

@@ -15,9 +15,9 @@ pub const PENDING_MAGIC: [u8; 8] = *b"SVVEPND\0";
 /// First 4 bytes of every section table entry.
 pub const SECTION_MAGIC: [u8; 4] = *b"SVSC";
 /// The format version this build writes. Version 2 added the calibration
-/// section, version 3 the optional attribute section; version 1 and 2 files
-/// are still read.
-pub const FORMAT_VERSION: u16 = 3;
+/// section, version 3 the optional attribute section, version 4 the
+/// optional spill sections; files of every earlier version are still read.
+pub const FORMAT_VERSION: u16 = 4;
 /// The oldest format version this build reads.
 pub const OLDEST_READABLE: u16 = 1;
 /// Size of the file header and of each section table entry.
@@ -60,11 +60,24 @@ pub enum SectionKind {
     /// 3 on, and optional: absent when the build had none). See
     /// `index::attributes`.
     Attributes,
+    /// Spilled copies (format version 4 on, optional; blueprint 3.4): entry
+    /// boundaries per partition (rows = partitions + 1, cols = 1, u64), as
+    /// `Offsets` for the stored rows.
+    SpillOffsets,
+    /// Tier1 codes of the spilled entries, blocked like `Codes` (rows =
+    /// ceil(entries / 8), cols = 8 * words, u64).
+    SpillCodes,
+    /// Tier1 factors of the spilled entries (rows = 3, cols = entries,
+    /// f32), residuals from the partition they are spilled into.
+    SpillFactors,
+    /// The stored row each spilled entry copies (rows = entries, cols = 1,
+    /// u32).
+    SpillRows,
 }
 
 impl SectionKind {
     /// All kinds, in the order the writer lays them out.
-    pub const ALL: [SectionKind; 9] = [
+    pub const ALL: [SectionKind; 13] = [
         SectionKind::Manifest,
         SectionKind::Centroid,
         SectionKind::Offsets,
@@ -74,6 +87,18 @@ impl SectionKind {
         SectionKind::Ids,
         SectionKind::Calibration,
         SectionKind::Attributes,
+        SectionKind::SpillOffsets,
+        SectionKind::SpillCodes,
+        SectionKind::SpillFactors,
+        SectionKind::SpillRows,
+    ];
+
+    /// The spill sections, all present or all absent.
+    pub const SPILL: [SectionKind; 4] = [
+        SectionKind::SpillOffsets,
+        SectionKind::SpillCodes,
+        SectionKind::SpillFactors,
+        SectionKind::SpillRows,
     ];
 
     /// The first format version in which this section is allowed (and,
@@ -82,13 +107,17 @@ impl SectionKind {
         match self {
             SectionKind::Calibration => 2,
             SectionKind::Attributes => 3,
+            SectionKind::SpillOffsets
+            | SectionKind::SpillCodes
+            | SectionKind::SpillFactors
+            | SectionKind::SpillRows => 4,
             _ => 1,
         }
     }
 
     /// Whether a file may leave this section out.
     pub fn optional(self) -> bool {
-        self == SectionKind::Attributes
+        self == SectionKind::Attributes || Self::SPILL.contains(&self)
     }
 
     /// The 4-byte tag stored in the section entry.
@@ -103,6 +132,10 @@ impl SectionKind {
             SectionKind::Ids => *b"IDS\0",
             SectionKind::Calibration => *b"CALI",
             SectionKind::Attributes => *b"ATTR",
+            SectionKind::SpillOffsets => *b"SOFF",
+            SectionKind::SpillCodes => *b"SCOD",
+            SectionKind::SpillFactors => *b"SFAC",
+            SectionKind::SpillRows => *b"SROW",
         }
     }
 
@@ -117,9 +150,16 @@ impl SectionKind {
             SectionKind::Manifest | SectionKind::Calibration | SectionKind::Attributes => {
                 ElemType::U8
             }
-            SectionKind::Codes | SectionKind::Offsets => ElemType::U64,
+            SectionKind::Codes
+            | SectionKind::Offsets
+            | SectionKind::SpillOffsets
+            | SectionKind::SpillCodes => ElemType::U64,
             SectionKind::Ids => ElemType::I64,
-            SectionKind::Centroid | SectionKind::Factors | SectionKind::Vectors => ElemType::F32,
+            SectionKind::Centroid
+            | SectionKind::Factors
+            | SectionKind::Vectors
+            | SectionKind::SpillFactors => ElemType::F32,
+            SectionKind::SpillRows => ElemType::U32,
         }
     }
 
@@ -135,6 +175,10 @@ impl SectionKind {
             SectionKind::Ids => "ids",
             SectionKind::Calibration => "calibration",
             SectionKind::Attributes => "attribute",
+            SectionKind::SpillOffsets => "spill offsets",
+            SectionKind::SpillCodes => "spill codes",
+            SectionKind::SpillFactors => "spill factors",
+            SectionKind::SpillRows => "spill rows",
         }
     }
 }
@@ -151,6 +195,8 @@ pub enum ElemType {
     F32 = 3,
     /// 64-bit signed ids.
     I64 = 4,
+    /// 32-bit row numbers.
+    U32 = 5,
 }
 
 impl ElemType {
@@ -158,15 +204,21 @@ impl ElemType {
     pub fn size(self) -> u64 {
         match self {
             ElemType::U8 => 1,
-            ElemType::F32 => 4,
+            ElemType::F32 | ElemType::U32 => 4,
             ElemType::U64 | ElemType::I64 => 8,
         }
     }
 
     fn from_u16(v: u16) -> Option<Self> {
-        [ElemType::U8, ElemType::U64, ElemType::F32, ElemType::I64]
-            .into_iter()
-            .find(|e| *e as u16 == v)
+        [
+            ElemType::U8,
+            ElemType::U64,
+            ElemType::F32,
+            ElemType::I64,
+            ElemType::U32,
+        ]
+        .into_iter()
+        .find(|e| *e as u16 == v)
     }
 }
 

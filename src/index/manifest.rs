@@ -25,6 +25,11 @@ pub struct BuildConfig {
     /// Calibrate recall targets at build (`core::calibrate`).
     #[serde(default = "yes")]
     pub calibrate: bool,
+    /// Store each row's Tier1 code a second time in one more partition
+    /// (SOAR spilling, blueprint 3.4). Absent in files written before it
+    /// existed, which have no spilled entries.
+    #[serde(default)]
+    pub spill: bool,
 }
 
 fn yes() -> bool {
@@ -38,6 +43,7 @@ impl Default for BuildConfig {
             partitions: 0,
             seed: 0,
             calibrate: true,
+            spill: true,
         }
     }
 }

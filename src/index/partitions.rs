@@ -242,3 +242,101 @@ pub(crate) fn assign(
     }
     Ok(assign)
 }
+
+/// SOAR's weight `lambda` on the spilled residual's component along the
+/// primary one (blueprint 3.4). 1 is the paper's value; on
+/// debian-minilm-384, 2 covered the true top-10 with about 5% fewer rows
+/// and on the ada-like 9k x 1536 set 1 did, by as little (offline study,
+/// `benchmarks/studies/spill.py`).
+pub const SPILL_LAMBDA: f32 = 1.0;
+
+/// [`assign`] plus each row's spill partition: the one, other than its
+/// own, that minimises SOAR's loss `||x - c||^2 + lambda <r, x - c>^2 /
+/// ||r||^2` with `r = x - c_own`. A query whose nearest neighbour's
+/// primary partition was missed is most likely to lie along `r` from it;
+/// the loss prefers a second centroid whose residual is orthogonal to `r`,
+/// so the second copy is found exactly when the first is not. One pass
+/// over the centroids gives both: `<r, c> = <x, c> - <c_own, c>` from a
+/// table of centroid dot products.
+pub(crate) fn assign_spilled(
+    n: usize,
+    dim: usize,
+    centroids: &[f32],
+    row: &(dyn Fn(usize, &mut [f32]) + Sync),
+    kernels: &Kernels,
+    progress: &mut dyn Progress,
+    total: usize,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    /// Centroids scored per kernel call.
+    const BLOCK: usize = 64;
+    let parts = centroids.len() / dim;
+    let cn = kmeans::norms(centroids, dim, kernels);
+    let gram: Vec<f32> = pool::install(|| {
+        let mut g = vec![0.0f32; parts * parts];
+        g.par_chunks_mut(parts)
+            .zip(centroids.par_chunks(dim))
+            .for_each(|(out, c)| {
+                for (o, block) in out.chunks_mut(BLOCK).zip(centroids.chunks(BLOCK * dim)) {
+                    (kernels.dot_rows)(c, block, o);
+                }
+            });
+        g
+    });
+    let mut own = vec![0u32; n];
+    let mut spill = vec![0u32; n];
+    for start in (0..n).step_by(CHUNK_ROWS) {
+        let end = (start + CHUNK_ROWS).min(n);
+        pool::install(|| {
+            own[start..end]
+                .par_iter_mut()
+                .zip(spill[start..end].par_iter_mut())
+                .enumerate()
+                .for_each_init(
+                    || (vec![0.0f32; dim], vec![0.0f32; parts]),
+                    |(buf, dots), (j, (a, s))| {
+                        row(start + j, buf);
+                        for (o, block) in dots.chunks_mut(BLOCK).zip(centroids.chunks(BLOCK * dim))
+                        {
+                            (kernels.dot_rows)(buf, block, o);
+                        }
+                        let (p, q) = soar_pair(dots, &cn, &gram, (kernels.dot)(buf, buf));
+                        (*a, *s) = (p as u32, q as u32);
+                    },
+                );
+        });
+        if !progress.report(end, total) {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok((own, spill))
+}
+
+/// The nearest centroid and the spill partition of a row whose dot
+/// products with the centroids are `dots` and squared norm `xn`.
+fn soar_pair(dots: &[f32], cn: &[f32], gram: &[f32], xn: f32) -> (usize, usize) {
+    let parts = dots.len();
+    let mut p = 0;
+    let mut best = f32::NEG_INFINITY;
+    for (i, (&d, &c)) in dots.iter().zip(cn).enumerate() {
+        let s = 2.0 * d - c;
+        if s > best {
+            (best, p) = (s, i);
+        }
+    }
+    // `||r||^2` and `<r, x>` of the residual from the row's own centroid.
+    let rn = (xn - 2.0 * dots[p] + cn[p]).max(0.0);
+    let rx = xn - dots[p];
+    let weight = if rn > 1e-20 { SPILL_LAMBDA / rn } else { 0.0 };
+    let g = &gram[p * parts..(p + 1) * parts];
+    let mut spill = if p == 0 { 1 } else { 0 };
+    let mut low = f32::INFINITY;
+    for (i, ((&d, &c), &gc)) in dots.iter().zip(cn).zip(g).enumerate() {
+        // `<r, x - c> = <r, x> - <x, c> + <c_own, c>`.
+        let along = rx - d + gc;
+        let loss = c - 2.0 * d + weight * along * along;
+        if i != p && loss < low {
+            (low, spill) = (loss, i);
+        }
+    }
+    (p, spill)
+}

@@ -143,6 +143,7 @@ impl IndexFile {
             .check(header.version)
             .map_err(|r| Error::corrupt(path, r))?;
         check_shapes(path, &manifest, &sections)?;
+        check_contiguous(path, &sections, header.section_count as usize)?;
         let cal = &sections[slot(SectionKind::Calibration)];
         let calibration = if header.version < SectionKind::Calibration.since() {
             None
@@ -175,6 +176,7 @@ impl IndexFile {
         };
         index.check_alignment()?;
         index.check_offsets()?;
+        index.check_spill()?;
         // Tier2 rows are gathered at random; read-ahead would only waste cache.
         let v = index.entry(SectionKind::Vectors);
         advise_random(&index.map, v.offset as usize, v.len as usize);
@@ -301,6 +303,35 @@ impl IndexFile {
                 "partition offsets are not a non-decreasing sequence from 0 to n",
             ))
         }
+    }
+
+    /// Spilled entries (blueprint 3.4) must each copy a row of the file,
+    /// and their offsets run from 0 to their count like the rows'.
+    fn check_spill(&self) -> Result<()> {
+        let rows: &[u32] = self.section(SectionKind::SpillRows);
+        let off: &[u64] = self.section(SectionKind::SpillOffsets);
+        if off.is_empty() {
+            return Ok(());
+        }
+        let ok = off.first() == Some(&0)
+            && off.last() == Some(&(rows.len() as u64))
+            && off.windows(2).all(|w| w[0] <= w[1]);
+        if !ok {
+            return Err(Error::corrupt(
+                &self.path,
+                "spill offsets are not a non-decreasing sequence from 0 to the spilled entries",
+            ));
+        }
+        if let Some(r) = rows.iter().find(|&&r| u64::from(r) >= self.manifest.n) {
+            return Err(Error::corrupt(
+                &self.path,
+                format!(
+                    "a spilled entry copies row {r} of a {}-row file",
+                    self.manifest.n
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Row range `[start, end)` of each partition.
@@ -469,6 +500,30 @@ fn read_table(
         .map_err(|_| Error::corrupt(path, "section table is incomplete"))
 }
 
+/// The writer starts each payload at the first aligned offset after the
+/// previous one, so a gap between payloads is a section dropped from a
+/// resealed table (an optional one, say, which the file would otherwise
+/// load without). Checked after the shapes, whose messages say more.
+fn check_contiguous(path: &Path, sections: &[SectionEntry], count: usize) -> Result<()> {
+    let mut spans: Vec<&SectionEntry> = sections.iter().filter(|e| e.len > 0).collect();
+    spans.sort_by_key(|e| e.offset);
+    let mut at = super::format::align_up((HEADER_LEN * (1 + count)) as u64);
+    for e in spans {
+        if e.offset != at {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "{} section starts at {}, not at {at} where the previous one ends",
+                    e.kind.name(),
+                    e.offset
+                ),
+            ));
+        }
+        at = super::format::align_up(e.offset + e.len);
+    }
+    Ok(())
+}
+
 /// Every section's shape must agree with the manifest.
 fn check_shapes(path: &Path, m: &Manifest, s: &[SectionEntry]) -> Result<()> {
     let expect = |kind: SectionKind, rows: u64, cols: u64| -> Result<()> {
@@ -502,6 +557,24 @@ fn check_shapes(path: &Path, m: &Manifest, s: &[SectionEntry]) -> Result<()> {
     expect(SectionKind::Ids, m.n, 1)?;
     if m.format_version >= SectionKind::Calibration.since() {
         expect(SectionKind::Calibration, SLOT_BYTES as u64, 1)?;
+    }
+    let present = SectionKind::SPILL.map(|k| s[slot(k)].len > 0);
+    if present.contains(&true) {
+        if present.contains(&false) {
+            return Err(Error::corrupt(
+                path,
+                "spill sections are incomplete (all four or none)",
+            ));
+        }
+        let entries = s[slot(SectionKind::SpillRows)].rows;
+        expect(SectionKind::SpillRows, entries, 1)?;
+        expect(SectionKind::SpillOffsets, m.partitions + 1, 1)?;
+        expect(
+            SectionKind::SpillCodes,
+            entries.div_ceil(8),
+            8 * m.code_words,
+        )?;
+        expect(SectionKind::SpillFactors, 3, entries)?;
     }
     Ok(())
 }

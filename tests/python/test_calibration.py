@@ -40,7 +40,7 @@ def test_info_reports_the_calibration(built: Path) -> None:
     info = SearchEngine(built).info()
     cal = info.calibration
     assert cal is not None
-    assert info.format_version == 2
+    assert info.format_version == 4  # partitioned: spilled entries
     assert cal.k == 10
     assert cal.queries == 300
     assert cal.seconds > 0
@@ -122,7 +122,7 @@ def test_calibrate_in_place_reloads(tmp_path: Path, data) -> None:
     assert info.calibration is not None
     assert info.warnings == []
     assert engine.info().calibration == info.calibration
-    assert SearchEngine(path).info().format_version == 2  # a v2 file, checksums verified
+    assert SearchEngine(path).info().format_version == 4  # spilled entries; checksums verified
 
 
 @pytest.mark.parametrize(

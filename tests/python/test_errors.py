@@ -115,7 +115,7 @@ def _file_version(value: int) -> Callable[[Env], None]:
 
 
 def _section_version(e: Env) -> None:
-    _patch_u16(e, HEADER_LEN + 8, 4)  # version of the first section table entry
+    _patch_u16(e, HEADER_LEN + 8, 5)  # version of the first section table entry
     SearchEngine(e.index)
 
 
@@ -301,9 +301,9 @@ TRIGGERS: List[Tuple[Type[BaseException], str, Callable[[Env], Any]]] = [
      lambda e: e.engine.search(e.q, 5, filter={"id": {"$near": 1}})),
     (exc.InvalidFilterError, "filter not a dict", lambda e: e.engine.search(e.q, 5, filter=[1])),
     # VersionMismatchError
-    (exc.VersionMismatchError, "file version 4", _file_version(4)),
+    (exc.VersionMismatchError, "file version 5", _file_version(5)),
     (exc.VersionMismatchError, "file version 0", _file_version(0)),
-    (exc.VersionMismatchError, "section version 4", _section_version),
+    (exc.VersionMismatchError, "section version 5", _section_version),
     # IndexIOError
     (exc.IndexIOError, "parent dir missing",
      lambda e: build_index(e.tmp / "no" / "such" / "dir.svve", e.data[:5])),
@@ -435,10 +435,10 @@ def test_verify_false_still_checks_structure(env: Env) -> None:
 
 def test_version_mismatch_message(env: Env) -> None:
     with pytest.raises(exc.VersionMismatchError) as info:
-        _file_version(4)(env)
+        _file_version(5)(env)
     msg = str(info.value)
     assert str(env.index) in msg
-    assert "version 4" in msg
+    assert "version 5" in msg
     assert f"reads version {svve_core.FORMAT_VERSION}" in msg
     assert not isinstance(info.value, exc.CorruptIndexError)
 

@@ -127,7 +127,7 @@ def test_info_lists_attributes(data: Dict[str, Any]) -> None:
         "tags": "tags",
         "cluster": "int",
     }
-    assert info.format_version == 3
+    assert info.format_version == 4  # attributes and spilled entries
 
 
 def test_files_without_attributes_stay_version_2(tmp_path: Path) -> None:
@@ -188,7 +188,14 @@ def test_filters_matching_few_rows(data: Dict[str, Any], count: int, where: str)
         got, _ = e.search(q, K, params, filter=flt)
         truth = _truth(data, q, match)
         assert len(got) == len(truth) == min(K, count)
-        assert set(got.tolist()) == set(truth.tolist())
+        found = len(set(got.tolist()) & set(truth.tolist()))
+        if params is None and count > K + 1:
+            # 300 matches are searched approximately, at the default target
+            # 0.95: one query may miss a row (over 600 such queries, 100 to
+            # 600 near matches, recall 0.975 with or without spilled entries).
+            assert found >= min(K, count) - 1
+        else:
+            assert found == min(K, count)
 
 
 @pytest.mark.parametrize("share", [0.5, 0.1, 0.01])

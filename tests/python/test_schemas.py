@@ -315,10 +315,11 @@ def test_index_info_after_build(
     words = math.ceil(dim / 64)
     assert info.path == os.fspath(path)
     assert (info.n, info.dim, info.metric) == (n, dim, metric)
-    # Without attributes a build writes a version 2 file (older builds read
-    # it); version 3 adds the attribute section.
+    # Without attributes or spilled entries (one partition: nowhere to
+    # spill to) a build writes a version 2 file, which older builds read;
+    # version 3 adds the attribute section, version 4 the spill.
     assert info.format_version == 2
-    assert svve_core.FORMAT_VERSION == 3
+    assert svve_core.FORMAT_VERSION == 4
     assert info.library_version == svve_core.__version__
     assert info.build == IndexConfig(center=center)
     assert info.partitions == 1  # automatic: flat below 10k rows

@@ -53,7 +53,7 @@ fn a_calibrated_build_stores_one_point_per_target() {
     let (data, _) = split(6000, 0);
     let engine = calibrated(&dir, &data, Metric::L2);
     let cal = engine.file().calibration().expect("calibrated");
-    assert_eq!(engine.file().version(), 2);
+    assert_eq!(engine.file().version(), 4, "spilled entries are version 4");
     assert_eq!(cal.k, 10);
     assert_eq!(cal.queries, 300);
     assert!(cal.settings_tried > 0 && cal.seconds > 0.0);

@@ -39,7 +39,7 @@ fn table_end(bytes: &[u8]) -> usize {
 /// can. Nothing may panic or read out of bounds, and every answer still has
 /// `min(k, n)` rows: a query whose Tier1 estimates are not finite (NaN or
 /// infinite factors) falls back to exact scoring.
-fn search_survives(path: &std::path::Path, n: usize, dim: usize) {
+pub fn search_survives(path: &std::path::Path, n: usize, dim: usize) {
     let engine = Engine::open(path, LoadOptions { verify: false }).expect("loads");
     let q: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin() + 0.1).collect();
     for k in [1, 5, n + 3] {
@@ -66,7 +66,7 @@ fn search_survives(path: &std::path::Path, n: usize, dim: usize) {
 fn every_bit_of_header_and_table_is_checked() {
     let f = tiny();
     let end = table_end(&f.bytes);
-    assert_eq!(end, HEADER_LEN * 10, "header + 9 entries");
+    assert_eq!(end, HEADER_LEN * 14, "header + 13 entries");
     let mut refused = 0;
     for byte in 0..end {
         for bit in 0..8 {
@@ -181,7 +181,7 @@ fn extension_is_refused(#[values(1, 7, 63, 64, 65, 4096)] extra: usize) {
 }
 
 #[rstest]
-fn header_version_is_a_version_mismatch(#[values(0, 4, 7, u16::MAX)] version: u16) {
+fn header_version_is_a_version_mismatch(#[values(0, 5, 7, u16::MAX)] version: u16) {
     let f = tiny();
     let mut b = f.bytes.clone();
     b[8..10].copy_from_slice(&version.to_le_bytes());
@@ -200,9 +200,9 @@ fn header_version_is_a_version_mismatch(#[values(0, 4, 7, u16::MAX)] version: u1
 fn every_section_version_is_checked() {
     let f = tiny();
     for i in 0..SectionKind::ALL.len() {
-        // An entry's version must be the file's (3); a newer one is a
+        // An entry's version must be the file's (4); a newer one is a
         // version mismatch, an older one a damaged file.
-        for version in [0u16, 1, 2, 4, u16::MAX] {
+        for version in [0u16, 1, 2, 3, 5, u16::MAX] {
             let mut b = f.bytes.clone();
             let at = HEADER_LEN * (1 + i);
             b[at + 8..at + 10].copy_from_slice(&version.to_le_bytes());
@@ -219,7 +219,7 @@ fn every_section_version_is_checked() {
             } else {
                 let msg = expect_refused(&p, false);
                 assert!(
-                    msg.contains(&format!("version {version} in a version 3 file")),
+                    msg.contains(&format!("version {version} in a version 4 file")),
                     "entry {i} version {version}: {msg}"
                 );
             }
@@ -273,7 +273,8 @@ fn broken_manifests(good: &str) -> Vec<(&'static str, Vec<u8>)> {
         ("format", set("format", "svve-other".into())),
         ("format_version 1", set("format_version", 1.into())),
         ("format_version 2", set("format_version", 2.into())),
-        ("format_version 4", set("format_version", 4.into())),
+        ("format_version 3", set("format_version", 3.into())),
+        ("format_version 5", set("format_version", 5.into())),
         ("format_version 0", set("format_version", 0.into())),
         ("format_version string", set("format_version", "1".into())),
         ("n string", set("n", "300".into())),

@@ -12,3 +12,4 @@ mod frozen;
 mod kernels;
 mod limits;
 mod search;
+mod spill;

@@ -22,6 +22,7 @@ use crate::index::attributes::AttributesInput;
 use crate::index::build::{build_on_partitions, BuildInput};
 use crate::index::format::SectionKind;
 use crate::index::partitions::UNKNOWN;
+use crate::index::BuildConfig;
 
 /// Segments of a size tier merged at once by default (size-tiered
 /// merging, as Lucene's and Cassandra's): every row is rewritten about
@@ -217,7 +218,14 @@ impl Writer {
                         build_on_partitions(&path, input, m.metric, cfg, centroids)?;
                     }
                     None => {
-                        build_input(&path, input, m.metric, cfg, &mut ())?;
+                        // Without spilled entries, like every segment: the
+                        // base is calibrated alone, but queries read it in
+                        // a stack, which scans none (blueprint 10.3).
+                        let cfg = BuildConfig {
+                            spill: false,
+                            ..cfg.clone()
+                        };
+                        build_input(&path, input, m.metric, &cfg, &mut ())?;
                     }
                 }
                 let seg = Segment {

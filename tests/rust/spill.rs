@@ -1,0 +1,245 @@
+//! Spilled entries (blueprint 3.4): every row's code a second time in the
+//! partition SOAR picks. The file holds them right, a search through them
+//! returns each row once and exactly what brute force does at full effort,
+//! and damaged spill sections are refused.
+use _svve_core::core::{Engine, SearchParams};
+use _svve_core::index::format::SectionKind;
+use _svve_core::index::{build_index, BuildConfig, LoadOptions, Metric};
+use rstest::rstest;
+
+use crate::common::{clustered, Rng, TempDir};
+use crate::corruption::search_survives;
+use crate::craft::{assemble, expect_refused, layout, parse, Fixture, Sec};
+
+const N: usize = 1500;
+const DIM: usize = 72;
+const PARTS: usize = 12;
+
+fn build(dir: &TempDir, metric: Metric, spill: bool) -> (Engine, Vec<f32>) {
+    let path = dir.file("sp.svve");
+    let data = clustered(N, DIM, 11);
+    let cfg = BuildConfig {
+        partitions: PARTS,
+        spill,
+        calibrate: false,
+        ..BuildConfig::default()
+    };
+    build_index(&path, &data, DIM, None, metric, &cfg, &mut ()).unwrap();
+    (Engine::open(&path, LoadOptions::default()).unwrap(), data)
+}
+
+fn queries(count: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    let base = clustered(count, DIM, seed);
+    base.iter().map(|x| x + 0.2 * rng.unit()).collect()
+}
+
+/// Exact internal scores (higher is better) of every row, best first.
+fn brute(data: &[f32], q: &[f32], metric: Metric) -> Vec<(f32, i64)> {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let mut s: Vec<(f32, i64)> = data
+        .chunks(DIM)
+        .enumerate()
+        .map(|(i, x)| {
+            let dot: f32 = x.iter().zip(q).map(|(a, b)| a * b).sum();
+            let v = match metric {
+                Metric::Ip => dot,
+                Metric::Cosine => dot / (norm(x) * norm(q)),
+                Metric::L2 => -x.iter().zip(q).map(|(a, b)| (a - b).powi(2)).sum::<f32>(),
+            };
+            (v, i as i64)
+        })
+        .collect();
+    s.sort_by(|a, b| b.0.total_cmp(&a.0));
+    s
+}
+
+#[test]
+fn every_row_is_spilled_once_into_another_partition() {
+    let dir = TempDir::new("sp-layout");
+    let (e, _) = build(&dir, Metric::L2, true);
+    let f = e.file();
+    let rows: &[u32] = f.section(SectionKind::SpillRows);
+    let soff: &[u64] = f.section(SectionKind::SpillOffsets);
+    let off = f.offsets();
+    assert_eq!(rows.len(), N);
+    let mut seen = vec![false; N];
+    for p in 0..PARTS {
+        for &r in &rows[soff[p] as usize..soff[p + 1] as usize] {
+            assert!(!seen[r as usize], "row {r} spilled twice");
+            seen[r as usize] = true;
+            let own = off.partition_point(|&o| o <= u64::from(r)) - 1;
+            assert_ne!(own, p, "row {r} spilled into its own partition");
+        }
+    }
+    assert!(seen.iter().all(|&s| s));
+    assert_eq!(f.version(), 4);
+}
+
+#[test]
+fn a_build_without_spill_has_no_spill_sections() {
+    let dir = TempDir::new("sp-off");
+    let (e, _) = build(&dir, Metric::L2, false);
+    for kind in SectionKind::SPILL {
+        assert_eq!(e.file().entry(kind).len, 0, "{kind:?}");
+    }
+    // Format 2 (no attributes, no spill): older readers still open it.
+    assert_eq!(e.file().version(), 2);
+    assert!(!e.file().manifest().build.spill);
+}
+
+#[rstest]
+fn full_effort_through_spilled_entries_is_exact(
+    #[values(Metric::L2, Metric::Ip, Metric::Cosine)] metric: Metric,
+) {
+    let dir = TempDir::new("sp-exact");
+    let (e, data) = build(&dir, metric, true);
+    let p = SearchParams {
+        k: 15,
+        nprobe: PARTS,
+        candidates: 2 * N,
+        expansion: false,
+        ..SearchParams::default()
+    };
+    for q in queries(20, 3).chunks(DIM) {
+        let (ids, scores) = e.search(q, &p).unwrap();
+        let want = brute(&data, q, metric);
+        let want_ids: Vec<i64> = want.iter().take(15).map(|w| w.1).collect();
+        assert_eq!(ids, want_ids);
+        let flip = if metric == Metric::L2 { -1.0 } else { 1.0 };
+        for (s, w) in scores.iter().zip(&want) {
+            assert!(
+                (flip * s - w.0).abs() <= 1e-3 * w.0.abs().max(1.0),
+                "{s} vs {}",
+                w.0
+            );
+        }
+    }
+}
+
+#[rstest]
+fn each_row_is_returned_once(#[values(1, 10, 40)] k: usize, #[values(1, 3)] nprobe: usize) {
+    // Few survivors and probes: rows found through both their partitions
+    // crowd the survivors, and must still come back k distinct rows.
+    let dir = TempDir::new("sp-once");
+    let (e, _) = build(&dir, Metric::Ip, true);
+    let p = SearchParams {
+        k,
+        nprobe,
+        candidates: k,
+        ..SearchParams::default()
+    };
+    for q in queries(30, 5).chunks(DIM) {
+        let (ids, _, stats) = e.search_with_stats(q, &p).unwrap();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), k, "{ids:?}");
+        assert!(stats.rescored < N, "no brute-force fallback: {stats:?}");
+    }
+}
+
+#[test]
+fn spill_finds_more_of_the_top_ten_at_equal_probes() {
+    // The point of spilling: at one probe a query also reaches the rows
+    // spilled into its partition, whose own partition it did not open.
+    let dir = TempDir::new("sp-recall");
+    let recall = |spill: bool| {
+        let (e, data) = build(&dir, Metric::L2, spill);
+        let p = SearchParams {
+            nprobe: 1,
+            expansion: false,
+            candidates: 200,
+            ..SearchParams::default()
+        };
+        let mut hits = 0;
+        for q in queries(40, 9).chunks(DIM) {
+            let (ids, _) = e.search(q, &p).unwrap();
+            let want: Vec<i64> = brute(&data, q, Metric::L2)
+                .iter()
+                .take(10)
+                .map(|w| w.1)
+                .collect();
+            hits += ids.iter().filter(|i| want.contains(i)).count();
+        }
+        hits
+    };
+    let (with, without) = (recall(true), recall(false));
+    assert!(with > without, "spilled {with} vs not {without} of 400");
+}
+
+fn fixture() -> Fixture {
+    Fixture::new("sp-craft", 300, 70, 4, Metric::L2)
+}
+
+fn with_payload(secs: &[Sec], kind: SectionKind, change: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+    let mut secs = secs.to_vec();
+    let s = secs.iter_mut().find(|s| s.kind == kind).unwrap();
+    change(&mut s.payload);
+    assemble(&secs)
+}
+
+#[test]
+fn damaged_spill_sections_are_refused() {
+    let f = fixture();
+    let secs = parse(&f.bytes);
+    assert!(secs.iter().any(|s| s.kind == SectionKind::SpillRows));
+    let refused = |bytes: Vec<u8>, needle: &str| {
+        let p = f.write("bad.svve", &bytes);
+        for verify in [true, false] {
+            let msg = expect_refused(&p, verify);
+            assert!(msg.contains(needle), "{needle}: {msg}");
+        }
+    };
+    // An entry copying a row the file does not have (checksums recomputed).
+    refused(
+        with_payload(&secs, SectionKind::SpillRows, |b| {
+            b[4..8].copy_from_slice(&300u32.to_le_bytes())
+        }),
+        "copies row 300",
+    );
+    // Offsets that go backwards, or do not end at the entry count.
+    refused(
+        with_payload(&secs, SectionKind::SpillOffsets, |b| {
+            b[8..16].copy_from_slice(&299u64.to_le_bytes())
+        }),
+        "spill offsets",
+    );
+    refused(
+        with_payload(&secs, SectionKind::SpillOffsets, |b| {
+            let at = b.len() - 8;
+            b[at..].copy_from_slice(&7u64.to_le_bytes())
+        }),
+        "spill offsets",
+    );
+    // Each spill section dropped in turn (the file re-laid out without it).
+    for kind in SectionKind::SPILL {
+        let fewer: Vec<Sec> = secs.iter().filter(|s| s.kind != kind).cloned().collect();
+        refused(assemble(&fewer), "incomplete");
+    }
+    // A spill section of the wrong shape.
+    let mut short = secs.clone();
+    let s = short
+        .iter_mut()
+        .find(|s| s.kind == SectionKind::SpillRows)
+        .unwrap();
+    s.rows -= 1;
+    s.payload.truncate(s.payload.len() - 4);
+    refused(assemble(&short), "manifest implies");
+    assert_eq!(layout(&secs).len(), secs.len());
+}
+
+#[test]
+fn garbage_in_spilled_codes_and_factors_still_searches() {
+    // Without checksum verification, damaged codes or factors load (their
+    // shapes are right): searches must still answer min(k, n) rows.
+    let f = fixture();
+    let secs = parse(&f.bytes);
+    for kind in [SectionKind::SpillCodes, SectionKind::SpillFactors] {
+        for fill in [0x00u8, 0xFF, 0x7F] {
+            let bytes = with_payload(&secs, kind, |b| b.iter_mut().for_each(|x| *x = fill));
+            let p = f.write("garbage.svve", &bytes);
+            search_survives(&p, f.n, f.dim);
+        }
+    }
+}
