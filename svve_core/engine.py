@@ -339,6 +339,7 @@ class SearchEngine:
             bytes_tier2=sizes["tier2"],
             bytes_ids=sizes["ids"],
             bytes_file=sizes["file"],
+            spilled=sizes["spilled"],
             partitions=m.partitions,
             build=m.build,
             isa=st.core.isa,

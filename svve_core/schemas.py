@@ -277,6 +277,10 @@ class IndexInfo(_Model):
     bytes_tier2: int = Field(description="float32 vectors.")
     bytes_ids: int
     bytes_file: int
+    spilled: int = Field(
+        default=0,
+        description="Rows with a second Tier1 entry in another partition (IndexConfig.spill).",
+    )
     partitions: int
     build: IndexConfig
     isa: str = Field(description="Instruction set the kernels dispatched to.")

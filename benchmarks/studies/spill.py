@@ -98,7 +98,21 @@ def main(argv=None) -> int:
             keep = np.argsort(cost)[: int(frac * n)]
             chosen[keep] = spill[keep]
             curve(f"lam={lam} frac={frac}", chosen)
+        if lam == 1.0:
+            for c in (0.5, 1.0, 2.0):
+                curve(f"lam=1 cap={c}", capped(spill, cost, sizes, c))
     return 0
+
+
+def capped(spill, cost, sizes, c):
+    """``spill``, with each partition taking at most ``c * max(own rows,
+    mean rows)`` copies, those with the lowest distance ratio first."""
+    cap = np.ceil(c * np.maximum(sizes, sizes.mean())).astype(np.int64)
+    order = np.lexsort((cost, spill))
+    ranked = np.empty(len(spill), np.int64)
+    starts = np.searchsorted(spill[order], np.arange(len(sizes)))
+    ranked[order] = np.arange(len(spill)) - starts[spill[order]]
+    return np.where(ranked < cap[spill], spill, -1)
 
 
 if __name__ == "__main__":

@@ -148,17 +148,23 @@ impl PyEngine {
     }
 
     /// Bytes per part: `{"tier1": ..., "tier2": ..., "ids": ..., "file": ...}`.
-    fn section_bytes(&self) -> [(&'static str, usize); 4] {
+    fn section_bytes(&self) -> [(&'static str, usize); 5] {
         let f = self.inner.file();
         let len = |k: SectionKind| f.entry(k).len as usize;
+        let spill: usize = SectionKind::SPILL.iter().map(|&k| len(k)).sum();
         [
             (
                 "tier1",
-                len(SectionKind::Codes) + len(SectionKind::Factors) + len(SectionKind::Centroid),
+                len(SectionKind::Codes)
+                    + len(SectionKind::Factors)
+                    + len(SectionKind::Centroid)
+                    + spill,
             ),
             ("tier2", len(SectionKind::Vectors)),
             ("ids", len(SectionKind::Ids)),
             ("file", f.file_len()),
+            // Not bytes: the spilled entries (blueprint 3.4).
+            ("spilled", f.entry(SectionKind::SpillRows).rows as usize),
         ]
     }
 

@@ -82,20 +82,26 @@ fn allowed_chunks<'v>(
     })
 }
 
-/// One kernel call's entries: `r0..r1` of `table` (whole blocks), in the
-/// partition whose entries there are `start..end`, the `order`-th probed.
-/// A survivor is numbered `first + entry`: a row of the stack, or, for a
-/// spilled entry, the stack's row count plus the entry.
-struct Chunk<'v> {
+/// One partition's rows in one file, or its spilled entries: entries
+/// `start..end` of `table`, in the `order`-th partition probed. A survivor
+/// is numbered `first + entry`: a row of the stack, or, for a spilled
+/// entry, the stack's row count plus the entry.
+#[derive(Clone, Copy)]
+struct Slice<'v> {
     order: usize,
     first: usize,
     table: CodeTable<'v>,
-    /// Rows the query may return, by block (the rows' own chunks).
+    /// Rows the query may return, by block (the rows' own slices).
     mask: Option<&'v RowMask>,
     /// For spilled entries under a mask: the rows they copy, and the mask.
     copies: Option<(&'v [u32], &'v RowMask)>,
     start: usize,
     end: usize,
+}
+
+/// One kernel call: entries `r0..r1` (whole blocks) of a slice.
+struct Chunk<'v> {
+    slice: Slice<'v>,
     r0: usize,
     r1: usize,
 }
@@ -104,8 +110,9 @@ impl Chunk<'_> {
     /// Asks for the chunk's first code blocks and their factors.
     fn prefetch(&self) {
         let r1 = self.r1.min(self.r0 + PREFETCH_BLOCKS * BLOCK);
-        prefetch(self.table.code_blocks(self.r0, r1).blocks);
-        let f = self.table.factors(self.r0, r1);
+        let table = self.slice.table;
+        prefetch(table.code_blocks(self.r0, r1).blocks);
+        let f = table.factors(self.r0, r1);
         prefetch(f.scale);
         prefetch(f.bias);
     }
@@ -191,26 +198,35 @@ impl<'a> Tier1<'a> {
             let p = r.row as usize;
             let rows = self.stack.parts().map(move |(first, view)| {
                 let (start, end) = view.rows_of(p);
-                (first, view.table(), view.mask, None, start, end)
+                Slice {
+                    order: i,
+                    first,
+                    table: view.table(),
+                    mask: view.mask,
+                    copies: None,
+                    start,
+                    end,
+                }
             });
             let spilled = spill.map(|s| {
                 let (start, end) = s.entries_of(p);
-                let copies = copied_mask.map(|m| (s.rows, m));
-                (spilled_first, s.table(words), None, copies, start, end)
+                Slice {
+                    order: i,
+                    first: spilled_first,
+                    table: s.table(words),
+                    mask: None,
+                    copies: copied_mask.map(|m| (s.rows, m)),
+                    start,
+                    end,
+                }
             });
             // An empty slice is common in a small segment on a large one's
             // partitions; `allowed_chunks` would still yield the block
             // holding `start`.
-            let slices = rows.chain(spilled).filter(|s| s.4 < s.5);
-            slices.flat_map(move |(first, table, mask, copies, start, end)| {
-                allowed_chunks(mask, start, end).map(move |(r0, r1)| Chunk {
-                    order: i,
-                    first,
-                    table,
-                    mask,
-                    copies,
-                    start,
-                    end,
+            let slices = rows.chain(spilled).filter(|s| s.start < s.end);
+            slices.flat_map(move |slice| {
+                allowed_chunks(slice.mask, slice.start, slice.end).map(move |(r0, r1)| Chunk {
+                    slice,
                     r0,
                     r1,
                 })
@@ -240,8 +256,8 @@ impl<'a> Tier1<'a> {
         for i in (0..LOOKAHEAD).cycle() {
             let Some(chunk) = ring[i].take() else { break };
             ring[i] = chunks.next().inspect(Chunk::prefetch);
-            if chunk.order != current {
-                current = chunk.order;
+            if chunk.slice.order != current {
+                current = chunk.slice.order;
                 let probe: Probe = self.router.probe(self.q, &order[current]);
                 c.offset = probe.offset;
                 if let Some(norms) = probe_norms.as_deref_mut() {
@@ -261,14 +277,14 @@ impl<'a> Tier1<'a> {
         bufs: &mut ScanBuffers,
         survivors: &mut TopK,
     ) {
-        let r0 = ch.r0;
+        let (sl, r0) = (&ch.slice, ch.r0);
         // Blocked codes of rows r0..r1 (block-aligned) are contiguous.
         let nb = (ch.r1 - r0) / BLOCK;
         c.threshold = survivors.threshold();
         (self.stack.first().kernels.estimate_scan)(
-            ch.table.code_blocks(r0, ch.r1),
+            sl.table.code_blocks(r0, ch.r1),
             self.q.planes.as_planes(),
-            ch.table.factors(r0, ch.r1),
+            sl.table.factors(r0, ch.r1),
             c,
             &mut bufs.est[..nb * BLOCK],
             &mut bufs.mask[..nb],
@@ -278,21 +294,21 @@ impl<'a> Tier1<'a> {
         let block0 = r0 / BLOCK;
         for (b, &m) in bufs.mask[..nb].iter().enumerate() {
             // Masked rows (deleted, filtered out) never take a slot.
-            let mut m = m & ch.mask.map_or(u8::MAX, |k| k.block_bits(block0 + b));
+            let mut m = m & sl.mask.map_or(u8::MAX, |k| k.block_bits(block0 + b));
             while m != 0 {
                 let i = b * BLOCK + m.trailing_zeros() as usize;
                 m &= m - 1;
                 let row = r0 + i;
                 let e = bufs.est[i];
-                if (ch.start..ch.end).contains(&row) && e > survivors.threshold() {
+                if (sl.start..sl.end).contains(&row) && e > survivors.threshold() {
                     // A spilled entry of a masked row takes no slot either.
-                    if ch
+                    if sl
                         .copies
                         .is_some_and(|(rows, m)| !m.get(rows[row] as usize))
                     {
                         continue;
                     }
-                    survivors.push(e, (ch.first + row) as u32);
+                    survivors.push(e, (sl.first + row) as u32);
                 }
             }
         }

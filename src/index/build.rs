@@ -12,6 +12,7 @@ use super::format::{version_for, SectionKind};
 use super::manifest::{BuildConfig, Manifest, Metric};
 use super::partitions::{
     assign, assign_spilled, assign_unknown, partition_order, row_scales, scaled_rows, train,
+    NO_SPILL,
 };
 use super::writer::{write_pending, Pending, SectionPlan, SectionSink};
 use crate::error::{Error, Result};
@@ -312,7 +313,10 @@ fn build_file(
             return Err(Error::Cancelled);
         }
     }
-    let spill = spilled.map(|s| Spill::encode(&s, &order, &enc, parts));
+    // No row near enough to another partition: no spill sections at all.
+    let spill = spilled
+        .map(|s| Spill::encode(&s, &order, &enc, parts))
+        .filter(|s| !s.rows.is_empty());
 
     let attr_bytes = match input.attributes {
         Some(a) => Some(attributes::encode(a, &order).map_err(|r| Error::param("attributes", r))?),
@@ -415,7 +419,7 @@ fn spills(config: &BuildConfig, n: usize, parts: usize) -> bool {
     config.spill && parts > 1 && 2 * n <= u32::MAX as usize
 }
 
-/// Spilled entries (blueprint 3.4): every row's code a second time, as a
+/// Spilled entries (blueprint 3.4): a row's code a second time, as a
 /// residual from its spill partition, grouped by that partition.
 struct Spill {
     offsets: Vec<u64>,
@@ -426,12 +430,19 @@ struct Spill {
 }
 
 impl Spill {
-    /// Encodes every row into `spill[row]`; `order` is the stored order
-    /// of the rows, `enc` their primary encoder.
+    /// Encodes every row with a spill partition (`spill[row]`, or
+    /// `NO_SPILL`); `order` is the stored order of the rows, `enc` their
+    /// primary encoder.
     fn encode(spill: &[u32], order: &[u32], enc: &Encoder<'_>, parts: usize) -> Self {
-        let n = spill.len();
-        let (spill_order, offsets) = partition_order(spill, parts);
-        let mut stored = vec![0u32; n];
+        let spilled: Vec<u32> = (0..spill.len() as u32)
+            .filter(|&r| spill[r as usize] != NO_SPILL)
+            .collect();
+        let into: Vec<u32> = spilled.iter().map(|&r| spill[r as usize]).collect();
+        let n = spilled.len();
+        // Entries grouped by partition, as input rows.
+        let (by_part, offsets) = partition_order(&into, parts);
+        let spill_order: Vec<u32> = by_part.iter().map(|&i| spilled[i as usize]).collect();
+        let mut stored = vec![0u32; spill.len()];
         for (pos, &r) in order.iter().enumerate() {
             stored[r as usize] = pos as u32;
         }

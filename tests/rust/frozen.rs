@@ -1,6 +1,7 @@
 //! Frozen files of every format version (`tests/data/frozen_v1.svve`,
 //! written by svve-core 0.1.0 before the core remodel; `frozen_v2.svve`, the
-//! first with a recall calibration) must open and answer exactly as recorded
+//! first with a recall calibration; `frozen_v4.svve`, the first with spilled
+//! entries) must open and answer exactly as recorded
 //! in their `frozen_v*_answers.json`: the file format and the pipeline's
 //! answers cannot change silently. `tests/data/make_frozen_v*.py` record how
 //! the files were made; never regenerate them to make this test pass.
@@ -72,6 +73,19 @@ fn frozen_v2_file_answers_as_recorded() {
         .expect("a v2 file is calibrated");
     assert_eq!(cal.points.len(), 8);
     check_answers(&engine, 2, "frozen_v2_answers.json", 6);
+}
+
+#[test]
+fn frozen_v4_file_answers_as_recorded() {
+    use _svve_core::index::format::SectionKind;
+    let engine = Engine::open(&data("frozen_v4.svve"), LoadOptions::default())
+        .expect("the frozen v4 file must open");
+    assert!(
+        engine.file().entry(SectionKind::SpillRows).rows > 0,
+        "spilled entries"
+    );
+    assert!(engine.file().calibration().is_some());
+    check_answers(&engine, 4, "frozen_v4_answers.json", 6);
 }
 
 fn check_answers(engine: &Engine, version: u16, answers: &str, count: usize) {

@@ -55,24 +55,32 @@ fn brute(data: &[f32], q: &[f32], metric: Metric) -> Vec<(f32, i64)> {
 }
 
 #[test]
-fn every_row_is_spilled_once_into_another_partition() {
+fn rows_are_spilled_at_most_once_into_another_partition() {
     let dir = TempDir::new("sp-layout");
     let (e, _) = build(&dir, Metric::L2, true);
     let f = e.file();
     let rows: &[u32] = f.section(SectionKind::SpillRows);
     let soff: &[u64] = f.section(SectionKind::SpillOffsets);
     let off = f.offsets();
-    assert_eq!(rows.len(), N);
     let mut seen = vec![false; N];
     for p in 0..PARTS {
-        for &r in &rows[soff[p] as usize..soff[p + 1] as usize] {
+        let entries = &rows[soff[p] as usize..soff[p + 1] as usize];
+        // The cap: at most max(own rows, mean rows) copies per partition.
+        let own = (off[p + 1] - off[p]) as usize;
+        assert!(entries.len() <= own.max(N.div_ceil(PARTS)), "partition {p}");
+        for &r in entries {
             assert!(!seen[r as usize], "row {r} spilled twice");
             seen[r as usize] = true;
-            let own = off.partition_point(|&o| o <= u64::from(r)) - 1;
-            assert_ne!(own, p, "row {r} spilled into its own partition");
+            let home = off.partition_point(|&o| o <= u64::from(r)) - 1;
+            assert_ne!(home, p, "row {r} spilled into its own partition");
         }
     }
-    assert!(seen.iter().all(|&s| s));
+    // Rows between clusters get copies, those deep inside one do not.
+    let spilled = seen.iter().filter(|&&s| s).count();
+    assert!(
+        spilled > N / 10 && spilled < N,
+        "{spilled} of {N} rows spilled"
+    );
     assert_eq!(f.version(), 4);
 }
 
