@@ -331,16 +331,11 @@ impl Engine {
             router.route(&s.query, plan, &mut s.route_order);
             None
         };
-        // A row can survive twice (its own partition and its spill
-        // partition): 2k survivors always hold k distinct rows.
-        if stack.spill().is_some() {
-            candidates = candidates.max(2 * plan.k);
-        }
-        let rows = counted.unwrap_or_else(|| rows_in(stack, &s.route_order));
+        let rows = counted.unwrap_or_else(|| rows_in(stack, plan, &s.route_order));
         s.probe_norms.clear();
         s.probe_norms.resize(view.partitions(), 0.0);
         s.survivors.reset(candidates);
-        let tier1 = Tier1::new(stack, &router, &s.query, plan);
+        let tier1 = Tier1::new(stack, &router, &s.query, plan, &s.route_order);
         if plan.splits(rows) {
             tier1.scan_split(&s.route_order, &mut s.survivors, &mut s.probe_norms);
         } else {
@@ -357,7 +352,6 @@ impl Engine {
             plan,
             &s.ranked,
             &s.probe_norms,
-            &mut s.seen,
             &mut s.best,
         );
         s.best.drain_sorted(&mut s.out);

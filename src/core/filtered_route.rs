@@ -35,7 +35,7 @@ pub fn route(
     let blocks = || stack.allowed_blocks();
     let routed_rows = || {
         router.select(&s.query, plan, &mut s.route_order);
-        rows_in(stack, &s.route_order)
+        rows_in(stack, plan, &s.route_order)
     };
     let most = plan.max_probes().saturating_mul(per_part);
     match filtered_path(allowed, blocks, routed_rows, most, candidates, view.dim) {
@@ -67,7 +67,7 @@ pub fn route(
                 }
                 router.route_scattered(&s.ranking, need, &mut s.route_order);
             }
-            let rows = rows_in(stack, &s.route_order);
+            let rows = rows_in(stack, plan, &s.route_order);
             // Brute force over the matching rows when they cost less than
             // the partitions they lie in (a rare filter, or a scattered
             // query that needs most of them).

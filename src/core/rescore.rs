@@ -7,13 +7,9 @@
 //! estimate plus bound cannot reach the current k-th exact score is
 //! skipped. Without a bound (expansion off) every survivor is rescored.
 //!
-//! A row found through two partitions (its own and the one it is spilled
-//! into, blueprint 3.4) survives Tier1 up to twice: the copies are
-//! aggregated here, in a hash set of the rows scored, so each row is
-//! scored once, through its copy with the better estimate (the first in
-//! Tier1 order).
-use hashbrown::HashSet;
-
+//! A survivor may be a spilled entry (blueprint 3.4): it is scored as the
+//! row it copies, with the error bound of the partition it was found in.
+//! Tier1 never lets a row survive twice.
 use super::plan::QueryPlan;
 use super::stack::Stack;
 use super::topk::{Scored, TopK};
@@ -34,11 +30,15 @@ const FACTOR_AHEAD: usize = 16;
 /// stack for a collection's segments, through the spill for a file's
 /// spilled entries.
 trait Rows<'a> {
-    /// Whether two survivors may be the same row.
-    const COPIES: bool = false;
-
     /// The file holding survivor `row` and the stored row there.
     fn at(&self, row: u32) -> (&View<'a>, usize);
+
+    /// The number the exact top-k keeps for survivor `row`: its row in
+    /// the stack.
+    #[inline(always)]
+    fn id(&self, row: u32) -> u32 {
+        row
+    }
 
     /// The survivor's error factor and the partition it was found in.
     #[inline(always)]
@@ -72,13 +72,21 @@ struct Spilled<'s, 'a> {
 }
 
 impl<'a> Rows<'a> for Spilled<'_, 'a> {
-    const COPIES: bool = true;
-
     #[inline(always)]
     fn at(&self, row: u32) -> (&View<'a>, usize) {
         match row.checked_sub(self.n) {
             Some(e) => (self.view, self.spill.rows[e as usize] as usize),
             None => (self.view, row as usize),
+        }
+    }
+
+    /// A spilled entry is answered as the row it copies (one file: its
+    /// stored row is its number in the stack).
+    #[inline(always)]
+    fn id(&self, row: u32) -> u32 {
+        match row.checked_sub(self.n) {
+            Some(e) => self.spill.rows[e as usize],
+            None => row,
         }
     }
 
@@ -98,15 +106,13 @@ impl<'a> Rows<'a> for Spilled<'_, 'a> {
 }
 
 /// Rescores `ranked` into `best` and returns how many rows were scored.
-/// `probe_norms[p]` is `||q - anchor_p||` for every probed partition `p`;
-/// `seen` holds the rows scored (with spilled entries).
+/// `probe_norms[p]` is `||q - anchor_p||` for every probed partition `p`.
 pub fn rescore(
     stack: &Stack<'_>,
     q: &[f32],
     plan: &QueryPlan,
     ranked: &[Scored],
     probe_norms: &[f32],
-    seen: &mut HashSet<u32>,
     best: &mut TopK,
 ) -> usize {
     let r = Rescore {
@@ -115,14 +121,13 @@ pub fn rescore(
         ranked,
         probe_norms,
     };
-    match (stack.single(), stack.spill()) {
+    match (stack.single(), stack.spill(plan.spill)) {
         (Some(view), Some(spill)) => {
-            seen.clear();
             let n = view.len() as u32;
-            r.run(&Spilled { view, spill, n }, seen, best)
+            r.run(&Spilled { view, spill, n }, best)
         }
-        (Some(view), None) => r.run(&One(view), seen, best),
-        (None, _) => r.run(stack, seen, best),
+        (Some(view), None) => r.run(&One(view), best),
+        (None, _) => r.run(stack, best),
     }
 }
 
@@ -135,7 +140,7 @@ struct Rescore<'r> {
 }
 
 impl Rescore<'_> {
-    fn run<'a, R: Rows<'a>>(&self, stack: &R, seen: &mut HashSet<u32>, best: &mut TopK) -> usize {
+    fn run<'a, R: Rows<'a>>(&self, stack: &R, best: &mut TopK) -> usize {
         let Rescore {
             q,
             plan,
@@ -187,13 +192,7 @@ impl Rescore<'_> {
                 continue;
             }
             let (v, row) = stack.at(s.row);
-            // A spilled entry is answered as the row it copies (one file:
-            // its stored row is its number in the stack).
-            let id = if R::COPIES { row as u32 } else { s.row };
-            if R::COPIES && !seen.insert(id) {
-                continue;
-            }
-            best.push(v.exact_score(q, row), id);
+            best.push(v.exact_score(q, row), stack.id(s.row));
             scored += 1;
         }
         scored

@@ -24,8 +24,6 @@ pub struct Scratch {
     pub survivors: TopK,
     /// Survivors, best Tier1 estimate first.
     pub ranked: Vec<Scored>,
-    /// Rows rescored, when a row can survive Tier1 twice (spilled entries).
-    pub seen: hashbrown::HashSet<u32>,
     /// Exact top-k.
     pub best: TopK,
     /// Exact top-k, best first.

@@ -4,6 +4,8 @@
 //! routes once and scans each probed partition in every segment, with one
 //! pool of survivors and one rescoring. Rows are numbered across the files:
 //! file `s` holds rows `starts[s]..starts[s + 1]`.
+#[cfg(doc)]
+use super::plan::QueryPlan;
 use super::view::{Spill, View};
 
 /// Spilled entries are scanned under masks allowing at least one row in
@@ -65,8 +67,12 @@ impl<'a> Stack<'a> {
     /// and the filtered planner, which routes such queries by their
     /// matches, was measured without them. A collection's segments have
     /// none.
+    /// `wanted` is the plan's choice ([`QueryPlan::spill`]).
     #[inline]
-    pub fn spill(&self) -> Option<&Spill<'a>> {
+    pub fn spill(&self, wanted: bool) -> Option<&Spill<'a>> {
+        if !wanted {
+            return None;
+        }
         let v = self.single()?;
         let dense = v
             .mask

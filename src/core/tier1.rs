@@ -11,7 +11,7 @@ use super::query::PreparedQuery;
 use super::router::{Probe, Router};
 use super::stack::Stack;
 use super::topk::{Scored, TopK};
-use super::view::CodeTable;
+use super::view::{CodeTable, Spill};
 use crate::math::bits::BLOCK;
 use crate::math::estimate::EstimateParams;
 use crate::math::prefetch::prefetch;
@@ -93,10 +93,22 @@ struct Slice<'v> {
     table: CodeTable<'v>,
     /// Rows the query may return, by block (the rows' own slices).
     mask: Option<&'v RowMask>,
-    /// For spilled entries under a mask: the rows they copy, and the mask.
-    copies: Option<(&'v [u32], &'v RowMask)>,
+    /// For spilled entries: the rows they copy, and where those rows lie.
+    copies: Option<Copies<'v>>,
     start: usize,
     end: usize,
+}
+
+/// What a spilled entry's survival depends on besides its estimate.
+#[derive(Clone, Copy)]
+struct Copies<'v> {
+    /// The stored row each entry copies.
+    rows: &'v [u32],
+    /// The file's partition offsets (an entry's row lies in its own
+    /// partition).
+    offsets: &'v [u64],
+    /// Rows the query may return.
+    mask: Option<&'v RowMask>,
 }
 
 /// One kernel call: entries `r0..r1` (whole blocks) of a slice.
@@ -126,6 +138,10 @@ pub struct Tier1<'a> {
     /// The estimate's per-query constants (offset and threshold are set
     /// per partition and per chunk).
     base: EstimateParams,
+    /// The spilled entries the plan scans.
+    spill: Option<Spill<'a>>,
+    /// With spilled entries: the partitions probed, one bit each.
+    probed: Vec<u64>,
 }
 
 impl<'a> Tier1<'a> {
@@ -135,13 +151,34 @@ impl<'a> Tier1<'a> {
         router: &'a Router<'a>,
         q: &'a PreparedQuery,
         plan: &QueryPlan,
+        order: &[Scored],
     ) -> Self {
+        let spill = stack.spill(plan.spill).copied();
+        let mut probed = Vec::new();
+        if spill.is_some() {
+            probed = vec![0u64; stack.first().partitions().div_ceil(64)];
+            for r in order {
+                probed[r.row as usize / 64] |= 1 << (r.row % 64);
+            }
+        }
         Tier1 {
             stack,
             router,
             q,
             base: EstimateParams::for_query(&q.planes, plan.weight),
+            spill,
+            probed,
         }
+    }
+
+    /// Whether a spilled entry of `row` may survive: not when the row's own
+    /// partition is probed too (the row is found there, with the better
+    /// estimate: its own centroid is the nearer one), nor when it is masked.
+    /// So no row survives twice.
+    #[inline]
+    fn copy_counts(&self, c: &Copies<'_>, row: usize) -> bool {
+        let home = c.offsets.partition_point(|&o| o <= row as u64) - 1;
+        self.probed[home / 64] >> (home % 64) & 1 == 0 && c.mask.is_none_or(|m| m.get(row))
     }
 
     /// Scans the partitions of `order` one after another into `survivors`,
@@ -190,9 +227,9 @@ impl<'a> Tier1<'a> {
     /// The chunks of every partition of `order`, in every file of the
     /// stack, then its spilled entries, in scan order.
     fn chunks<'s>(&'s self, order: &'s [Scored]) -> impl Iterator<Item = Chunk<'s>> + 's {
-        let spill = self.stack.spill();
+        let spill = self.spill.as_ref();
         let first = self.stack.first();
-        let (words, copied_mask) = (first.words, first.mask);
+        let (words, offsets, mask) = (first.words, first.offsets, first.mask);
         let spilled_first = self.stack.len();
         order.iter().enumerate().flat_map(move |(i, r)| {
             let p = r.row as usize;
@@ -215,7 +252,11 @@ impl<'a> Tier1<'a> {
                     first: spilled_first,
                     table: s.table(words),
                     mask: None,
-                    copies: copied_mask.map(|m| (s.rows, m)),
+                    copies: Some(Copies {
+                        rows: s.rows,
+                        offsets,
+                        mask,
+                    }),
                     start,
                     end,
                 }
@@ -301,11 +342,10 @@ impl<'a> Tier1<'a> {
                 let row = r0 + i;
                 let e = bufs.est[i];
                 if (sl.start..sl.end).contains(&row) && e > survivors.threshold() {
-                    // A spilled entry of a masked row takes no slot either.
-                    if sl
-                        .copies
-                        .is_some_and(|(rows, m)| !m.get(rows[row] as usize))
-                    {
+                    // A spilled entry of a masked row takes no slot either,
+                    // nor one of a row found through its own partition.
+                    let copy = sl.copies.as_ref();
+                    if copy.is_some_and(|c| !self.copy_counts(c, c.rows[row] as usize)) {
                         continue;
                     }
                     survivors.push(e, (sl.first + row) as u32);
@@ -318,7 +358,7 @@ impl<'a> Tier1<'a> {
 /// Rows in the partitions of `order`, in every file of the stack (masked
 /// ones included: Tier1 reads their codes), and the spilled entries Tier1
 /// scans there.
-pub fn rows_in(stack: &Stack<'_>, order: &[Scored]) -> usize {
+pub fn rows_in(stack: &Stack<'_>, plan: &QueryPlan, order: &[Scored]) -> usize {
     let mut rows = 0;
     for (_, view) in stack.parts() {
         for r in order {
@@ -326,7 +366,7 @@ pub fn rows_in(stack: &Stack<'_>, order: &[Scored]) -> usize {
             rows += b - a;
         }
     }
-    if let Some(s) = stack.spill() {
+    if let Some(s) = stack.spill(plan.spill) {
         for r in order {
             let (a, b) = s.entries_of(r.row as usize);
             rows += b - a;
