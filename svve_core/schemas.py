@@ -262,6 +262,11 @@ class Calibration(_Model):
     settings_tried: int
     seconds: float = Field(description="Time the calibration took.")
     points: List[CalibrationPoint]
+    unspilled: List[CalibrationPoint] = Field(
+        default_factory=list,
+        description="With spilled entries (IndexConfig.spill): the points measured without "
+        "scanning them, used by queries that do not (under a sparse filter).",
+    )
 
 
 class IndexInfo(_Model):

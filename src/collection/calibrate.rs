@@ -145,6 +145,8 @@ pub fn calibrate_stack(state: &State) -> Result<Option<Calibration>> {
     }
     let tried = seen.borrow().len();
     Ok(Some(Calibration {
+        // Collections' segments have no spilled entries.
+        unspilled: Vec::new(),
         k,
         queries: QUERIES,
         source: format!(

@@ -13,13 +13,14 @@ use rayon::prelude::*;
 
 use super::engine::{stack_of, Engine, Part, SearchStats};
 use super::params::SearchParams;
-use super::plan::QueryPlan;
+use super::plan::{spills, QueryPlan};
 use super::query::PreparedQuery;
 use super::stack::Stack;
 use super::topk::{Scored, TopK};
 use super::view::View;
 use crate::error::{Error, Result};
 use crate::index::calibration::{Calibration, CalibrationPoint, TARGETS};
+use crate::index::format::SectionKind;
 use crate::index::kmeans::{sample_indices, Rng};
 use crate::index::Metric;
 use crate::pool;
@@ -157,6 +158,7 @@ pub fn calibrate(
             settings_tried: 0,
             seconds: t0.elapsed().as_secs_f64(),
             points: TARGETS.iter().map(|&t| exact_point(t)).collect(),
+            unspilled: Vec::new(),
         });
     }
     let mut grid = Grid {
@@ -165,38 +167,31 @@ pub fn calibrate(
         model,
         parts,
         exact_cost,
+        spill: true,
         tried: Vec::new(),
     };
-    grid.sweep(progress)?;
-    let mut points = Vec::with_capacity(TARGETS.len());
-    for &t in &TARGETS {
-        let refined = match grid.refine(t)? {
-            Some(s) => Some(grid.tighten(s, t)?),
-            None => None,
-        };
-        points.push(match refined {
-            Some(s) => CalibrationPoint {
-                target: t,
-                exact: false,
-                nprobe: s.nprobe,
-                expand_ratio: s.expand_ratio,
-                expand_probes: s.expand_probes,
-                candidates: s.candidates,
-                recall: s.outcome.mean,
-                recall_p10: s.outcome.p10,
-                cost_us: s.outcome.cost_us,
-                error_scale: s.error_scale,
-            },
-            None => exact_point(t),
-        });
+    // A file with spilled entries is measured twice: with them, and
+    // without them for queries that do not scan them (blueprint 3.4).
+    // Each pass reports half the progress.
+    let spilled = engine.file().entry(SectionKind::SpillRows).rows > 0;
+    let passes = if spilled { 2.0 } else { 1.0 };
+    let points = grid.points(&exact_point, &mut |f| progress(f / passes))?;
+    let mut tried = grid.tried.len();
+    let mut unspilled = Vec::new();
+    if spilled {
+        grid.spill = false;
+        grid.tried.clear();
+        unspilled = grid.points(&exact_point, &mut |f| progress(0.5 + f / 2.0))?;
+        tried += grid.tried.len();
     }
     Ok(Calibration {
         k: CAL_K,
         queries: q,
         source: described,
-        settings_tried: grid.tried.len(),
+        settings_tried: tried,
         seconds: t0.elapsed().as_secs_f64(),
         points,
+        unspilled,
     })
 }
 
@@ -207,10 +202,44 @@ struct Grid<'a> {
     model: CostModel,
     parts: usize,
     exact_cost: f64,
+    /// Whether the plans may scan spilled entries.
+    spill: bool,
     tried: Vec<Setting>,
 }
 
 impl Grid<'_> {
+    /// Sweeps, then one point per target of [`TARGETS`].
+    fn points(
+        &mut self,
+        exact_point: &dyn Fn(f64) -> CalibrationPoint,
+        progress: &mut dyn FnMut(f64) -> bool,
+    ) -> Result<Vec<CalibrationPoint>> {
+        self.sweep(progress)?;
+        let mut points = Vec::with_capacity(TARGETS.len());
+        for &t in &TARGETS {
+            let refined = match self.refine(t)? {
+                Some(s) => Some(self.tighten(s, t)?),
+                None => None,
+            };
+            points.push(match refined {
+                Some(s) => CalibrationPoint {
+                    target: t,
+                    exact: false,
+                    nprobe: s.nprobe,
+                    expand_ratio: s.expand_ratio,
+                    expand_probes: s.expand_probes,
+                    candidates: s.candidates,
+                    recall: s.outcome.mean,
+                    recall_p10: s.outcome.p10,
+                    cost_us: s.outcome.cost_us,
+                    error_scale: s.error_scale,
+                },
+                None => exact_point(t),
+            });
+        }
+        Ok(points)
+    }
+
     /// Evaluates one setting at the full error bound (once: repeats are
     /// looked up).
     fn eval(&mut self, nprobe: usize, expand_ratio: f32, candidates: usize) -> Result<Setting> {
@@ -236,6 +265,7 @@ impl Grid<'_> {
             0
         };
         let mut plan = setting_plan(self.engine, nprobe, expand_ratio, expand_probes, candidates)?;
+        plan.spill = self.spill && spills(nprobe, expand_probes, self.parts);
         if let Some(m) = plan.bound_margin.as_mut() {
             *m *= error_scale;
         }
@@ -542,7 +572,7 @@ fn setting_plan(
         ..SearchParams::default()
     };
     let parts = f.offsets().len().saturating_sub(1);
-    let mut plan = QueryPlan::new(&params, f.len(), parts, f.metric(), usize::MAX, None)?;
+    let mut plan = QueryPlan::new(&params, f.len(), parts, f.metric(), usize::MAX, None, true)?;
     plan.expand_ratio = expand_ratio;
     plan.extra_probes = expand_probes;
     Ok(plan)

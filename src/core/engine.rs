@@ -127,13 +127,15 @@ impl Engine {
     }
 
     /// The plan of one query over `allowed` returnable rows under
-    /// `calibration`; `single` queries may split over the pool.
+    /// `calibration`; `single` queries may split over the pool, `spill`
+    /// ones may scan spilled entries.
     fn plan(
         &self,
         params: &SearchParams,
         allowed: usize,
         single: bool,
         calibration: Option<&Calibration>,
+        spill: bool,
     ) -> Result<QueryPlan> {
         // With a one-thread pool a pool hop only adds latency.
         let split =
@@ -145,7 +147,15 @@ impl Engine {
         } else {
             usize::MAX
         };
-        QueryPlan::new(params, allowed, parts, f.metric(), split_from, calibration)
+        QueryPlan::new(
+            params,
+            allowed,
+            parts,
+            f.metric(),
+            split_from,
+            calibration,
+            spill,
+        )
     }
 
     /// Runs `plan` for each row of `queries` (`b x dim`) on the pool and
@@ -278,7 +288,8 @@ impl Engine {
             None => (self.file.calibration(), self.len()),
         };
         let allowed = stack.allowed();
-        let plan = self.plan(params, allowed, single, cal)?;
+        let spill = stack.spill(true).is_some();
+        let plan = self.plan(params, allowed, single, cal, spill)?;
         Ok(plan.grown(params, stack.len() as f64 / rows.max(1) as f64, allowed))
     }
 

@@ -43,6 +43,12 @@ pub struct QueryPlan {
     pub spill: bool,
 }
 
+/// Whether a plan probing `nprobe` partitions and up to `extra_probes` more
+/// of `parts` scans spilled entries.
+pub fn spills(nprobe: usize, extra_probes: usize, parts: usize) -> bool {
+    (nprobe + extra_probes).saturating_mul(SPILL_PROBE_SHARE) <= parts
+}
+
 /// A plan that may probe more than one partition in this many scans no
 /// spilled entries. Where a query needs a large share of the partitions
 /// the cells barely tell near from far, most rows are near a second
@@ -65,6 +71,10 @@ impl QueryPlan {
     /// it), else from the fixed rules below. A target above the highest
     /// calibrated one, or one no approximate setting reached at
     /// calibration, is answered exactly unless an effort knob is set.
+    /// `spill` says whether the query may scan the index's spilled entries
+    /// (it has some, and no sparse mask rules them out): the plan scans
+    /// them if it probes few enough partitions ([`SPILL_PROBE_SHARE`]), and
+    /// a query that may not takes the calibration's unspilled points.
     pub fn new(
         params: &SearchParams,
         n: usize,
@@ -72,11 +82,12 @@ impl QueryPlan {
         metric: Metric,
         split_from_rows: usize,
         calibration: Option<&Calibration>,
+        spill: bool,
     ) -> Result<Self> {
         params.validate()?;
         let parts = partitions.max(1);
         let target = params.target_recall;
-        let point = calibration.and_then(|c| c.point_for(target).map(|p| (p, c.k)));
+        let point = calibration.and_then(|c| c.point_for(target, spill).map(|p| (p, c.k)));
         let explicit = params.nprobe != 0
             || params.candidates != 0
             || params.expand_probes != 0
@@ -134,7 +145,7 @@ impl QueryPlan {
                 .then_some(weight * params.epsilon * error_scale),
             split_from_rows,
             filtered: false,
-            spill: (nprobe + extra_probes).saturating_mul(SPILL_PROBE_SHARE) <= parts,
+            spill: spill && spills(nprobe, extra_probes, parts),
         })
     }
 

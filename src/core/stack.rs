@@ -8,15 +8,6 @@
 use super::plan::QueryPlan;
 use super::view::{Spill, View};
 
-/// Spilled entries are scanned under masks allowing at least one row in
-/// this many. The calibration measures queries that scan them, so a
-/// filtered query that does not has fewer rows per probe than its plan
-/// assumes: on a 6000-row test set, correlated 10% and 50% filters fell
-/// from recall 0.95 to 0.90 and 0.87. At 1 in 32 a mask leaves about a
-/// fifth of the rows' code blocks with an allowed row; sparser ones are
-/// routed by their matches (blueprint 11.3).
-pub const SPILL_MASK_DENSITY: usize = 32;
-
 /// Views of files that share their partitions; the first one's centroids
 /// and calibration drive routing and the plan.
 pub struct Stack<'a> {
@@ -60,24 +51,17 @@ impl<'a> Stack<'a> {
     }
 
     /// The spilled entries a query scans (blueprint 3.4): a single file's,
-    /// unless a mask (a filter, deletions) allows fewer than one row in
-    /// [`SPILL_MASK_DENSITY`]. An entry whose row is masked never takes a
-    /// slot, but its code is read: under a sparse mask the rows' scan
-    /// skips the blocks without an allowed row and the entries' would not,
-    /// and the filtered planner, which routes such queries by their
-    /// matches, was measured without them. A collection's segments have
-    /// none.
-    /// `wanted` is the plan's choice ([`QueryPlan::spill`]).
+    /// when the query may return every row and its plan wants them
+    /// (`wanted`, [`QueryPlan::spill`]). Under a mask (a filter, deletions)
+    /// only the rows are scanned, with the calibration's unspilled points:
+    /// a filtered route opens partitions for their matches, and their
+    /// entries, which could not skip the blocks without an allowed row,
+    /// made a 10% anti-correlated filter on debian-minilm-384 2.5 times
+    /// slower. A collection's segments have none.
     #[inline]
     pub fn spill(&self, wanted: bool) -> Option<&Spill<'a>> {
-        if !wanted {
-            return None;
-        }
-        let v = self.single()?;
-        let dense = v
-            .mask
-            .is_none_or(|m| m.allowed() * SPILL_MASK_DENSITY >= v.len());
-        v.spill.as_ref().filter(|_| dense)
+        let v = self.single().filter(|v| wanted && v.mask.is_none())?;
+        v.spill.as_ref()
     }
 
     /// Every view with the number of its first row.

@@ -107,8 +107,6 @@ struct Copies<'v> {
     /// The file's partition offsets (an entry's row lies in its own
     /// partition).
     offsets: &'v [u64],
-    /// Rows the query may return.
-    mask: Option<&'v RowMask>,
 }
 
 /// One kernel call: entries `r0..r1` (whole blocks) of a slice.
@@ -173,12 +171,12 @@ impl<'a> Tier1<'a> {
 
     /// Whether a spilled entry of `row` may survive: not when the row's own
     /// partition is probed too (the row is found there, with the better
-    /// estimate: its own centroid is the nearer one), nor when it is masked.
-    /// So no row survives twice.
+    /// estimate: its own centroid is the nearer one). So no row survives
+    /// twice.
     #[inline]
     fn copy_counts(&self, c: &Copies<'_>, row: usize) -> bool {
         let home = c.offsets.partition_point(|&o| o <= row as u64) - 1;
-        self.probed[home / 64] >> (home % 64) & 1 == 0 && c.mask.is_none_or(|m| m.get(row))
+        self.probed[home / 64] >> (home % 64) & 1 == 0
     }
 
     /// Scans the partitions of `order` one after another into `survivors`,
@@ -229,7 +227,7 @@ impl<'a> Tier1<'a> {
     fn chunks<'s>(&'s self, order: &'s [Scored]) -> impl Iterator<Item = Chunk<'s>> + 's {
         let spill = self.spill.as_ref();
         let first = self.stack.first();
-        let (words, offsets, mask) = (first.words, first.offsets, first.mask);
+        let (words, offsets) = (first.words, first.offsets);
         let spilled_first = self.stack.len();
         order.iter().enumerate().flat_map(move |(i, r)| {
             let p = r.row as usize;
@@ -255,7 +253,6 @@ impl<'a> Tier1<'a> {
                     copies: Some(Copies {
                         rows: s.rows,
                         offsets,
-                        mask,
                     }),
                     start,
                     end,
@@ -342,8 +339,8 @@ impl<'a> Tier1<'a> {
                 let row = r0 + i;
                 let e = bufs.est[i];
                 if (sl.start..sl.end).contains(&row) && e > survivors.threshold() {
-                    // A spilled entry of a masked row takes no slot either,
-                    // nor one of a row found through its own partition.
+                    // A spilled entry of a row found through its own
+                    // partition takes no slot.
                     let copy = sl.copies.as_ref();
                     if copy.is_some_and(|c| !self.copy_counts(c, c.rows[row] as usize)) {
                         continue;

@@ -78,6 +78,11 @@ pub struct Calibration {
     pub seconds: f64,
     /// One point per target of [`TARGETS`], ascending.
     pub points: Vec<CalibrationPoint>,
+    /// For a file with spilled entries: the points measured without
+    /// scanning them, for queries that do not (under a sparse filter,
+    /// blueprint 3.4). Empty otherwise (and in files calibrated before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unspilled: Vec<CalibrationPoint>,
 }
 
 impl Calibration {
@@ -107,11 +112,13 @@ impl Calibration {
         if self.k == 0 || self.points.is_empty() {
             return Err("calibration has no points or k = 0".into());
         }
-        let sorted = self.points.windows(2).all(|w| w[0].target < w[1].target);
-        if !sorted {
-            return Err("calibration targets are not ascending".into());
+        for points in [&self.points, &self.unspilled] {
+            let sorted = points.windows(2).all(|w| w[0].target < w[1].target);
+            if !sorted {
+                return Err("calibration targets are not ascending".into());
+            }
         }
-        for p in &self.points {
+        for p in self.points.iter().chain(&self.unspilled) {
             let valid = p.target > 0.0
                 && p.target <= 1.0
                 && p.candidates >= 1
@@ -131,7 +138,16 @@ impl Calibration {
     /// `target`; `None` above the highest (answer exactly). Compared in
     /// f32, the type of `SearchParams::target_recall` (0.97 as f32 is
     /// 0.9700000286, above the stored f64 0.97).
-    pub fn point_for(&self, target: f32) -> Option<&CalibrationPoint> {
-        self.points.iter().find(|p| p.target as f32 >= target)
+    ///
+    /// `spill` says whether the query may scan spilled entries; one that
+    /// may not takes the [`Calibration::unspilled`] points where there are
+    /// some.
+    pub fn point_for(&self, target: f32, spill: bool) -> Option<&CalibrationPoint> {
+        let points = if spill || self.unspilled.is_empty() {
+            &self.points
+        } else {
+            &self.unspilled
+        };
+        points.iter().find(|p| p.target as f32 >= target)
     }
 }

@@ -108,13 +108,31 @@ fn the_plan_takes_calibrated_knobs_unless_set() {
     let cal = f.calibration().expect("calibrated");
     let parts = f.offsets().len() - 1;
     let plan = |p: &SearchParams| {
-        QueryPlan::new(p, f.len(), parts, f.metric(), usize::MAX, Some(cal)).expect("plan")
+        QueryPlan::new(p, f.len(), parts, f.metric(), usize::MAX, Some(cal), true).expect("plan")
     };
-    let point = cal.point_for(0.9f32).expect("0.9 is calibrated");
+    let point = cal.point_for(0.9f32, true).expect("0.9 is calibrated");
     let at = |t: f32| SearchParams {
         target_recall: t,
         ..SearchParams::default()
     };
+    // A query that may not scan spilled entries (a sparse filter) takes
+    // the points measured without them.
+    let plain = cal.point_for(0.9f32, false).expect("0.9 is calibrated");
+    assert_eq!(plain, &cal.unspilled[2]);
+    let p = QueryPlan::new(
+        &at(0.9),
+        f.len(),
+        parts,
+        f.metric(),
+        usize::MAX,
+        Some(cal),
+        false,
+    )
+    .expect("plan");
+    assert_eq!(
+        (p.nprobe, p.candidates, p.spill),
+        (plain.nprobe, plain.candidates, false)
+    );
     let p = plan(&at(0.9));
     assert_eq!(p.nprobe, point.nprobe);
     assert_eq!(p.candidates, point.candidates);
@@ -169,10 +187,21 @@ fn a_calibration_without_error_scales_reads_as_the_full_bound() {
     let back: Calibration = serde_json::from_str(&old).unwrap();
     assert_eq!(back.points[0].error_scale, 1.0);
     // A scale of 1 is not written: such a calibration is byte for byte the old one.
-    cal.points.iter_mut().for_each(|p| p.error_scale = 1.0);
+    cal.points
+        .iter_mut()
+        .chain(cal.unspilled.iter_mut())
+        .for_each(|p| p.error_scale = 1.0);
     assert!(!serde_json::to_string(&cal).unwrap().contains("error_scale"));
     // A scale that is not a positive number is refused.
     cal.points[0].error_scale = 0.0;
+    assert!(cal.check(engine.file().offsets().len() - 1).is_err());
+    // So is one in the unspilled points.
+    cal.points[0].error_scale = 1.0;
+    assert!(
+        !cal.unspilled.is_empty(),
+        "a spilled file is calibrated twice"
+    );
+    cal.unspilled[0].error_scale = -1.0;
     assert!(cal.check(engine.file().offsets().len() - 1).is_err());
 }
 
@@ -222,6 +251,7 @@ fn an_uncalibrated_file_uses_the_fixed_rules() {
         f.metric(),
         usize::MAX,
         None,
+        true,
     )
     .unwrap();
     assert_eq!(p.nprobe, (parts / 10).max(8).min(parts));
