@@ -247,6 +247,10 @@ class ShardedEngine:
         for s, qs in by_shard.items():
             replica = next(self._turn[s]) % self._replicas
             with self._lock:
+                # ray.kill is asynchronous: right after close() an actor may
+                # still answer, and a closed engine must not (this raced in CI).
+                if self._closed:
+                    raise ShardUnavailableError(f"ShardedEngine({self._path}) is closed")
                 handle = self._handles[s][replica]
             ref = handle.search_batch.remote(queries[qs], k, params_json, filter)
             pending.append((s, replica, qs, ref))
