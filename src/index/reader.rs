@@ -305,8 +305,9 @@ impl IndexFile {
         }
     }
 
-    /// Spilled entries (blueprint 3.4) must each copy a row of the file,
-    /// and their offsets run from 0 to their count like the rows'.
+    /// Spilled entries (blueprint 3.4) must each copy a different row of
+    /// the file, and their offsets run from 0 to their count like the
+    /// rows'.
     fn check_spill(&self) -> Result<()> {
         let rows: &[u32] = self.section(SectionKind::SpillRows);
         let off: &[u64] = self.section(SectionKind::SpillOffsets);
@@ -322,14 +323,35 @@ impl IndexFile {
                 "spill offsets are not a non-decreasing sequence from 0 to the spilled entries",
             ));
         }
-        if let Some(r) = rows.iter().find(|&&r| u64::from(r) >= self.manifest.n) {
+        let n = self.manifest.n;
+        // Tier1 numbers a spilled survivor `n + entry` in a u32.
+        if n + rows.len() as u64 > u64::from(u32::MAX) {
             return Err(Error::corrupt(
                 &self.path,
                 format!(
-                    "a spilled entry copies row {r} of a {}-row file",
-                    self.manifest.n
+                    "{} spilled entries on {n} rows exceed the 2^32-1 numbering",
+                    rows.len()
                 ),
             ));
+        }
+        let mut seen = vec![0u64; (n as usize).div_ceil(64)];
+        for &r in rows {
+            if u64::from(r) >= n {
+                return Err(Error::corrupt(
+                    &self.path,
+                    format!("a spilled entry copies row {r} of a {n}-row file"),
+                ));
+            }
+            let (w, b) = (r as usize / 64, r % 64);
+            if seen[w] >> b & 1 == 1 {
+                // Two copies of one row could both survive Tier1 and be
+                // answered twice.
+                return Err(Error::corrupt(
+                    &self.path,
+                    format!("row {r} has more than one spilled entry"),
+                ));
+            }
+            seen[w] |= 1 << b;
         }
         Ok(())
     }

@@ -218,6 +218,9 @@ class ShardedEngine:
                 if attempt == 1:
                     raise self._unavailable(shard, e) from None
                 with self._lock:
+                    if self._closed:  # closed meanwhile: start nothing nobody stops
+                        closed = f"ShardedEngine({self._path}) is closed"
+                        raise ShardUnavailableError(closed) from None
                     if self._handles[shard][replica] is handle:
                         self._handles[shard][replica] = self._start(shard)
         raise AssertionError("unreachable")

@@ -248,6 +248,14 @@ fn damaged_spill_sections_are_refused() {
         }),
         "copies row 300",
     );
+    // Two entries copying one row (both could survive and be answered).
+    refused(
+        with_payload(&secs, SectionKind::SpillRows, |b| {
+            let first: [u8; 4] = b[0..4].try_into().unwrap();
+            b[4..8].copy_from_slice(&first)
+        }),
+        "more than one spilled entry",
+    );
     // Offsets that go backwards, or do not end at the entry count.
     refused(
         with_payload(&secs, SectionKind::SpillOffsets, |b| {
