@@ -11,7 +11,7 @@ use super::query::PreparedQuery;
 use super::router::{Probe, Router};
 use super::stack::Stack;
 use super::topk::{Scored, TopK};
-use super::view::{CodeTable, Spill};
+use super::view::{partition_at, CodeTable, Spill};
 use crate::math::bits::BLOCK;
 use crate::math::estimate::EstimateParams;
 use crate::math::prefetch::prefetch;
@@ -175,7 +175,7 @@ impl<'a> Tier1<'a> {
     /// twice.
     #[inline]
     fn copy_counts(&self, c: &Copies<'_>, row: usize) -> bool {
-        let home = c.offsets.partition_point(|&o| o <= row as u64) - 1;
+        let home = partition_at(c.offsets, row);
         self.probed[home / 64] >> (home % 64) & 1 == 0
     }
 

@@ -88,9 +88,7 @@ impl<'a> Spill<'a> {
 
     /// The partition entry `e` is spilled into.
     pub fn partition_of(&self, e: usize) -> usize {
-        self.offsets
-            .partition_point(|&o| o <= e as u64)
-            .saturating_sub(1)
+        partition_at(self.offsets, e)
     }
 
     /// The codes and factors Tier1 reads, with `words` per code.
@@ -226,9 +224,7 @@ impl<'a> View<'a> {
 
     /// The partition holding stored row `row`.
     pub fn partition_of(&self, row: usize) -> usize {
-        self.offsets
-            .partition_point(|&o| o <= row as u64)
-            .saturating_sub(1)
+        partition_at(self.offsets, row)
     }
 
     /// Centroid of partition `p`.
@@ -247,4 +243,13 @@ impl<'a> View<'a> {
     pub fn exact_score(&self, q: &[f32], row: usize) -> f32 {
         self.metric.score(self.kernels, q, self.vector(row))
     }
+}
+
+/// The partition whose range `offsets[p]..offsets[p + 1]` holds position
+/// `i` (a stored row, or a spilled entry for the spill's offsets).
+#[inline]
+pub fn partition_at(offsets: &[u64], i: usize) -> usize {
+    offsets
+        .partition_point(|&o| o <= i as u64)
+        .saturating_sub(1)
 }
