@@ -245,12 +245,19 @@ pub mod x86 {
     fn dot_quads_vnni_inner(block: &[i8], q: &[u8], out: &mut [i32; LANES]) {
         let rows = (block.len() / (4 * LANES)).min(q.len() / 4);
         let p = block.as_ptr();
-        let quad =
-            |j: usize| i32::from_le_bytes([q[4 * j], q[4 * j + 1], q[4 * j + 2], q[4 * j + 3]]);
+        let qp = q.as_ptr();
         let step = |acc: __m512i, j: usize| {
-            // SAFETY: `j < rows`: the 64 bytes of quad row j are in `block`.
-            let c = unsafe { _mm512_loadu_si512(p.add(j * 4 * LANES).cast()) };
-            _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(quad(j)), c)
+            // SAFETY: `j < rows`: the 64 bytes of quad row j are in `block`
+            // and the query's 4 bytes of quad j are in `q` (one unaligned
+            // load instead of four checked byte reads: a quarter of the
+            // routing time went to assembling them).
+            let (c, quad) = unsafe {
+                (
+                    _mm512_loadu_si512(p.add(j * 4 * LANES).cast()),
+                    qp.add(4 * j).cast::<i32>().read_unaligned(),
+                )
+            };
+            _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(quad), c)
         };
         let s = sum_rows_x4!(rows, step);
         // SAFETY: `out` holds 16 i32: one 64-byte store.
