@@ -92,6 +92,8 @@ async def _in_thread(call: Callable[..., Any], *args: Any) -> Any:
 
 
 def _check_k(k: Any) -> int:
+    if type(k) is int and k >= 1:  # the common case, without the isinstance chain (~1 us)
+        return min(k, 2**62)
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
         raise InvalidParameterError(f"k must be an int, got {type(k).__name__}")
     if k < 1:

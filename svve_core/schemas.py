@@ -7,7 +7,6 @@ native parameter object each ``SearchParams`` caches.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import sys
 from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional
@@ -183,13 +182,23 @@ class SearchParams(_Model):
 
     def native(self) -> Any:
         """The validated Rust-side parameter object, cached per distinct value
-        (models are frozen and hashable), so copies and pickles stay plain data."""
-        return _native_params(self)
+        (models are frozen), so copies and pickles stay plain data."""
+        # Keyed on the field values, not the model: hashing and comparing a
+        # pydantic model (as functools.lru_cache did) took about 3.5 us, a
+        # quarter of a small search's whole Python call. Each position holds
+        # one field of one coerced type, so equal keys mean equal knobs.
+        key = tuple(self.__dict__.values())
+        native = _NATIVE.get(key)
+        if native is None:
+            if len(_NATIVE) >= _NATIVE_CACHE:
+                _NATIVE.clear()
+            native = _NATIVE[key] = _svve_core._Params(**self.model_dump())
+        return native
 
 
-@functools.lru_cache(maxsize=1024)
-def _native_params(params: SearchParams) -> Any:
-    return _svve_core._Params(**params.model_dump())
+# SearchParams.native's cache: field values -> _svve_core._Params.
+_NATIVE: Dict[tuple, Any] = {}
+_NATIVE_CACHE = 1024
 
 
 class EngineConfig(_Model):

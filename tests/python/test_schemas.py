@@ -183,6 +183,20 @@ def test_native_params_custom_values() -> None:
 def test_native_is_cached() -> None:
     p = SearchParams()
     assert p.native() is p.native()
+    assert SearchParams(nprobe=3).native() is SearchParams(nprobe=3).native()
+
+
+def test_native_cache_tells_every_knob_apart() -> None:
+    """The cache is keyed on the field values: a change to any one knob (also
+    between values that compare equal across types, 1 and True) is a new object."""
+    base = SearchParams(nprobe=1, candidates=1, expand_probes=1, query_bits=1)
+    for name, value in [("nprobe", 2), ("candidates", 2), ("expand_probes", 2),
+                        ("query_bits", 2), ("exact", True), ("expansion", False),
+                        ("expand_ratio", 1.0), ("epsilon", 1.0),
+                        ("target_recall", 0.9)]:  # fmt: skip
+        other = base.model_copy(update={name: value})
+        assert other.native() is not base.native(), name
+        assert f"{name}: {str(value).lower()}" in repr(other.native()), name
 
 
 def test_native_params_validate_on_their_own() -> None:
