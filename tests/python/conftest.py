@@ -15,6 +15,13 @@ from typing import Dict, NamedTuple
 import numpy as np
 import pytest
 
+# Under `uv run pytest` (the README's test command) Ray 2.60 starts each
+# worker with `uv run` in a copy of the project, which builds the Rust
+# extension again per worker: workers then miss Ray's registration timeout
+# and every test on a local cluster errors. The workers run in this
+# environment instead. Read when ray is imported, so set before any test does.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
 import svve_core._svve_core as _native  # before anything else of ours: a missing build fails here
 
 # Everything the Python layer calls on the extension; an extension built from
