@@ -187,8 +187,9 @@ def test_native_is_cached() -> None:
 
 
 def test_native_cache_tells_every_knob_apart() -> None:
-    """The cache is keyed on the field values: a change to any one knob (also
-    between values that compare equal across types, 1 and True) is a new object."""
+    """The cache is keyed on the field values: a change to any one knob is a new
+    object (several knobs share the value 1 in the base, so a key that lost
+    which field holds which value would collide)."""
     base = SearchParams(nprobe=1, candidates=1, expand_probes=1, query_bits=1)
     for name, value in [("nprobe", 2), ("candidates", 2), ("expand_probes", 2),
                         ("query_bits", 2), ("exact", True), ("expansion", False),
