@@ -13,6 +13,31 @@ pub fn set_bits(words: &mut [u64], rows: &[u32]) {
     }
 }
 
+/// Code blocks holding an allowed row and the runs they form
+/// ([`RowMask::allowed_blocks`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockRuns {
+    pub blocks: usize,
+    pub runs: usize,
+}
+
+impl std::iter::Sum for BlockRuns {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| BlockRuns {
+            blocks: a.blocks + b.blocks,
+            runs: a.runs + b.runs,
+        })
+    }
+}
+
+/// Bit `i` of the result is bit `8 i` of `x` (whose other bits are 0).
+#[inline]
+fn pack_low_bits(x: u64) -> u64 {
+    // Each set bit 8i times the constant's bit 7(7 - i) + 7 lands on bit 56
+    // + i; no other product reaches the top byte or carries into it.
+    x.wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
 /// A bitset over stored rows: bit set = the row may be returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowMask {
@@ -203,18 +228,30 @@ impl RowMask {
         true
     }
 
-    /// Code blocks (8 rows, a byte of a word) holding an allowed row.
-    pub fn allowed_blocks(&self) -> usize {
-        self.words
-            .iter()
-            .map(|&w| {
-                // A bit per non-zero byte: OR each byte's bits into its low bit.
-                let b = w | (w >> 4);
-                let b = b | (b >> 2);
-                let b = b | (b >> 1);
-                (b & 0x0101_0101_0101_0101).count_ones() as usize
-            })
-            .sum()
+    /// Code blocks (8 rows, a byte of a word) holding an allowed row, and
+    /// the runs they form when gaps of at most `gap` (below 8) empty blocks
+    /// are read through, as Tier1 reads them: each run is a jump to a new
+    /// place in memory.
+    pub fn allowed_blocks(&self, gap: usize) -> BlockRuns {
+        debug_assert!(gap < 8);
+        let mut out = BlockRuns::default();
+        // The previous word's blocks, one bit each (bit i = byte i).
+        let mut prev = 0u64;
+        for &w in &self.words {
+            // A bit per non-zero byte: OR each byte's bits into its low bit.
+            let b = w | (w >> 4);
+            let b = b | (b >> 2);
+            let b = b | (b >> 1);
+            let blocks = pack_low_bits(b & 0x0101_0101_0101_0101);
+            out.blocks += blocks.count_ones() as usize;
+            // Bits 0..8 the previous word's blocks, 8..16 this word's: a
+            // block starts a run when none of the `gap + 1` before it is set.
+            let v = (blocks << 8) | prev;
+            let near = (1..=gap + 1).fold(0u64, |acc, s| acc | (v << s));
+            out.runs += ((v & !near) >> 8 & 0xFF).count_ones() as usize;
+            prev = blocks;
+        }
+        out
     }
 
     /// Allowed rows in `start..end`.
@@ -266,6 +303,41 @@ mod tests {
                 for last in first..=38 {
                     let slow = (first..last).all(|b| m.block_bits(b) != 0);
                     assert_eq!(m.blocks_all_allowed(first, last), slow, "{first}..{last}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_runs_equal_counting_block_by_block() {
+        // Sparse masks of 1,000 rows (125 blocks, words and their edges
+        // crossed by runs and gaps), from a fixed pseudo-random sequence.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for density in [2u64, 8, 40, 200] {
+            for _ in 0..50 {
+                let rows: Vec<u32> = (0..1_000u32)
+                    .filter(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x % density == 0
+                    })
+                    .collect();
+                let mut m = RowMask::none(1_000);
+                m.fill(|w| set_bits(w, &rows));
+                for gap in 0..8 {
+                    let held: Vec<bool> = (0..125).map(|b| m.block_bits(b) != 0).collect();
+                    let blocks = held.iter().filter(|&&h| h).count();
+                    // A run starts at a held block with no held block among
+                    // the `gap + 1` before it.
+                    let runs = (0..125)
+                        .filter(|&b| held[b] && (b.saturating_sub(gap + 1)..b).all(|p| !held[p]))
+                        .count();
+                    assert_eq!(
+                        m.allowed_blocks(gap),
+                        BlockRuns { blocks, runs },
+                        "gap {gap}"
+                    );
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! routes once and scans each probed partition in every segment, with one
 //! pool of survivors and one rescoring. Rows are numbered across the files:
 //! file `s` holds rows `starts[s]..starts[s + 1]`.
+use super::mask::BlockRuns;
 #[cfg(doc)]
 use super::plan::QueryPlan;
 use super::view::{Spill, View};
@@ -85,7 +86,7 @@ impl<'a> Stack<'a> {
     }
 
     /// Code blocks holding a row a query may return, in every view.
-    pub fn allowed_blocks(&self) -> usize {
+    pub fn allowed_blocks(&self) -> BlockRuns {
         self.views.iter().map(View::allowed_blocks).sum()
     }
 

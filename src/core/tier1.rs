@@ -32,7 +32,7 @@ const LOOKAHEAD: usize = 4;
 /// A run of at most this many code blocks without an allowed row inside a
 /// chunk is scanned through rather than split around: a block streamed
 /// costs less than a kernel call started on lines not yet in cache.
-const MAX_GAP: usize = 3;
+pub(crate) const MAX_GAP: usize = 3;
 
 /// Kernel outputs for one chunk of rows, reused across chunks and queries.
 #[derive(Debug, Default)]

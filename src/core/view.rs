@@ -1,6 +1,7 @@
 //! [`View`]: typed slices into one mapped index file, taken once per search.
 //! A projection of the file and nothing more: no routing, no scoring rules.
-use super::mask::RowMask;
+use super::mask::{BlockRuns, RowMask};
+use super::tier1::MAX_GAP;
 use crate::index::format::SectionKind;
 use crate::index::IndexFile;
 use crate::math::bits::CodeBlocks;
@@ -183,11 +184,14 @@ impl<'a> View<'a> {
     }
 
     /// Code blocks holding a row that may be returned.
-    pub fn allowed_blocks(&self) -> usize {
-        self.mask.map_or(
-            self.len().div_ceil(crate::math::bits::BLOCK),
-            RowMask::allowed_blocks,
-        )
+    pub fn allowed_blocks(&self) -> BlockRuns {
+        match self.mask {
+            Some(m) => m.allowed_blocks(MAX_GAP),
+            None => BlockRuns {
+                blocks: self.len().div_ceil(crate::math::bits::BLOCK),
+                runs: 1,
+            },
+        }
     }
 
     /// Rows of code block `block` that may be returned, as a Tier1 survivor mask.
