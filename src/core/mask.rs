@@ -320,7 +320,7 @@ mod tests {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
-                        x % density == 0
+                        x.is_multiple_of(density)
                     })
                     .collect();
                 let mut m = RowMask::none(1_000);
