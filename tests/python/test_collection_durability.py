@@ -78,6 +78,16 @@ def test_sigkill_loses_no_commit_and_applies_no_partial_one(tmp_path: Path) -> N
             cwd=HERE,
             stderr=subprocess.PIPE,
         )
+        # The kill's moment counts from the first commit begun, not from the
+        # start: under load (a build beside the tests) starting Python and
+        # importing took most of the old 0.3-1.2 s window, and 50 kills
+        # landed after 25 commits.
+        started = time.monotonic()
+        while "begin" not in journal.read_text() and child.poll() is None:
+            if time.monotonic() - started > 120:
+                child.kill()
+                pytest.fail("the workload began no commit in 120 s")
+            time.sleep(0.01)
         time.sleep(rng.uniform(0.3, 1.2))
         if child.poll() is not None:
             pytest.fail(f"workload exited early: {child.stderr.read().decode()[-2000:]}")
