@@ -51,11 +51,24 @@ pub fn sample_indices(total: usize, n: usize, rng: &mut Rng) -> Vec<usize> {
 /// `argmax 2<x, c> - ||c||^2`.
 #[inline]
 pub fn nearest(x: &[f32], centroids: &[f32], norms: &[f32], kernels: &Kernels) -> usize {
+    best_score(x, centroids, norms, kernels, None).0
+}
+
+/// The centroid with the highest `2<x, c> - ||c||^2` (nearest by L2),
+/// leaving out `skip`, and that score.
+#[inline]
+fn best_score(
+    x: &[f32],
+    centroids: &[f32],
+    norms: &[f32],
+    kernels: &Kernels,
+    skip: Option<usize>,
+) -> (usize, f32) {
     /// Centroids scored per kernel call (the scores stay on the stack).
     const BLOCK: usize = 64;
     let dim = x.len().max(1);
     let mut dots = [0.0f32; BLOCK];
-    let mut best = (f32::NEG_INFINITY, 0usize);
+    let mut best = (f32::NEG_INFINITY, usize::from(skip == Some(0)));
     for (b, (block, block_norms)) in centroids
         .chunks(BLOCK * dim)
         .zip(norms.chunks(BLOCK))
@@ -65,12 +78,12 @@ pub fn nearest(x: &[f32], centroids: &[f32], norms: &[f32], kernels: &Kernels) -
         (kernels.dot_rows)(x, block, dots);
         for (i, (&d, &cn)) in dots.iter().zip(block_norms).enumerate() {
             let s = 2.0 * d - cn;
-            if s > best.0 {
+            if s > best.0 && skip != Some(b * BLOCK + i) {
                 best = (s, b * BLOCK + i);
             }
         }
     }
-    best.1
+    (best.1, best.0)
 }
 
 /// Squared norms of the centroids.
@@ -328,27 +341,8 @@ fn nearest_other(
     norms: &[f32],
     kernels: &Kernels,
 ) -> (usize, f32) {
-    /// Centroids scored per kernel call.
-    const BLOCK: usize = 64;
-    let dim = c.len().max(1);
-    let mut dots = [0.0f32; BLOCK];
-    let mut best = (f32::INFINITY, if own == 0 { 1 } else { 0 });
-    for (b, (block, block_norms)) in centroids
-        .chunks(BLOCK * dim)
-        .zip(norms.chunks(BLOCK))
-        .enumerate()
-    {
-        let dots = &mut dots[..block_norms.len()];
-        (kernels.dot_rows)(c, block, dots);
-        for (i, (&d, &n)) in dots.iter().zip(block_norms).enumerate() {
-            let p = b * BLOCK + i;
-            let dist = norms[own] - 2.0 * d + n;
-            if p != own && dist < best.0 {
-                best = (dist, p);
-            }
-        }
-    }
-    (best.1, best.0.max(0.0))
+    let (p, score) = best_score(c, centroids, norms, kernels, Some(own));
+    (p, (norms[own] - score).max(0.0))
 }
 
 /// Per-cell sums (f64) and counts.
