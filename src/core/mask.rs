@@ -2,7 +2,7 @@
 //! collections mask deleted rows with it, filters non-matching ones. Tier1 ANDs it into the kernel's per-block survivor mask, so a
 //! masked row never takes a candidate slot; routing counts allowed rows
 //! when it tops a query up to `k`; brute force skips masked rows.
-use crate::math::bits::BLOCK;
+use crate::math::bits::{count_ones, BLOCK};
 
 /// Sets the bits of `rows` in `words` (rows past the end are ignored).
 pub fn set_bits(words: &mut [u64], rows: &[u32]) {
@@ -89,6 +89,16 @@ impl RowMask {
         self.recount();
     }
 
+    /// [`RowMask::fill`] for a caller that knows how many rows `fill`
+    /// allows (disjoint posting rows of distinct values): no recount, which
+    /// was about a tenth of a selective filtered query on 1M rows.
+    pub fn fill_counted(&mut self, allowed: usize, fill: impl FnOnce(&mut [u64])) {
+        debug_assert_eq!(self.allowed, 0, "fill_counted needs an empty mask");
+        fill(&mut self.words);
+        self.allowed = allowed;
+        debug_assert_eq!(self.allowed, count_ones(&self.words));
+    }
+
     /// Keeps only rows both masks allow (same `len`).
     pub fn and_with(&mut self, other: &RowMask) {
         for (w, o) in self.words.iter_mut().zip(&other.words) {
@@ -119,7 +129,7 @@ impl RowMask {
     }
 
     fn recount(&mut self) {
-        self.allowed = self.words.iter().map(|w| w.count_ones() as usize).sum();
+        self.allowed = count_ones(&self.words);
     }
 
     /// The allowed rows of `start..end`, ascending, a word at a time (rows
@@ -254,7 +264,8 @@ impl RowMask {
         out
     }
 
-    /// Allowed rows in `start..end`.
+    /// Allowed rows in `start..end` (a partition: a few words, inline
+    /// `count_ones` beats a dispatched call).
     pub fn count_range(&self, start: usize, end: usize) -> usize {
         let end = end.min(self.len);
         if start >= end {

@@ -88,6 +88,33 @@ fn plane_scan_impl(codes: CodeBlocks<'_>, q: Planes<'_>, out: &mut [u32]) {
     }
 }
 
+/// Set bits in `words`. The shipped build targets baseline x86-64, where
+/// `count_ones` is a dozen shifts and masks per word; this picks the CPU's
+/// `popcnt` (or AVX-512 VPOPCNTDQ) at run time: recounting a filter's
+/// mask over 1M rows was about a sixth of a selective filtered query.
+pub fn count_ones(words: &[u64]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Detection is cached by std: an atomic load per call.
+        if std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+            && std::arch::is_x86_feature_detected!("avx512f")
+        {
+            // SAFETY: both features were detected on this CPU.
+            return unsafe { x86::count_ones_avx512(words) };
+        }
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: `popcnt` was detected on this CPU.
+            return unsafe { x86::count_ones_popcnt(words) };
+        }
+    }
+    count_ones_portable(words)
+}
+
+/// [`count_ones`] without target features.
+pub fn count_ones_portable(words: &[u64]) -> usize {
+    words.iter().map(|w| w.count_ones() as usize).sum()
+}
+
 /// Portable build of the bit-plane scan (no target features). `codes`
 /// holds whole blocks; `out` gets 2 values per row of every block.
 pub fn plane_scan_portable(codes: CodeBlocks<'_>, q: Planes<'_>, out: &mut [u32]) {
@@ -116,6 +143,25 @@ pub fn plane_scan_reference(codes: &[u64], words: usize, levels: &[u32], out: &m
 #[cfg(target_arch = "x86_64")]
 pub mod x86 {
     use super::{CodeBlocks, Planes, BLOCK};
+
+    /// [`super::count_ones`] with `popcnt`.
+    ///
+    /// # Safety
+    /// The CPU must support `popcnt`.
+    #[target_feature(enable = "popcnt")]
+    pub(super) unsafe fn count_ones_popcnt(words: &[u64]) -> usize {
+        super::count_ones_portable(words)
+    }
+
+    /// [`super::count_ones`] with AVX-512 VPOPCNTDQ (the compiler
+    /// vectorises the same loop eight words a step).
+    ///
+    /// # Safety
+    /// The CPU must support `avx512f` and `avx512vpopcntdq`.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
+    pub(super) unsafe fn count_ones_avx512(words: &[u64]) -> usize {
+        super::count_ones_portable(words)
+    }
 
     #[target_feature(enable = "popcnt")]
     unsafe fn plane_scan_inner(codes: CodeBlocks<'_>, q: Planes<'_>, out: &mut [u32]) {

@@ -451,3 +451,21 @@ fn kmeans_splits_cells_that_hold_several_clusters() {
         "largest cell {largest} rows, largest cluster {cluster}, mean {per}"
     );
 }
+
+#[test]
+fn word_popcount_equals_counting_bit_by_bit() {
+    let mut rng = Rng::new(7);
+    for len in [0usize, 1, 7, 8, 9, 63, 64, 65, 1000] {
+        let words: Vec<u64> = (0..len).map(|_| rng.next_u64()).collect();
+        let naive: usize = words
+            .iter()
+            .map(|w| (0..64).filter(|b| w >> b & 1 == 1).count())
+            .sum();
+        assert_eq!(
+            _svve_core::math::bits::count_ones(&words),
+            naive,
+            "len {len}"
+        );
+        assert_eq!(_svve_core::math::bits::count_ones_portable(&words), naive);
+    }
+}

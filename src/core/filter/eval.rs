@@ -173,12 +173,23 @@ impl Leaf {
                         }
                     }
                     // One fill for every code (each fill recounts the mask).
-                    m.fill(|w| {
+                    codes.sort_unstable();
+                    codes.dedup();
+                    let span = |c: usize| (starts[c] as usize, starts[c + 1] as usize);
+                    let set = |w: &mut [u64]| {
                         for &code in &codes {
-                            let (lo, hi) = (starts[code] as usize, starts[code + 1] as usize);
+                            let (lo, hi) = span(code);
                             rows.set_into(lo, hi, w);
                         }
-                    });
+                    };
+                    if is_tags {
+                        // A row holds several tags: count what is set.
+                        m.fill(set);
+                    } else {
+                        // A row holds one value: distinct codes, disjoint rows.
+                        let count = codes.iter().map(|&c| span(c).1 - span(c).0).sum();
+                        m.fill_counted(count, set);
+                    }
                 }
                 None => return Err(invalid(&self.path, "attribute column is unreadable")),
             }
@@ -256,7 +267,7 @@ fn numeric(
     // Every value's range first, then one fill: a fill recounts the whole
     // mask, and an allowlist of 1,000 ids on 1M rows took 11 ms filling
     // once per id.
-    let ranges: Vec<(usize, usize)> = values
+    let mut ranges: Vec<(usize, usize)> = values
         .iter()
         .filter_map(|v| match op {
             Op::Eq | Op::In | Op::Contains => Some((lower(v), upper(v))),
@@ -267,12 +278,24 @@ fn numeric(
             // Rewritten as complements of `Eq` / `In` by the caller.
             Op::Ne | Op::Nin => None,
         })
+        .filter(|&(a, b)| a < b)
         .collect();
-    m.fill(|w| {
-        for &(a, b) in &ranges {
+    // Merged into disjoint ranges: each index is one row (a row holds one
+    // key, an id one row), so their lengths count the rows set.
+    ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let count = merged.iter().map(|&(a, b)| b - a).sum();
+    m.fill_counted(count, |w| {
+        for &(a, b) in &merged {
             match rows {
-                IdRows::Ids(r) => set_bits(w, &r[a..b.max(a)]),
-                IdRows::Column(r) => r.set_into(a, b.max(a), w),
+                IdRows::Ids(r) => set_bits(w, &r[a..b]),
+                IdRows::Column(r) => r.set_into(a, b, w),
             }
         }
     });

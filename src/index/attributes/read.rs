@@ -125,7 +125,7 @@ impl Attributes {
             }
             end = hi;
             let bits: &[u64] = slice(bytes, [offset, n.div_ceil(64)], 8)?;
-            let ones: u64 = bits.iter().map(|w| u64::from(w.count_ones())).sum();
+            let ones = crate::math::bits::count_ones(bits) as u64;
             let run = &rows[lo as usize..hi as usize];
             let all = run
                 .iter()
