@@ -4,14 +4,7 @@
 //! when it tops a query up to `k`; brute force skips masked rows.
 use crate::math::bits::{count_ones, BLOCK};
 
-/// Sets the bits of `rows` in `words` (rows past the end are ignored).
-pub fn set_bits(words: &mut [u64], rows: &[u32]) {
-    for &r in rows {
-        if let Some(w) = words.get_mut(r as usize / 64) {
-            *w |= 1u64 << (r % 64);
-        }
-    }
-}
+pub use crate::math::bits::set_bits;
 
 /// Code blocks holding an allowed row and the runs they form
 /// ([`RowMask::allowed_blocks`]).

@@ -469,3 +469,20 @@ fn word_popcount_equals_counting_bit_by_bit() {
         assert_eq!(_svve_core::math::bits::count_ones_portable(&words), naive);
     }
 }
+
+#[test]
+fn set_bits_sets_exactly_the_rows_given_in_any_order() {
+    let mut rng = Rng::new(11);
+    for n in [1usize, 64, 200, 1000] {
+        // Ascending runs, scattered rows, repeats, descending, past the end.
+        let mut rows: Vec<u32> = (0..n as u32 / 3).collect();
+        rows.extend((0..n / 4).map(|_| (rng.next_u64() % (n as u64 + 70)) as u32));
+        rows.extend((0..n as u32).rev().step_by(5));
+        let mut words = vec![0u64; n.div_ceil(64)];
+        _svve_core::math::bits::set_bits(&mut words, &rows);
+        for r in 0..words.len() * 64 {
+            let want = rows.contains(&(r as u32));
+            assert_eq!(words[r / 64] >> (r % 64) & 1 == 1, want, "n {n}, row {r}");
+        }
+    }
+}

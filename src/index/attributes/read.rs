@@ -41,13 +41,7 @@ impl<'a> Rows<'a> {
     /// `rows[lo..hi]`: dense runs inside the range by ORing their bitmaps,
     /// the rest row by row.
     pub fn set_into(&self, lo: usize, hi: usize, words: &mut [u64]) {
-        let set = |words: &mut [u64], rows: &[u32]| {
-            for &r in rows {
-                if let Some(w) = words.get_mut(r as usize / 64) {
-                    *w |= 1u64 << (r % 64);
-                }
-            }
-        };
+        let set = crate::math::bits::set_bits;
         let mut at = lo;
         for &[a, b, offset] in self.dense {
             let (a, b) = (a as usize, b as usize);
