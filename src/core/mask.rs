@@ -4,8 +4,6 @@
 //! when it tops a query up to `k`; brute force skips masked rows.
 use crate::math::bits::{count_ones, BLOCK};
 
-pub use crate::math::bits::set_bits;
-
 /// Code blocks holding an allowed row and the runs they form
 /// ([`RowMask::allowed_blocks`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -283,6 +281,7 @@ impl RowMask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::math::bits::set_bits;
 
     #[test]
     fn blocks_all_allowed_equals_asking_block_by_block() {

@@ -172,13 +172,10 @@ fn split_mixed(
         counts[p] += 1;
     }
     let mean = m as f64 / k.max(1) as f64;
-    let mut big: Vec<usize> = (0..k)
-        .filter(|&p| counts[p] as f64 > SPLIT_ABOVE * mean)
-        .collect();
+    let big = oversized(&counts, mean);
     if big.is_empty() {
         return;
     }
-    big.sort_unstable_by_key(|&p| std::cmp::Reverse(counts[p]));
     let mut used = vec![false; k];
     for &b in &big {
         used[b] = true;
@@ -261,6 +258,16 @@ fn local_kmeans(
 /// A cell holding more than this many times the mean row count is split.
 pub const SPLIT_ABOVE: f64 = 3.0;
 
+/// The cells holding more than [`SPLIT_ABOVE`] times `mean` rows, largest
+/// first.
+fn oversized(counts: &[usize], mean: f64) -> Vec<usize> {
+    let mut big: Vec<usize> = (0..counts.len())
+        .filter(|&p| counts[p] as f64 > SPLIT_ABOVE * mean)
+        .collect();
+    big.sort_unstable_by_key(|&p| std::cmp::Reverse(counts[p]));
+    big
+}
+
 /// Moves the centroids of the smallest cells to random rows of the cells
 /// holding more than [`SPLIT_ABOVE`] times the mean, one per extra mean's
 /// worth of rows, so the next Lloyd step splits them. On well-separated
@@ -281,13 +288,10 @@ fn rebalance(
 ) {
     let k = counts.len();
     let mean = assign.len() as f64 / k.max(1) as f64;
-    let mut big: Vec<usize> = (0..k)
-        .filter(|&p| counts[p] as f64 > SPLIT_ABOVE * mean)
-        .collect();
+    let big = oversized(counts, mean);
     if big.is_empty() {
         return;
     }
-    big.sort_unstable_by_key(|&p| std::cmp::Reverse(counts[p]));
     let mut small: Vec<usize> = (0..k).filter(|&p| (counts[p] as f64) < mean).collect();
     small.sort_unstable_by_key(|&p| counts[p]);
     let mut donors = small.into_iter();

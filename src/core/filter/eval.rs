@@ -1,10 +1,11 @@
 //! Evaluating a [`Filter`]: type-checking it against one file's attributes
 //! and turning it into a [`RowMask`] of the file's stored rows.
 use super::{invalid, Filter, FilterSource, Leaf, Op, Scalar, ID_KEY};
-use crate::core::mask::{set_bits, RowMask};
+use crate::core::mask::RowMask;
 use crate::error::Result;
 use crate::index::attributes::{AttrType, Column, Keys, Rows};
 use crate::index::IndexFile;
+use crate::math::bits::set_bits;
 
 impl Filter {
     /// The rows of `file` this filter matches.
