@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use super::state::State;
-use crate::core::calibrate::exact_top_parts;
+use crate::core::exact::exact_top_parts;
 use crate::core::{search_batch_parts, SearchParams};
 use crate::error::Result;
 use crate::index::calibration::{Calibration, CalibrationPoint, TARGETS};

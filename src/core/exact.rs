@@ -3,9 +3,12 @@
 //! indexes large enough to pay for the hop.
 use rayon::prelude::*;
 
+use super::engine::{stack_of, Part};
 use super::stack::Stack;
-use super::topk::TopK;
+use super::topk::{Scored, TopK};
 use super::view::View;
+use crate::error::Result;
+use crate::index::Metric;
 use crate::math::prefetch::prefetch;
 use crate::pool;
 
@@ -77,4 +80,82 @@ pub fn exact_all(stack: &Stack<'_>, q: &[f32], split: bool, best: &mut TopK) {
     for p in &parts {
         best.merge(p);
     }
+}
+
+/// The exact top-`k` rows (numbered across the stack) of each query, over
+/// the rows the stack's masks allow: blocks of rows scored against groups
+/// of queries, so each block is read once per group, on the pool.
+pub(crate) fn exact_top_stack(stack: &Stack<'_>, queries: &[f32], k: usize) -> Vec<Vec<u32>> {
+    const BLOCK_ROWS: usize = 256;
+    const GROUP: usize = 8;
+    let first = stack.first();
+    let (dim, kernels) = (first.dim, first.kernels);
+    let distance = first.metric == Metric::L2;
+    let norms: Vec<Vec<f32>> = stack
+        .parts()
+        .map(|(_, v)| match distance {
+            true => (0..v.len())
+                .map(|r| (kernels.dot)(v.vector(r), v.vector(r)))
+                .collect(),
+            false => Vec::new(),
+        })
+        .collect();
+    pool::install(|| {
+        queries
+            .par_chunks(GROUP * dim)
+            .flat_map_iter(|group| {
+                let qs: Vec<&[f32]> = group.chunks_exact(dim).collect();
+                let q2: Vec<f32> = qs.iter().map(|q| (kernels.dot)(q, q)).collect();
+                let mut tops: Vec<TopK> = qs
+                    .iter()
+                    .map(|_| {
+                        let mut t = TopK::default();
+                        t.reset(k);
+                        t
+                    })
+                    .collect();
+                let mut dots = vec![0.0f32; BLOCK_ROWS];
+                for ((start, view), norms) in stack.parts().zip(&norms) {
+                    let n = view.len();
+                    for r0 in (0..n).step_by(BLOCK_ROWS) {
+                        let r1 = (r0 + BLOCK_ROWS).min(n);
+                        let rows = &view.vectors[r0 * dim..r1 * dim];
+                        for ((q, top), &qq) in qs.iter().zip(&mut tops).zip(&q2) {
+                            let out = &mut dots[..r1 - r0];
+                            (kernels.dot_rows)(q, rows, out);
+                            for (j, &d) in out.iter().enumerate() {
+                                let row = r0 + j;
+                                if !view.allows(row) {
+                                    continue;
+                                }
+                                let s = if distance {
+                                    2.0 * d - norms[row] - qq
+                                } else {
+                                    d
+                                };
+                                top.push(s, (start + row) as u32);
+                            }
+                        }
+                    }
+                }
+                tops.into_iter().map(|mut t| {
+                    let mut out: Vec<Scored> = Vec::new();
+                    t.drain_sorted(&mut out);
+                    out.into_iter().map(|s| s.row).collect()
+                })
+            })
+            .collect()
+    })
+}
+
+/// The exact top-`k` document ids of each query (`b x dim`) over the rows
+/// of `parts` (a collection's segments) that their masks allow, by the
+/// blocked brute force calibration uses (several times faster than
+/// `exact = true` searches, which read every row once per query).
+pub fn exact_top_parts(parts: &[Part<'_>], queries: &[f32], k: usize) -> Result<Vec<Vec<i64>>> {
+    let stack = stack_of(parts)?;
+    Ok(exact_top_stack(&stack, queries, k)
+        .into_iter()
+        .map(|rows| rows.into_iter().map(|r| stack.id(r as usize)).collect())
+        .collect())
 }
