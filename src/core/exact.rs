@@ -9,6 +9,7 @@ use super::topk::{Scored, TopK};
 use super::view::View;
 use crate::error::Result;
 use crate::index::Metric;
+use crate::math::gemm;
 use crate::math::prefetch::prefetch;
 use crate::pool;
 
@@ -84,10 +85,10 @@ pub fn exact_all(stack: &Stack<'_>, q: &[f32], split: bool, best: &mut TopK) {
 
 /// The exact top-`k` rows (numbered across the stack) of each query, over
 /// the rows the stack's masks allow: blocks of rows scored against groups
-/// of queries, so each block is read once per group, on the pool.
+/// of queries by one matrix product each ([`gemm::dots`]), on the pool.
 pub(crate) fn exact_top_stack(stack: &Stack<'_>, queries: &[f32], k: usize) -> Vec<Vec<u32>> {
     const BLOCK_ROWS: usize = 256;
-    const GROUP: usize = 8;
+    const GROUP: usize = 16;
     let first = stack.first();
     let (dim, kernels) = (first.dim, first.kernels);
     let distance = first.metric == Metric::L2;
@@ -114,15 +115,16 @@ pub(crate) fn exact_top_stack(stack: &Stack<'_>, queries: &[f32], k: usize) -> V
                         t
                     })
                     .collect();
-                let mut dots = vec![0.0f32; BLOCK_ROWS];
+                let mut dots = vec![0.0f32; qs.len() * BLOCK_ROWS];
                 for ((start, view), norms) in stack.parts().zip(&norms) {
                     let n = view.len();
                     for r0 in (0..n).step_by(BLOCK_ROWS) {
                         let r1 = (r0 + BLOCK_ROWS).min(n);
                         let rows = &view.vectors[r0 * dim..r1 * dim];
-                        for ((q, top), &qq) in qs.iter().zip(&mut tops).zip(&q2) {
-                            let out = &mut dots[..r1 - r0];
-                            (kernels.dot_rows)(q, rows, out);
+                        let dots = &mut dots[..qs.len() * (r1 - r0)];
+                        gemm::dots(group, rows, dim, dots);
+                        let each = tops.iter_mut().zip(&q2).zip(dots.chunks_exact(r1 - r0));
+                        for ((top, &qq), out) in each {
                             for (j, &d) in out.iter().enumerate() {
                                 let row = r0 + j;
                                 if !view.allows(row) {

@@ -3,7 +3,7 @@
 //! on the library's pool.
 use rayon::prelude::*;
 
-use crate::math::Kernels;
+use crate::math::{gemm, Kernels};
 use crate::pool;
 
 /// Sample rows per centroid used for training. Training costs
@@ -86,6 +86,65 @@ fn best_score(
     (best.1, best.0)
 }
 
+/// Rows scored against every centroid per matrix product in
+/// [`nearest_all`]: their scores (`ROW_BLOCK x k` floats) stay in cache.
+pub const ROW_BLOCK: usize = 64;
+
+/// [`nearest`] for each row of `rows` (`m x dim`), `out` holding `m`:
+/// a block of rows at a time against all centroids in one matrix product
+/// ([`gemm::dots`]), `dots` its scratch.
+pub fn nearest_all(
+    rows: &[f32],
+    centroids: &[f32],
+    norms: &[f32],
+    dots: &mut Vec<f32>,
+    out: &mut [usize],
+) {
+    let k = norms.len();
+    let dim = centroids.len() / k.max(1);
+    if dim == 0 || k == 0 {
+        out.fill(0);
+        return;
+    }
+    for (block, out) in rows.chunks(ROW_BLOCK * dim).zip(out.chunks_mut(ROW_BLOCK)) {
+        let m = block.len() / dim;
+        dots.resize(m * k, 0.0);
+        gemm::dots(block, centroids, dim, &mut dots[..m * k]);
+        for (d, o) in dots[..m * k].chunks_exact(k).zip(out.iter_mut()) {
+            *o = best_of(d, norms).0;
+        }
+    }
+}
+
+/// The centroid with the highest `2 dot - ||c||^2` given every centroid's
+/// `dots` with one row, and that score.
+#[inline]
+pub fn best_of(dots: &[f32], norms: &[f32]) -> (usize, f32) {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, (&d, &cn)) in dots.iter().zip(norms).enumerate() {
+        let s = 2.0 * d - cn;
+        if s > best.1 {
+            best = (i, s);
+        }
+    }
+    best
+}
+
+/// [`nearest_all`] over `sample` on the pool.
+fn nearest_pool(sample: &[f32], dim: usize, centroids: &[f32], norms: &[f32]) -> Vec<usize> {
+    let m = sample.len() / dim.max(1);
+    let mut assign = vec![0usize; m];
+    pool::install(|| {
+        sample
+            .par_chunks(ROW_BLOCK * dim)
+            .zip(assign.par_chunks_mut(ROW_BLOCK))
+            .for_each_init(Vec::new, |dots, (rows, out)| {
+                nearest_all(rows, centroids, norms, dots, out)
+            });
+    });
+    assign
+}
+
 /// Squared norms of the centroids.
 pub fn norms(centroids: &[f32], dim: usize, kernels: &Kernels) -> Vec<f32> {
     centroids
@@ -104,12 +163,7 @@ pub fn train(sample: &[f32], dim: usize, k: usize, seed: u64, kernels: &Kernels)
         .collect();
     for it in 0..ITERATIONS {
         let cn = norms(&centroids, dim, kernels);
-        let assign: Vec<usize> = pool::install(|| {
-            sample
-                .par_chunks_exact(dim)
-                .map(|x| nearest(x, &centroids, &cn, kernels))
-                .collect()
-        });
+        let assign = nearest_pool(sample, dim, &centroids, &cn);
         let (sums, counts) = accumulate(sample, dim, k, &assign);
         for (p, (c, &count)) in centroids.chunks_exact_mut(dim).zip(&counts).enumerate() {
             if count == 0 {
@@ -161,12 +215,7 @@ fn split_mixed(
     let k = centroids.len() / dim;
     let m = sample.len() / dim;
     let cn = norms(centroids, dim, kernels);
-    let assign: Vec<usize> = pool::install(|| {
-        sample
-            .par_chunks_exact(dim)
-            .map(|x| nearest(x, centroids, &cn, kernels))
-            .collect()
-    });
+    let assign = nearest_pool(sample, dim, centroids, &cn);
     let mut counts = vec![0usize; k];
     for &p in &assign {
         counts[p] += 1;

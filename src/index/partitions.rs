@@ -11,7 +11,7 @@ use super::kmeans::{self, sample_indices, Rng, SAMPLE_PER_CENTROID};
 use super::manifest::{BuildConfig, Metric};
 use crate::error::{Error, Result};
 use crate::limits::norm2_f64;
-use crate::math::Kernels;
+use crate::math::{gemm, Kernels};
 use crate::pool;
 
 /// The partitions (`L x dim`, row-major) a build of `vectors` with
@@ -206,6 +206,20 @@ pub(crate) fn assign_unknown(
     Ok(all)
 }
 
+/// Rows `first..first + m` through `row`, into `rows` (`m x dim`).
+fn fill_rows(
+    row: &(dyn Fn(usize, &mut [f32]) + Sync),
+    first: usize,
+    m: usize,
+    dim: usize,
+    rows: &mut Vec<f32>,
+) {
+    rows.resize(m * dim, 0.0);
+    for (j, buf) in rows.chunks_exact_mut(dim.max(1)).enumerate() {
+        row(first + j, buf);
+    }
+}
+
 /// The nearest centroid of each of the `n` rows, in chunks on the pool,
 /// reporting `end` of `total` after each chunk.
 pub(crate) fn assign(
@@ -227,13 +241,21 @@ pub(crate) fn assign(
         for start in (0..n).step_by(CHUNK_ROWS) {
             let end = (start + CHUNK_ROWS).min(n);
             pool::install(|| {
-                assign[start..end].par_iter_mut().enumerate().for_each_init(
-                    || vec![0.0f32; dim],
-                    |buf, (j, a)| {
-                        row(start + j, buf);
-                        *a = kmeans::nearest(buf, centroids, &cn, kernels) as u32;
-                    },
-                );
+                assign[start..end]
+                    .par_chunks_mut(kmeans::ROW_BLOCK)
+                    .enumerate()
+                    .for_each_init(
+                        || (Vec::new(), Vec::new(), Vec::new()),
+                        |(rows, dots, near), (b, out)| {
+                            let first = start + b * kmeans::ROW_BLOCK;
+                            fill_rows(row, first, out.len(), dim, rows);
+                            near.resize(out.len(), 0);
+                            kmeans::nearest_all(rows, centroids, &cn, dots, near);
+                            for (a, &p) in out.iter_mut().zip(near.iter()) {
+                                *a = p as u32;
+                            }
+                        },
+                    );
             });
             if !progress.report(end, total) {
                 return Err(Error::Cancelled);
@@ -310,22 +332,25 @@ pub(crate) fn assign_spilled(
     let mut ratio = vec![0.0f32; n];
     for start in (0..n).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(n);
+        let block = kmeans::ROW_BLOCK;
         pool::install(|| {
             own[start..end]
-                .par_iter_mut()
-                .zip(spill[start..end].par_iter_mut())
-                .zip(ratio[start..end].par_iter_mut())
+                .par_chunks_mut(block)
+                .zip(spill[start..end].par_chunks_mut(block))
+                .zip(ratio[start..end].par_chunks_mut(block))
                 .enumerate()
                 .for_each_init(
-                    || (vec![0.0f32; dim], vec![0.0f32; parts]),
-                    |(buf, dots), (j, ((a, s), r))| {
-                        row(start + j, buf);
-                        for (o, block) in dots.chunks_mut(BLOCK).zip(centroids.chunks(BLOCK * dim))
-                        {
-                            (kernels.dot_rows)(buf, block, o);
+                    || (Vec::new(), Vec::new()),
+                    |(rows, dots), (b, ((a, s), r))| {
+                        let m = a.len();
+                        fill_rows(row, start + b * block, m, dim, rows);
+                        dots.resize(m * parts, 0.0);
+                        gemm::dots(rows, centroids, dim, dots);
+                        let each = rows.chunks_exact(dim).zip(dots.chunks_exact(parts));
+                        for (j, (x, d)) in each.enumerate() {
+                            let pair = soar_pair(d, &cn, &gram, (kernels.dot)(x, x));
+                            (a[j], s[j], r[j]) = (pair.own as u32, pair.spill as u32, pair.ratio);
                         }
-                        let pair = soar_pair(dots, &cn, &gram, (kernels.dot)(buf, buf));
-                        (*a, *s, *r) = (pair.own as u32, pair.spill as u32, pair.ratio);
                     },
                 );
         });

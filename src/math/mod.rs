@@ -4,6 +4,7 @@
 pub mod bits;
 pub mod estimate;
 pub mod float;
+pub mod gemm;
 pub mod int8;
 pub mod prefetch;
 pub mod quantize;
