@@ -387,15 +387,20 @@ impl<'a> Grid<'a> {
     /// a tighter bound rescores fewer survivors (debian-minilm-384 at
     /// target 0.95: 56 -> 40 rows rescored, p50 45.2 -> 41.7 us, at 2
     /// standard deviations instead of 3), but how tight a bound keeps the
-    /// recall depends on the data.
+    /// recall depends on the data. Each is screened first.
     fn tighten(&mut self, best: usize, target: f64) -> Result<usize> {
         let s = &self.tried[best];
         let (nprobe, ratio, candidates) = (s.nprobe, s.expand_ratio, s.candidates);
-        let mut best = best;
+        let (mut best, q) = (best, self.queries.len());
         for &scale in &ERROR_SCALES {
-            let i = self.eval(nprobe, ratio, candidates, scale, self.queries.len())?;
-            let o = self.tried[i].outcome;
-            if !o.reaches(target) || o.cost_us > self.tried[best].outcome.cost_us {
+            let i = self.eval(nprobe, ratio, candidates, scale, SCREEN)?;
+            if self.tried[i].outcome.may_reach(target, q) {
+                self.extend(i, q)?;
+            }
+            let s = &self.tried[i];
+            let o = s.outcome;
+            let full = s.recalls.len() == q;
+            if !full || !o.reaches(target) || o.cost_us > self.tried[best].outcome.cost_us {
                 break;
             }
             best = i;
