@@ -268,6 +268,9 @@ impl<'a> Grid<'a> {
                 let mut last = f64::NEG_INFINITY;
                 for &nprobe in &probes {
                     let i = self.eval(nprobe, ratio, candidates, 1.0, SCREEN)?;
+                    if self.improves(i) {
+                        self.extend(i, self.queries.len())?;
+                    }
                     let o = self.tried[i].outcome;
                     if o.lcb >= top || o.cost_us > self.exact_cost.min(self.bar(o.lcb)) {
                         break;
@@ -292,30 +295,50 @@ impl<'a> Grid<'a> {
 
     /// The most a setting that has reached `lcb` may cost and still be
     /// worth growing: the highest, over the targets above `lcb`, of the
-    /// cheapest cost known (on however many queries) to reach them
-    /// (infinite while one is unreached).
+    /// cheapest cost known (on every query) to reach them (infinite while
+    /// one is unreached).
     fn bar(&self, lcb: f64) -> f64 {
         TARGETS
             .iter()
             .filter(|&&t| t > lcb)
-            .map(|&t| {
-                self.cheapest(t, false)
-                    .map_or(f64::INFINITY, |i| self.tried[i].outcome.cost_us)
-            })
+            .map(|&t| self.cheapest_cost(t))
             .fold(0.0, f64::max)
     }
 
-    /// The cheapest setting of this pass at the full error bound that
-    /// reaches `target` for less than brute force; with `full`, only
-    /// settings run on every query.
-    fn cheapest(&self, target: f64, full: bool) -> Option<usize> {
+    /// The cost of the cheapest setting known on every query to reach
+    /// `target`, infinite if none.
+    fn cheapest_cost(&self, target: f64) -> f64 {
+        self.cheapest(target)
+            .map_or(f64::INFINITY, |i| self.tried[i].outcome.cost_us)
+    }
+
+    /// Whether screened setting `i` reaches, on its screen, a target for
+    /// less than the cheapest setting known on every query to reach it:
+    /// then the sweep runs it on every query before deciding where its
+    /// line stops. A line must not stop on a screen that over-reads
+    /// (100 queries all at recall 1 bound nothing), and the lines after it
+    /// must not stop on a bar it would set: on a 30k x 1536 ada-like set,
+    /// stopping on the screen left target 0.995 to brute force where
+    /// 9 probes reach it.
+    fn improves(&self, i: usize) -> bool {
+        let s = &self.tried[i];
+        s.recalls.len() < self.queries.len()
+            && s.outcome.cost_us < self.exact_cost
+            && TARGETS
+                .iter()
+                .any(|&t| s.outcome.reaches(t) && s.outcome.cost_us < self.cheapest_cost(t))
+    }
+
+    /// The cheapest setting of this pass, run on every query at the full
+    /// error bound, that reaches `target` for less than brute force.
+    fn cheapest(&self, target: f64) -> Option<usize> {
         let q = self.queries.len();
         (0..self.tried.len())
             .filter(|&i| {
                 let s = &self.tried[i];
                 self.in_pass(s)
                     && s.error_scale == 1.0
-                    && (!full || s.recalls.len() == q)
+                    && s.recalls.len() == q
                     && s.outcome.reaches(target)
                     && s.outcome.cost_us < self.exact_cost
             })
@@ -350,7 +373,7 @@ impl<'a> Grid<'a> {
                 break;
             }
         }
-        Ok(self.cheapest(target, true))
+        Ok(self.cheapest(target))
     }
 
     /// The cheapest setting for `target` after bisecting `nprobe` between
@@ -379,7 +402,7 @@ impl<'a> Grid<'a> {
                 lo = mid;
             }
         }
-        Ok(self.cheapest(target, true).unwrap_or(best))
+        Ok(self.cheapest(target).unwrap_or(best))
     }
 
     /// `best` (the cheapest setting for `target`) with the tightest error
