@@ -124,7 +124,7 @@ pub fn nearest_all(
 /// The centroid with the highest `2 dot - ||c||^2` given every centroid's
 /// `dots` with one row, and that score.
 #[inline]
-pub fn best_of(dots: &[f32], norms: &[f32]) -> (usize, f32) {
+fn best_of(dots: &[f32], norms: &[f32]) -> (usize, f32) {
     let mut best = (0, f32::NEG_INFINITY);
     for (i, (&d, &cn)) in dots.iter().zip(norms).enumerate() {
         let s = 2.0 * d - cn;
