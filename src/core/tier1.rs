@@ -11,7 +11,8 @@ use super::query::PreparedQuery;
 use super::router::{Probe, Router};
 use super::stack::Stack;
 use super::topk::{Scored, TopK};
-use super::view::{partition_at, CodeTable, Spill};
+use super::view::{CodeTable, Spill};
+use crate::index::locate::Locate;
 use crate::math::bits::BLOCK;
 use crate::math::estimate::EstimateParams;
 use crate::math::prefetch::prefetch;
@@ -104,9 +105,9 @@ struct Slice<'v> {
 struct Copies<'v> {
     /// The stored row each entry copies.
     rows: &'v [u32],
-    /// The file's partition offsets (an entry's row lies in its own
+    /// The partition of a stored row (an entry's row lies in its own
     /// partition).
-    offsets: &'v [u64],
+    locate: Locate<'v>,
 }
 
 /// One kernel call: entries `r0..r1` (whole blocks) of a slice.
@@ -175,7 +176,7 @@ impl<'a> Tier1<'a> {
     /// twice.
     #[inline]
     fn copy_counts(&self, c: &Copies<'_>, row: usize) -> bool {
-        let home = partition_at(c.offsets, row);
+        let home = c.locate.partition_of(row);
         self.probed[home / 64] >> (home % 64) & 1 == 0
     }
 
@@ -227,7 +228,7 @@ impl<'a> Tier1<'a> {
     fn chunks<'s>(&'s self, order: &'s [Scored]) -> impl Iterator<Item = Chunk<'s>> + 's {
         let spill = self.spill.as_ref();
         let first = self.stack.first();
-        let (words, offsets) = (first.words, first.offsets);
+        let (words, locate) = (first.words, first.locate);
         let spilled_first = self.stack.len();
         order.iter().enumerate().flat_map(move |(i, r)| {
             let p = r.row as usize;
@@ -252,7 +253,7 @@ impl<'a> Tier1<'a> {
                     mask: None,
                     copies: Some(Copies {
                         rows: s.rows,
-                        offsets,
+                        locate,
                     }),
                     start,
                     end,

@@ -3,6 +3,7 @@
 use super::mask::{BlockRuns, RowMask};
 use super::tier1::MAX_GAP;
 use crate::index::format::SectionKind;
+use crate::index::locate::Locate;
 use crate::index::IndexFile;
 use crate::math::bits::CodeBlocks;
 use crate::math::estimate::RowFactors;
@@ -28,6 +29,8 @@ pub struct View<'a> {
     pub centroids: &'a [f32],
     /// Partition `p` holds stored rows `offsets[p]..offsets[p + 1]`.
     pub offsets: &'a [u64],
+    /// The partition of a stored row.
+    pub locate: Locate<'a>,
     /// Codes are residuals from the partition centroid (else from zero).
     pub centered: bool,
     /// Dimensions per vector.
@@ -58,6 +61,8 @@ pub struct Spill<'a> {
     pub error: &'a [f32],
     /// Partition `p` holds entries `offsets[p]..offsets[p + 1]`.
     pub offsets: &'a [u64],
+    /// The partition of an entry.
+    pub locate: Locate<'a>,
     /// The stored row each entry copies.
     pub rows: &'a [u32],
 }
@@ -78,6 +83,7 @@ impl<'a> Spill<'a> {
             bias: &factors[m..2 * m],
             error: &factors[2 * m..],
             offsets,
+            locate: f.spill_locate(),
             rows,
         })
     }
@@ -88,8 +94,9 @@ impl<'a> Spill<'a> {
     }
 
     /// The partition entry `e` is spilled into.
+    #[inline]
     pub fn partition_of(&self, e: usize) -> usize {
-        partition_at(self.offsets, e)
+        self.locate.partition_of(e)
     }
 
     /// The codes and factors Tier1 reads, with `words` per code.
@@ -147,6 +154,7 @@ impl<'a> View<'a> {
             ids: f.section(SectionKind::Ids),
             centroids: f.section(SectionKind::Centroid),
             offsets: f.offsets(),
+            locate: f.rows_locate(),
             centered: f.manifest().build.center,
             dim: f.dim(),
             words: f.words(),
@@ -227,8 +235,9 @@ impl<'a> View<'a> {
     }
 
     /// The partition holding stored row `row`.
+    #[inline]
     pub fn partition_of(&self, row: usize) -> usize {
-        partition_at(self.offsets, row)
+        self.locate.partition_of(row)
     }
 
     /// Centroid of partition `p`.
@@ -247,13 +256,4 @@ impl<'a> View<'a> {
     pub fn exact_score(&self, q: &[f32], row: usize) -> f32 {
         self.metric.score(self.kernels, q, self.vector(row))
     }
-}
-
-/// The partition whose range `offsets[p]..offsets[p + 1]` holds position
-/// `i` (a stored row, or a spilled entry for the spill's offsets).
-#[inline]
-pub fn partition_at(offsets: &[u64], i: usize) -> usize {
-    offsets
-        .partition_point(|&o| o <= i as u64)
-        .saturating_sub(1)
 }

@@ -5,6 +5,7 @@ pub mod calibration;
 pub mod copy;
 pub mod format;
 pub mod kmeans;
+pub mod locate;
 pub mod manifest;
 pub mod partitions;
 pub mod reader;

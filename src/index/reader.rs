@@ -12,6 +12,7 @@ use super::format::{
     FileHeader, SectionEntry, SectionKind, FILE_MAGIC, FORMAT_VERSION, HEADER_LEN, OLDEST_READABLE,
     PENDING_MAGIC,
 };
+use super::locate::{Guide, Locate};
 use super::manifest::{Manifest, Metric};
 use crate::error::{Error, Result};
 
@@ -45,6 +46,9 @@ pub struct IndexFile {
     attributes: Attributes,
     /// Stored rows sorted by id, built on first use (id filters).
     id_order: std::sync::OnceLock<Vec<u32>>,
+    /// Lookup guides of the row and spill offsets, built at open.
+    row_guide: Guide,
+    spill_guide: Guide,
 }
 
 fn slot(kind: SectionKind) -> usize {
@@ -163,7 +167,7 @@ impl IndexFile {
             let bytes = &map[attr.offset as usize..(attr.offset + attr.len) as usize];
             Attributes::decode(bytes, manifest.n).map_err(|r| Error::corrupt(path, r))?
         };
-        let index = IndexFile {
+        let mut index = IndexFile {
             path: path.to_path_buf(),
             map,
             sections,
@@ -173,10 +177,14 @@ impl IndexFile {
             calibration,
             attributes,
             id_order: std::sync::OnceLock::new(),
+            row_guide: Guide::default(),
+            spill_guide: Guide::default(),
         };
         index.check_alignment()?;
         index.check_offsets()?;
         index.check_spill()?;
+        index.row_guide = Guide::new(index.offsets());
+        index.spill_guide = Guide::new(index.section(SectionKind::SpillOffsets));
         // Tier2 rows are gathered at random; read-ahead would only waste cache.
         let v = index.entry(SectionKind::Vectors);
         advise_random(&index.map, v.offset as usize, v.len as usize);
@@ -359,6 +367,16 @@ impl IndexFile {
     /// Row range `[start, end)` of each partition.
     pub fn offsets(&self) -> &[u64] {
         self.section(SectionKind::Offsets)
+    }
+
+    /// The partition of a stored row, looked up through the file's guide.
+    pub fn rows_locate(&self) -> Locate<'_> {
+        Locate::new(self.offsets(), &self.row_guide)
+    }
+
+    /// The partition of a spilled entry (blueprint 3.4), the same way.
+    pub fn spill_locate(&self) -> Locate<'_> {
+        Locate::new(self.section(SectionKind::SpillOffsets), &self.spill_guide)
     }
 
     fn check_alignment(&self) -> Result<()> {
