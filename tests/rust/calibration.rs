@@ -67,6 +67,15 @@ fn a_calibrated_build_stores_one_point_per_target() {
             assert!((1..=parts).contains(&p.nprobe), "{p:?}");
         }
     }
+    // Probing every partition with enough survivors reaches any target on
+    // these rows for less than brute force, so no point may fall back to
+    // it: a calibration that stops searching too early (a line stopped on
+    // a screen that over-read once left a 1536-d set's 0.995 exact) shows
+    // here as an exact point.
+    for p in cal.points.iter().chain(&cal.unspilled) {
+        assert!(!p.exact, "no setting found for {p:?}");
+    }
+    assert_eq!(cal.unspilled.len(), TARGETS.len());
     // Effort grows with the target.
     let cost: Vec<f64> = cal.points.iter().map(|p| p.cost_us).collect();
     assert!(cost.windows(2).all(|w| w[0] <= w[1]), "{cost:?}");
