@@ -140,12 +140,31 @@ impl Centroids {
     /// ||c_p||^2 - ||q||^2` (the negated squared distance with `<q, c_p>`
     /// from the int8 copies), offered to `keep(partition, score)`.
     fn rank(&self, kernels: &Kernels, q: &PreparedQuery, mut keep: impl FnMut(u32, f32)) {
-        let len = self.len();
-        self.each_block(kernels, q, |first, dots| {
-            for (p, &d) in (first..(first + LANES).min(len)).zip(dots) {
-                let dot = self.scales[p] * q.q8_scale * d as f32;
-                keep(p as u32, 2.0 * dot - self.norms[p] - q.norm2);
+        self.each_scores(kernels, q, |first, scores| {
+            for (p, &score) in (first..).zip(scores) {
+                keep(p as u32, score);
             }
+        });
+    }
+
+    /// Calls `f(first, scores)` for each block of [`LANES`] centroids from
+    /// `first` on (the last one shorter), with their approximate routing
+    /// scores, computed for the whole block in one loop the compiler
+    /// vectorizes (per centroid, with a call to the caller's closure each,
+    /// it was 6% of a query on the 2,000 partitions of the clustered 1M set).
+    fn each_scores(&self, kernels: &Kernels, q: &PreparedQuery, mut f: impl FnMut(usize, &[f32])) {
+        let len = self.len();
+        let mut scores = [0f32; LANES];
+        self.each_block(kernels, q, |first, dots| {
+            let n = LANES.min(len - first);
+            let (scales, norms) = (
+                &self.scales[first..first + n],
+                &self.norms[first..first + n],
+            );
+            for (((s, &d), &scale), &norm) in scores.iter_mut().zip(dots).zip(scales).zip(norms) {
+                *s = 2.0 * (scale * q.q8_scale * d as f32) - norm - q.norm2;
+            }
+            f(first, &scores[..n]);
         });
     }
 
@@ -166,15 +185,19 @@ impl Centroids {
             return;
         }
         let mut floor = f32::NEG_INFINITY;
-        self.rank(kernels, q, |row, score| {
-            if score < floor {
-                return;
-            }
-            out.push(Scored { score, row });
-            if out.len() >= 2 * m {
-                out.select_nth_unstable_by(m - 1, best_first);
-                out.truncate(m);
-                floor = out[m - 1].score;
+        self.each_scores(kernels, q, |first, scores| {
+            for (row, &score) in (first as u32..).zip(scores) {
+                // Most centroids fall below the floor once it is set: a
+                // branch predicted not taken.
+                if score < floor {
+                    continue;
+                }
+                out.push(Scored { score, row });
+                if out.len() >= 2 * m {
+                    out.select_nth_unstable_by(m - 1, best_first);
+                    out.truncate(m);
+                    floor = out[m - 1].score;
+                }
             }
         });
         if out.len() > m {
