@@ -115,18 +115,21 @@ pub fn calibrate(
                 .collect(),
         )
     };
-    // A file with spilled entries is measured twice: with them, and
-    // without them for queries that do not scan them (blueprint 3.4);
-    // settings that scan none are run once for both. Each pass reports
-    // half the progress.
+    // A file with spilled entries is measured twice: without them (for
+    // queries that do not scan them, blueprint 3.4), then with them; the
+    // settings whose plans scan none are the same in both passes, so the
+    // second pass's lines stop where their plans stop scanning entries.
+    // Each pass reports half the progress.
     let spilled = engine.file().entry(SectionKind::SpillRows).rows > 0;
-    let passes = if spilled { 2.0 } else { 1.0 };
-    let with = points(&mut grid, &mut |f| progress(f / passes))?;
     let mut unspilled = Vec::new();
     if spilled {
         grid.spill = false;
-        unspilled = points(&mut grid, &mut |f| progress(0.5 + f / 2.0))?;
+        unspilled = points(&mut grid, &mut |f| progress(f / 2.0))?;
+        grid.spill = true;
+        grid.spilled_lines = true;
     }
+    let done = if spilled { 0.5 } else { 0.0 };
+    let with = points(&mut grid, &mut |f| progress(done + f * (1.0 - done)))?;
     Ok(Calibration {
         k: CAL_K,
         queries: q,
