@@ -9,10 +9,14 @@ pub fn words_for(dim: usize) -> usize {
 /// Sets bit `i` of `code` where `v[i] > 0` (the sign code). `code` must be
 /// zeroed and `words_for(v.len())` long.
 pub fn sign_code(v: &[f32], code: &mut [u64]) {
-    for (i, &x) in v.iter().enumerate() {
-        if x > 0.0 {
-            code[i / 64] |= 1u64 << (i % 64);
+    // Branch-free: the signs of a residual are a coin toss each, and a
+    // branch per dimension mispredicts half the time.
+    for (word, chunk) in code.iter_mut().zip(v.chunks(64)) {
+        let mut bits = 0u64;
+        for (i, &x) in chunk.iter().enumerate() {
+            bits |= u64::from(x > 0.0) << i;
         }
+        *word |= bits;
     }
 }
 
