@@ -111,11 +111,11 @@ pub(crate) fn exact_top_stack(stack: &Stack<'_>, queries: &[f32], k: usize) -> V
         .collect();
     pool::install(|| {
         let b = queries.len() / dim.max(1);
-        let group = b
+        let size = b
             .div_ceil(rayon::current_num_threads())
             .clamp(*GROUPS.start(), *GROUPS.end());
         queries
-            .par_chunks(group * dim)
+            .par_chunks(size * dim)
             .flat_map_iter(|group| {
                 let qs: Vec<&[f32]> = group.chunks_exact(dim).collect();
                 let q2: Vec<f32> = qs.iter().map(|q| (kernels.dot)(q, q)).collect();

@@ -651,9 +651,9 @@ fn residual_sums(r: &[f32], mu: &[f32]) -> ResidualSums {
     };
     let (rc, mc) = (r.chunks_exact(LANES), mu.chunks_exact(LANES));
     let (rt, mt) = (rc.remainder(), mc.remainder());
-    for (rs, ms_) in rc.zip(mc) {
+    for (xs, mus) in rc.zip(mc) {
         for j in 0..LANES {
-            add(j, rs[j], ms_[j]);
+            add(j, xs[j], mus[j]);
         }
     }
     for (j, (&x, &m)) in rt.iter().zip(mt).enumerate() {

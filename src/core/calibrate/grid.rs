@@ -285,9 +285,8 @@ impl<'a> Grid<'a> {
     /// reached. The highest target is then sought along the line of the
     /// point below it only ([`Grid::reach_top`]).
     fn sweep(&mut self, progress: &mut dyn FnMut(f64) -> bool) -> Result<()> {
-        let n = self.engine.len();
         let ratios: &[f32] = if self.parts == 1 { &[0.0] } else { &RATIOS };
-        let counts = self.counts(n);
+        let counts = self.counts();
         let lines = (counts.len() * ratios.len()) as f64;
         for (ri, &ratio) in ratios.iter().enumerate() {
             let mut last = None;
@@ -331,7 +330,8 @@ impl<'a> Grid<'a> {
     }
 
     /// The survivor counts of the lines.
-    fn counts(&self, n: usize) -> Vec<usize> {
+    fn counts(&self) -> Vec<usize> {
+        let n = self.engine.len();
         let mut counts: Vec<usize> = CANDIDATES.iter().map(|&c| (c * CAL_K).min(n)).collect();
         counts.dedup();
         counts
@@ -398,7 +398,7 @@ impl<'a> Grid<'a> {
     fn reach_top(&mut self, below: usize) -> Result<()> {
         let s = &self.tried[below];
         let (ratio, from, least) = (s.expand_ratio, s.nprobe, s.candidates);
-        let counts = self.counts(self.engine.len());
+        let counts = self.counts();
         let top = TARGETS[TARGETS.len() - 1];
         for &candidates in counts.iter().filter(|&&c| c >= least) {
             if !self.walk(candidates, ratio, from, top)?.limited {
