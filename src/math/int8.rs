@@ -16,13 +16,16 @@
 //! signed bytes, so the query is biased by +128 into u8 and each centroid's
 //! sum of codes times 128 is subtracted afterwards; the sums stay exact.
 
+use super::quantize::min_max;
+
 /// Centroids per interleaved block (one 512-bit register of i32 sums).
 pub const LANES: usize = 16;
 
 /// Quantizes `v` symmetrically to int8 into `out`: `v ~= scale * out`, with
 /// `scale = max |v_j| / 127` (1 for an all-zero `v`). Returns the scale.
 pub fn quantize_i8(v: &[f32], out: &mut Vec<i8>) -> f32 {
-    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let (lo, hi) = min_max(v);
+    let max = hi.max(-lo).max(0.0);
     let scale = if max > 0.0 && max.is_finite() {
         max / 127.0
     } else {
@@ -32,9 +35,16 @@ pub fn quantize_i8(v: &[f32], out: &mut Vec<i8>) -> f32 {
     out.clear();
     // Round half away from zero without a call per value (`f32::round` is a
     // libm call on baseline x86-64, a fifth of a small query's time).
+    // `max`/`min` (not `clamp`) send NaN to a bound, so every value is in
+    // range for the unchecked conversion, which compiles to one packed
+    // instruction where a saturating `as i8` took a scalar conversion and
+    // fix-ups per value (7% of a small query's time).
+    #[allow(clippy::manual_clamp)] // `clamp` keeps NaN, which the conversion must not see
     out.extend(v.iter().map(|&x| {
-        let y = (x * inv).clamp(-127.0, 127.0);
-        (y + 0.5f32.copysign(y)) as i8
+        let y = (x * inv).max(-127.0).min(127.0);
+        let y = y + 0.5f32.copysign(y);
+        // SAFETY: `y` is finite and within -127.5..=127.5, so it fits an i32.
+        (unsafe { y.to_int_unchecked::<i32>() }) as i8
     }));
     scale
 }
