@@ -345,7 +345,7 @@ impl Engine {
         let rows = counted.unwrap_or_else(|| rows_in(stack, plan, &s.route_order));
         s.probe_norms.clear();
         s.probe_norms.resize(view.partitions(), 0.0);
-        s.survivors.reset(candidates);
+        s.survivors.reset_survivors(candidates);
         let tier1 = Tier1::new(stack, &router, &s.query, plan, &s.route_order);
         if plan.splits(rows) {
             tier1.scan_split(&s.route_order, &mut s.survivors, &mut s.probe_norms);

@@ -203,7 +203,7 @@ impl<'a> Tier1<'a> {
                 .fold(
                     || {
                         let mut top = TopK::default();
-                        top.reset(cap);
+                        top.reset_survivors(cap);
                         (top, ScanBuffers::default())
                     },
                     |(mut top, mut bufs), r| {
