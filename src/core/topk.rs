@@ -17,10 +17,17 @@ use std::cmp::Ordering;
 /// debian-minilm-384's calibrated targets 0.9, 0.95 and 0.99, 3 instead of
 /// 2 cut a query's instructions outside the kernels by 14%, 12% and 5%
 /// (callgrind, 300 queries); 4 by 6% at 0.95. The survivors are the same
-/// whatever the buffer. The exact top-k keeps 2: rescoring skips
-/// survivors by its threshold, so a staler one rescores more rows and
-/// changes answers.
+/// whatever the buffer, but for entries whose estimates tie exactly at
+/// the threshold (kept or dropped by when the threshold moved). The exact
+/// top-k keeps [`BUFFER`]: rescoring skips survivors by its threshold, so a
+/// staler one rescores more rows and changes answers.
 pub const SURVIVOR_BUFFER: usize = 3;
+
+/// How many times the kept entries every other selection buffers
+/// ([`TopK::reset`]). Rescoring skips survivors by the exact top-k's
+/// threshold; a longer buffer leaves it staler, so more rows are rescored
+/// and answers change (with 3, the frozen v4 answers did).
+const BUFFER: usize = 2;
 
 /// A scored row. Higher `score` is better; ties go to the lower row.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,7 +89,7 @@ impl Default for TopK {
     fn default() -> Self {
         TopK {
             cap: 0,
-            buffer: 2,
+            buffer: BUFFER,
             buf: Vec::new(),
             threshold: f32::NEG_INFINITY,
         }
@@ -92,7 +99,7 @@ impl Default for TopK {
 impl TopK {
     /// Empties the selection and sets its capacity, keeping the allocation.
     pub fn reset(&mut self, cap: usize) {
-        self.reset_buffered(cap, 2);
+        self.reset_buffered(cap, BUFFER);
     }
 
     /// [`TopK::reset`] for Tier1's survivors: a buffer of
