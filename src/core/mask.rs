@@ -272,9 +272,65 @@ impl RowMask {
         ((self.words[w0] & lo).count_ones() + mid + (self.words[w1] & hi).count_ones()) as usize
     }
 
+    /// Adds to `out[p]` the allowed rows in `offsets[p]..offsets[p + 1]`
+    /// (`offsets` non-decreasing), for every partition in one pass over the
+    /// words with the CPU's `popcnt` (chosen at run time: the shipped build
+    /// targets baseline x86-64, where `count_ones` is a dozen shifts and
+    /// masks). Routes that ask about every partition (a scattered filtered
+    /// query, a full scan) counted them one range at a time: 6.7% of a 1%
+    /// filter's query on the clustered 1M set (2,000 partitions).
+    pub fn count_ranges(&self, offsets: &[u64], out: &mut [u32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: `popcnt` was detected on this CPU.
+            return unsafe { count_ranges_popcnt(&self.words, self.len, offsets, out) };
+        }
+        count_ranges_impl(&self.words, self.len, offsets, out);
+    }
+
     /// The disallowed rows, ascending.
     pub fn cleared(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.len).filter(|&r| !self.get(r))
+    }
+}
+
+/// [`RowMask::count_ranges`] with `popcnt`.
+///
+/// # Safety
+/// The CPU must support `popcnt`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn count_ranges_popcnt(words: &[u64], len: usize, offsets: &[u64], out: &mut [u32]) {
+    count_ranges_impl(words, len, offsets, out);
+}
+
+/// [`RowMask::count_ranges`]: the allowed rows below each offset, as a
+/// running count over whole words plus the part of the offset's own word,
+/// differenced between consecutive offsets.
+#[inline(always)]
+fn count_ranges_impl(words: &[u64], len: usize, offsets: &[u64], out: &mut [u32]) {
+    let (mut counted, mut total) = (0usize, 0u64);
+    let mut below = |i: u64| {
+        let i = (i as usize).min(len);
+        let (w, bit) = (i / 64, i % 64);
+        while counted < w {
+            total += u64::from(words[counted].count_ones());
+            counted += 1;
+        }
+        let part = match bit {
+            0 => 0,
+            _ => (words[w] & ((1u64 << bit) - 1)).count_ones(),
+        };
+        total + u64::from(part)
+    };
+    let Some(&first) = offsets.first() else {
+        return;
+    };
+    let mut prev = below(first);
+    for (o, &end) in out.iter_mut().zip(&offsets[1..]) {
+        let next = below(end);
+        *o += (next - prev) as u32;
+        prev = next;
     }
 }
 
@@ -282,6 +338,39 @@ impl RowMask {
 mod tests {
     use super::*;
     use crate::math::bits::set_bits;
+
+    #[test]
+    fn count_ranges_equals_counting_each_range() {
+        // Masks of 1000 rows and partitions of 0 to 150 rows, from a fixed
+        // pseudo-random sequence; both the dispatched and the portable pass.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..100 {
+            let mut m = RowMask::none(1000);
+            let rows: Vec<u32> = (0..1000u32).filter(|_| next() % 7 < 2).collect();
+            m.fill(|w| set_bits(w, &rows));
+            let mut offsets = vec![0u64];
+            while *offsets.last().unwrap() < 1000 {
+                let step = next() % 151;
+                offsets.push((offsets.last().unwrap() + step).min(1000));
+            }
+            let parts = offsets.len() - 1;
+            let want: Vec<u32> = (0..parts)
+                .map(|p| 1 + m.count_range(offsets[p] as usize, offsets[p + 1] as usize) as u32)
+                .collect();
+            let mut got = vec![1u32; parts];
+            m.count_ranges(&offsets, &mut got);
+            assert_eq!(got, want);
+            let mut portable = vec![1u32; parts];
+            count_ranges_impl(&m.words, m.len, &offsets, &mut portable);
+            assert_eq!(portable, want);
+        }
+    }
 
     #[test]
     fn blocks_all_allowed_equals_asking_block_by_block() {

@@ -95,6 +95,15 @@ impl<'a> Stack<'a> {
         self.views.iter().map(|v| v.allowed_in(p)).sum()
     }
 
+    /// [`Stack::allowed_in`] of every partition, one pass per view.
+    pub fn allowed_per_partition(&self) -> Vec<u32> {
+        let mut out = vec![0u32; self.first().partitions()];
+        for v in &self.views {
+            v.add_allowed_per_partition(&mut out);
+        }
+        out
+    }
+
     /// Rows of partition `p` in every view (allowed or not).
     pub fn rows_in_partition(&self, p: usize) -> usize {
         self.views

@@ -214,6 +214,19 @@ impl<'a> View<'a> {
         self.mask.map_or(b - a, |m| m.count_range(a, b))
     }
 
+    /// Adds the rows of each partition `p` that may be returned to
+    /// `out[p]`: one pass over the mask.
+    pub fn add_allowed_per_partition(&self, out: &mut [u32]) {
+        match self.mask {
+            Some(m) => m.count_ranges(self.offsets, out),
+            None => {
+                for (o, w) in out.iter_mut().zip(self.offsets.windows(2)) {
+                    *o += (w[1] - w[0]) as u32;
+                }
+            }
+        }
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.scale.len()

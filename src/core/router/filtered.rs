@@ -210,6 +210,8 @@ impl Router<'_> {
     /// match ([`nearest_match_d2`]), until `order` holds `need` matches;
     /// the appended ones unscored and unsorted.
     fn take_expected(&self, ranked: &[Scored], need: usize, order: &mut Vec<Scored>) {
+        // Every partition's matches are asked for below.
+        self.count_all_matches();
         let spread = self.spread();
         let dim = self.view.dim;
         let start = order.len();
@@ -253,6 +255,7 @@ impl Router<'_> {
     /// as for a routed query.
     pub fn route_matching(&self, q: &PreparedQuery, order: &mut Vec<Scored>) -> f32 {
         order.clear();
+        self.count_all_matches();
         let mut nearest = f32::INFINITY;
         self.centroids.rank(self.view.kernels, q, |p, score| {
             nearest = nearest.min(-score);

@@ -267,11 +267,7 @@ impl<'a> Router<'a> {
     /// Rows of partition `p` a query may return, in every file (counted
     /// once per query).
     pub fn matches_in(&self, p: usize) -> usize {
-        let counts = self.matches.get_or_init(|| {
-            (0..self.view.partitions())
-                .map(|_| AtomicU32::new(u32::MAX))
-                .collect()
-        });
+        let counts = self.match_counts();
         let known = counts[p].load(Ordering::Relaxed);
         if known != u32::MAX {
             return known as usize;
@@ -279,6 +275,24 @@ impl<'a> Router<'a> {
         let n = self.stack.allowed_in(p);
         counts[p].store(n as u32, Ordering::Relaxed);
         n
+    }
+
+    /// Counts the matches of every partition at once (one pass over the
+    /// mask), for routes that ask about all of them.
+    pub fn count_all_matches(&self) {
+        let all = self.stack.allowed_per_partition();
+        for (c, n) in self.match_counts().iter().zip(all) {
+            c.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The per-query cache of [`Router::matches_in`].
+    fn match_counts(&self) -> &[AtomicU32] {
+        self.matches.get_or_init(|| {
+            (0..self.view.partitions())
+                .map(|_| AtomicU32::new(u32::MAX))
+                .collect()
+        })
     }
 
     /// Exact routing score of partition `p`: `-||q - c_p||^2`, whatever
