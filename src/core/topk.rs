@@ -108,7 +108,9 @@ impl TopK {
         self.reset_buffered(cap, SURVIVOR_BUFFER);
     }
 
-    fn reset_buffered(&mut self, cap: usize, buffer: usize) {
+    /// [`TopK::reset`] with a buffer of `buffer` times `cap` (at least 2).
+    pub fn reset_buffered(&mut self, cap: usize, buffer: usize) {
+        let buffer = buffer.max(2);
         self.cap = cap;
         self.buffer = buffer;
         self.buf.clear();
