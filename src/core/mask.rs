@@ -2,7 +2,7 @@
 //! collections mask deleted rows with it, filters non-matching ones. Tier1 ANDs it into the kernel's per-block survivor mask, so a
 //! masked row never takes a candidate slot; routing counts allowed rows
 //! when it tops a query up to `k`; brute force skips masked rows.
-use crate::math::bits::{count_ones, BLOCK};
+use crate::math::bits::{count_ones, count_ranges, BLOCK};
 
 /// Code blocks holding an allowed row and the runs they form
 /// ([`RowMask::allowed_blocks`]).
@@ -273,19 +273,10 @@ impl RowMask {
     }
 
     /// Adds to `out[p]` the allowed rows in `offsets[p]..offsets[p + 1]`
-    /// (`offsets` non-decreasing), for every partition in one pass over the
-    /// words with the CPU's `popcnt` (chosen at run time: the shipped build
-    /// targets baseline x86-64, where `count_ones` is a dozen shifts and
-    /// masks). Routes that ask about every partition (a scattered filtered
-    /// query, a full scan) counted them one range at a time: 6.7% of a 1%
-    /// filter's query on the clustered 1M set (2,000 partitions).
+    /// (`offsets` non-decreasing), for every partition in one pass
+    /// ([`count_ranges`]).
     pub fn count_ranges(&self, offsets: &[u64], out: &mut [u32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("popcnt") {
-            // SAFETY: `popcnt` was detected on this CPU.
-            return unsafe { count_ranges_popcnt(&self.words, self.len, offsets, out) };
-        }
-        count_ranges_impl(&self.words, self.len, offsets, out);
+        count_ranges(&self.words, self.len, offsets, out);
     }
 
     /// The disallowed rows, ascending.
@@ -294,50 +285,10 @@ impl RowMask {
     }
 }
 
-/// [`RowMask::count_ranges`] with `popcnt`.
-///
-/// # Safety
-/// The CPU must support `popcnt`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "popcnt")]
-unsafe fn count_ranges_popcnt(words: &[u64], len: usize, offsets: &[u64], out: &mut [u32]) {
-    count_ranges_impl(words, len, offsets, out);
-}
-
-/// [`RowMask::count_ranges`]: the allowed rows below each offset, as a
-/// running count over whole words plus the part of the offset's own word,
-/// differenced between consecutive offsets.
-#[inline(always)]
-fn count_ranges_impl(words: &[u64], len: usize, offsets: &[u64], out: &mut [u32]) {
-    let (mut counted, mut total) = (0usize, 0u64);
-    let mut below = |i: u64| {
-        let i = (i as usize).min(len);
-        let (w, bit) = (i / 64, i % 64);
-        while counted < w {
-            total += u64::from(words[counted].count_ones());
-            counted += 1;
-        }
-        let part = match bit {
-            0 => 0,
-            _ => (words[w] & ((1u64 << bit) - 1)).count_ones(),
-        };
-        total + u64::from(part)
-    };
-    let Some(&first) = offsets.first() else {
-        return;
-    };
-    let mut prev = below(first);
-    for (o, &end) in out.iter_mut().zip(&offsets[1..]) {
-        let next = below(end);
-        *o += (next - prev) as u32;
-        prev = next;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::math::bits::set_bits;
+    use crate::math::bits::{count_ranges_portable, set_bits};
 
     #[test]
     fn count_ranges_equals_counting_each_range() {
@@ -367,7 +318,7 @@ mod tests {
             m.count_ranges(&offsets, &mut got);
             assert_eq!(got, want);
             let mut portable = vec![1u32; parts];
-            count_ranges_impl(&m.words, m.len, &offsets, &mut portable);
+            count_ranges_portable(&m.words, m.len, &offsets, &mut portable);
             assert_eq!(portable, want);
         }
     }

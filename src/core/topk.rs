@@ -1,9 +1,10 @@
 //! Bounded top-k selection without sorting everything.
 //!
 //! Entries that beat the current threshold are appended to a buffer; when
-//! it holds twice (or, for Tier1's survivors, [`SURVIVOR_BUFFER`] times)
-//! the kept entries, a linear-time selection keeps the best `cap` and
-//! raises the threshold to the worst of them. A row that cannot enter
+//! it holds a multiple of the kept entries (twice by default,
+//! [`SURVIVOR_BUFFER`] times for Tier1's survivors, as the caller sets it
+//! with [`TopK::reset_buffered`]), a linear-time selection keeps the best
+//! `cap` and raises the threshold to the worst of them. A row that cannot enter
 //! costs one comparison, one that can costs amortised O(1), where a binary
 //! heap paid O(log cap) for every entry (measured: the heap was a fifth of
 //! the query time with 200 survivors).

@@ -123,6 +123,53 @@ pub fn count_ones(words: &[u64]) -> usize {
     count_ones_portable(words)
 }
 
+/// Adds to `out[p]` the set bits of `words` (bits `0..len`) in
+/// `offsets[p]..offsets[p + 1]` (`offsets` non-decreasing), for every range
+/// in one pass, with the CPU's `popcnt` picked at run time as in
+/// [`count_ones`]. A mask's matches per partition, for routes that ask
+/// about every partition: counted a range at a time in baseline x86-64's
+/// shift-and-mask popcount, 6.7% of a 1% filter's query on the clustered
+/// 1M set (2,000 partitions).
+pub fn count_ranges(words: &[u64], len: usize, offsets: &[u64], out: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: `popcnt` was detected on this CPU.
+        return unsafe { x86::count_ranges_popcnt(words, len, offsets, out) };
+    }
+    count_ranges_portable(words, len, offsets, out);
+}
+
+/// [`count_ranges`] without target features (inlined into the `popcnt`
+/// build): the set bits below each offset, as a running count over whole
+/// words plus the part of the offset's own word, differenced between
+/// consecutive offsets.
+#[inline(always)]
+pub fn count_ranges_portable(words: &[u64], len: usize, offsets: &[u64], out: &mut [u32]) {
+    let (mut counted, mut total) = (0usize, 0u64);
+    let mut below = |i: u64| {
+        let i = (i as usize).min(len);
+        let (w, bit) = (i / 64, i % 64);
+        while counted < w {
+            total += u64::from(words[counted].count_ones());
+            counted += 1;
+        }
+        let part = match bit {
+            0 => 0,
+            _ => (words[w] & ((1u64 << bit) - 1)).count_ones(),
+        };
+        total + u64::from(part)
+    };
+    let Some(&first) = offsets.first() else {
+        return;
+    };
+    let mut prev = below(first);
+    for (o, &end) in out.iter_mut().zip(&offsets[1..]) {
+        let next = below(end);
+        *o += (next - prev) as u32;
+        prev = next;
+    }
+}
+
 /// [`count_ones`] without target features (inlined into the feature
 /// builds, which compile the same loop with their instructions).
 #[inline(always)]
@@ -166,6 +213,20 @@ pub mod x86 {
     #[target_feature(enable = "popcnt")]
     pub(super) unsafe fn count_ones_popcnt(words: &[u64]) -> usize {
         super::count_ones_portable(words)
+    }
+
+    /// [`super::count_ranges`] with `popcnt`.
+    ///
+    /// # Safety
+    /// The CPU must support `popcnt`.
+    #[target_feature(enable = "popcnt")]
+    pub(super) unsafe fn count_ranges_popcnt(
+        words: &[u64],
+        len: usize,
+        offsets: &[u64],
+        out: &mut [u32],
+    ) {
+        super::count_ranges_portable(words, len, offsets, out);
     }
 
     /// [`super::count_ones`] with AVX-512 VPOPCNTDQ (the compiler
