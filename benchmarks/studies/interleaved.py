@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks.harness.adapters import make
 from benchmarks.harness.common import machine_info
-from svve_core.datasets import load_dataset
+from svve_core.datasets import load_dataset, recall
 
 PEER_BUILD = {
     "rabitq-qg": {"degree": 32, "efc": 200, "init": "random"},
@@ -65,7 +65,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     ds = load_dataset(a.dataset)
     base = ds.base / np.linalg.norm(ds.base, axis=1, keepdims=True)
     queries = ds.queries / np.linalg.norm(ds.queries, axis=1, keepdims=True)
-    truth = ds.gt[:, : a.k]
     root = os.path.join(a.index_dir, os.path.basename(os.path.normpath(a.dataset)))
     build = json.loads(a.peer_build) if a.peer_build else PEER_BUILD.get(a.peer, {})
     svve, peer = built("svve", {}, base, root), built(a.peer, build, base, root)
@@ -75,7 +74,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for s in a.peer_settings:
         runs[f"{a.peer} {s}"] = (peer, json.loads(s))
     qps: Dict[str, List[float]] = {name: [] for name in runs}
-    recall: Dict[str, float] = {}
+    recalls: Dict[str, float] = {}
     for _ in range(a.rounds):
         for name, (adapter, params) in runs.items():
             adapter.set_query(**params)
@@ -83,15 +82,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             t = time.perf_counter()
             ids = [search(q, a.k) for q in queries]
             qps[name].append(len(queries) / (time.perf_counter() - t))
-            recall[name] = float(
-                np.mean([len(set(i.tolist()) & set(g.tolist())) / a.k for i, g in zip(ids, truth)])
-            )
+            found = np.full((len(queries), a.k), -1, np.int64)
+            for i, f in enumerate(ids):
+                found[i, : len(f)] = f[: a.k]
+            recalls[name] = recall(found, ds.gt, a.k)
     print(f"{len(queries)} queries x {a.rounds} interleaved rounds, one thread, k={a.k}")
     for name in runs:
         rounds = " ".join(f"{x:.0f}" for x in qps[name])
         print(
             f"{name:40s} median {np.median(qps[name]):8.0f} QPS  "
-            f"recall@{a.k} {recall[name]:.4f}  rounds [{rounds}]"
+            f"recall@{a.k} {recalls[name]:.4f}  rounds [{rounds}]"
         )
     return 0
 
