@@ -403,29 +403,65 @@ fn nearest_other(
     (p, (norms[own] - score).max(0.0))
 }
 
-/// Per-cell sums (f64) and counts.
+/// Per-cell sums (f64) and counts. The rows are grouped by cell (a
+/// counting sort of their indices) and each cell summed by one task, in
+/// row order: no per-task accumulator of every cell. A parallel fold with
+/// one `k x dim` accumulator per split allocated, zeroed and added up
+/// about as many as rayon made splits: on the 9k x 1536 ada stand-in
+/// (190 cells of 1,536 f64) that was 41% of training, more than the
+/// matrix products. Each cell's sum no longer depends on the splits.
 fn accumulate(sample: &[f32], dim: usize, k: usize, assign: &[usize]) -> (Vec<f64>, Vec<usize>) {
+    let mut counts = vec![0usize; k];
+    for &p in assign {
+        counts[p] += 1;
+    }
+    let mut start = Vec::with_capacity(k + 1);
+    start.push(0usize);
+    for &c in &counts {
+        start.push(start[start.len() - 1] + c);
+    }
+    let mut next = start[..k].to_vec();
+    let mut rows = vec![0usize; assign.len()];
+    for (i, &p) in assign.iter().enumerate() {
+        rows[next[p]] = i;
+        next[p] += 1;
+    }
+    let mut sums = vec![0.0f64; k * dim];
     pool::install(|| {
-        sample
-            .par_chunks_exact(dim)
-            .zip(assign.par_iter())
-            .fold(
-                || (vec![0.0f64; k * dim], vec![0usize; k]),
-                |(mut sums, mut counts), (x, &p)| {
-                    counts[p] += 1;
-                    for (s, &v) in sums[p * dim..(p + 1) * dim].iter_mut().zip(x) {
+        sums.par_chunks_mut(dim.max(1))
+            .enumerate()
+            .for_each(|(p, sum)| {
+                for &i in &rows[start[p]..start[p + 1]] {
+                    for (s, &v) in sum.iter_mut().zip(&sample[i * dim..(i + 1) * dim]) {
                         *s += f64::from(v);
                     }
-                    (sums, counts)
-                },
-            )
-            .reduce(
-                || (vec![0.0f64; k * dim], vec![0usize; k]),
-                |(mut a, mut ac), (b, bc)| {
-                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    ac.iter_mut().zip(bc).for_each(|(x, y)| *x += y);
-                    (a, ac)
-                },
-            )
-    })
+                }
+            });
+    });
+    (sums, counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accumulate_sums_each_cell_in_row_order() {
+        // 50 rows of 3 over 4 cells, cell 2 empty: the same sums, bit for
+        // bit, as adding each row to its cell one after another.
+        let (dim, k, m) = (3, 4, 50);
+        let sample: Vec<f32> = (0..m * dim).map(|v| v as f32 * 0.37 - 5.0).collect();
+        let assign: Vec<usize> = (0..m).map(|i| [0, 1, 3][(i * 7) % 3]).collect();
+        let (sums, counts) = accumulate(&sample, dim, k, &assign);
+        let (mut want, mut want_counts) = (vec![0.0f64; k * dim], vec![0usize; k]);
+        for (i, &p) in assign.iter().enumerate() {
+            want_counts[p] += 1;
+            for j in 0..dim {
+                want[p * dim + j] += f64::from(sample[i * dim + j]);
+            }
+        }
+        assert_eq!(counts, want_counts);
+        assert_eq!(counts[2], 0);
+        assert_eq!(sums, want);
+    }
 }
