@@ -14,10 +14,11 @@ use super::plan::QueryPlan;
 use super::stack::Stack;
 use super::topk::{Scored, TopK};
 use super::view::{Spill, View};
-use crate::math::prefetch::prefetch;
+use crate::math::prefetch::{prefetch, prefetch_l2};
 
 /// Survivors ahead of the one being scored whose Tier2 rows are
-/// prefetched: enough to cover a DRAM round trip (~100 ns) per row.
+/// prefetched (into L2: [`prefetch_l2`]): enough to cover a DRAM round
+/// trip (~100 ns) per row.
 const PREFETCH_AHEAD: usize = 4;
 
 /// Survivors ahead whose error factor (one random 4-byte read each, needed
@@ -182,7 +183,7 @@ impl Rescore<'_> {
                 ring[i % PREFETCH_AHEAD] = r;
                 if !hopeless(r, best) {
                     let (v, row) = stack.at(ahead.row);
-                    prefetch(v.vector(row));
+                    prefetch_l2(v.vector(row));
                 }
             }
             if let Some(ahead) = ranked.get(i + FACTOR_AHEAD).filter(|_| bounded) {
