@@ -8,10 +8,12 @@
 //! (blueprint 3.2).
 use super::super::query::PreparedQuery;
 use super::super::topk::{Scored, TopK};
+use crate::index::build::row_factors;
 use crate::math::bits::{to_blocked, CodeBlocks, BLOCK};
 use crate::math::estimate::{EstimateParams, RowFactors};
 use crate::math::quantize::{sign_code, words_for};
 use crate::math::Kernels;
+use crate::metric::Metric;
 
 /// Fewest partitions for which the pre-pass is built: below this the int8
 /// copy (`L dim` bytes) stays in L2 between queries.
@@ -55,18 +57,18 @@ impl SignPrepass {
         let mut codes = vec![0u64; rows * words];
         let mut scale = Vec::with_capacity(rows);
         let mut r = vec![0f32; dim];
+        let zero = vec![0f32; dim];
         for (c, code) in centroids
             .chunks_exact(dim)
             .zip(codes.chunks_exact_mut(words))
         {
-            let (mut l1, mut l2) = (0f64, 0f64);
             for ((d, &x), &m) in r.iter_mut().zip(c).zip(&mu) {
                 *d = x - m;
-                l1 += f64::from(d.abs());
-                l2 += f64::from(*d) * f64::from(*d);
             }
             sign_code(&r, code);
-            scale.push(if l1 > 0.0 { (l2 / l1) as f32 } else { 0.0 });
+            // The rows' own factor, `||r||^2 / ||r||_1` (the anchor and the
+            // metric only move the bias, which is set here instead).
+            scale.push(row_factors(&r, &zero, Metric::L2).0);
         }
         SignPrepass {
             words,
@@ -131,7 +133,6 @@ impl SignPrepass {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::Metric;
 
     /// `n x dim` values in [-1, 1) from a fixed generator.
     fn values(n: usize, dim: usize, seed: u64) -> Vec<f32> {
