@@ -226,3 +226,75 @@ fn rebuild_replaces_atomically_and_old_mapping_survives() {
     let leftovers: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary files left behind");
 }
+
+/// The share of `path`'s pages in the page cache (`mincore` over a
+/// mapping of it), or `None` on tmpfs, where the cache is the storage.
+#[cfg(target_os = "linux")]
+fn cached_share(path: &Path) -> Option<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `statfs` is plain old data, all-zero a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path; `st` is written by the call.
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0);
+    // The field's and the constant's types differ between targets.
+    #[allow(clippy::unnecessary_cast)]
+    if st.f_type as i64 == libc::TMPFS_MAGIC as i64 {
+        return None;
+    }
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: a read-only mapping of a file no one modifies during the test.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let page = 4096;
+    let mut vec = vec![0u8; map.len().div_ceil(page)];
+    // SAFETY: the range is the mapping; `vec` has a byte per 4 KiB page
+    // (pages are 4 KiB or larger, so it is long enough).
+    let rc = unsafe { libc::mincore(map.as_ptr() as *mut _, map.len(), vec.as_mut_ptr()) };
+    assert_eq!(rc, 0);
+    let pages = map.len().div_ceil(page) as f64;
+    Some(vec.iter().filter(|&&b| b & 1 == 1).count() as f64 / pages)
+}
+
+/// A committed file from `DROP_CACHED_FROM` bytes on leaves the page cache
+/// (so that the next verified open reads it back in 2 MiB folios); a
+/// smaller one stays cached; both open verified and answer exactly.
+#[cfg(target_os = "linux")]
+#[test]
+fn large_committed_files_leave_the_page_cache() {
+    use _svve_core::core::{Engine, SearchParams};
+    use _svve_core::index::writer::DROP_CACHED_FROM;
+    let dir = TempDir::new("dropcache");
+    let dim = 256;
+    for (name, n) in [
+        ("small.svve", 300),
+        ("large.svve", DROP_CACHED_FROM as usize / (4 * dim) + 500),
+    ] {
+        let path = dir.file(name);
+        let data = clustered(n, dim, 3);
+        let config = BuildConfig::default();
+        build_index(&path, &data, dim, None, Metric::L2, &config, &mut ()).expect("build");
+        let large = std::fs::metadata(&path).unwrap().len() >= DROP_CACHED_FROM;
+        assert_eq!(large, name == "large.svve");
+        let Some(before) = cached_share(&path) else {
+            return; // tmpfs: nothing to drop
+        };
+        if large {
+            assert!(before < 0.2, "{name}: {before} of the pages still cached");
+        } else {
+            assert!(before > 0.8, "{name}: only {before} of the pages cached");
+        }
+        let engine = Engine::from_file(open(&path, true).expect("open"));
+        assert!(
+            cached_share(&path).unwrap() > 0.9,
+            "{name}: verified open reads all"
+        );
+        let q = &data[7 * dim..8 * dim];
+        let p = SearchParams {
+            k: 1,
+            exact: true,
+            ..SearchParams::default()
+        };
+        let (ids, _) = engine.search(q, &p).expect("search");
+        assert_eq!(ids, vec![7], "{name}");
+    }
+}
